@@ -1,0 +1,122 @@
+"""Training throughput of the trial loop vs a minimal hand-written PyTorch loop, and fused vs
+unfused latency.
+
+    uv run python benchmarks/throughput.py [--data PATH.npz] [--model vgg] [--rounds 3]
+
+Both loops train the same model on the same images with the same batch size, optimizer and
+schedule; rounds are interleaved (trial loop, plain loop, trial loop, ...) and medians reported,
+so background load hits both alike. The figure is the ratio trial/plain (1.0 = no overhead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import models  # noqa: E402
+from hpo.data import load_raw, prepare  # noqa: E402
+from hpo.fusion import fold_batchnorm  # noqa: E402
+from hpo.latency import Protocol, make_runner, measure_runners  # noqa: E402
+from hpo.space import TrialConfig  # noqa: E402
+from hpo.spec import DataSection  # noqa: E402
+from hpo.train import train  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-sample.npz"
+
+
+def plain_loop(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int, epochs: int, lr: float
+) -> float:
+    """The textbook loop: pre-normalized tensors, SGD + OneCycle, no augmentation. Images/s."""
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
+    steps = len(labels) // batch
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=steps * epochs
+    )
+    criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
+    model.train()
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(labels))
+        for step in range(steps):
+            index = order[step * batch : (step + 1) * batch]
+            loss = criterion(model(images[index]), labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+    return steps * batch * epochs / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--model", default="vgg", choices=models.list_models())
+    parser.add_argument("--train-size", type=int, default=2048)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if not args.data.is_file():
+        sys.exit(f"benchmark: dataset not found: {args.data} (pass --data PATH.npz)")
+    torch.set_flush_denormal(True)
+    section = DataSection(dataset=str(args.data), train_size=args.train_size, val_size=500)
+    data = prepare(load_raw(section), section, torch.device("cpu"))
+    config = TrialConfig.from_params(
+        {
+            "model": args.model,
+            "norm": "batch",
+            "lr": 0.05,
+            "optimizer": "nesterov",
+            "scheduler": "onecycle",
+        }
+    )
+    plain_images = data.normalize(data.train.images)
+    trial_rates, plain_rates = [], []
+    for round_ in range(args.rounds):
+        torch.manual_seed(round_)
+        model = models.build_model(args.model, norm="batch")
+        trial_rates.append(
+            train(
+                model, data, config, epochs=args.epochs, seed=round_, augment_batches=False
+            ).images_per_second
+        )
+        torch.manual_seed(round_)
+        model = models.build_model(args.model, norm="batch")
+        plain_rates.append(
+            plain_loop(model, plain_images, data.train.labels, 128, args.epochs, 0.05)
+        )
+    trial, plain = statistics.median(trial_rates), statistics.median(plain_rates)
+    print(
+        f"model {args.model}, {len(data.train)} images x {args.epochs} epoch(s), batch 128, "
+        f"{torch.get_num_threads()} threads, {args.rounds} interleaved rounds"
+    )
+    print(f"trial loop (no augmentation) median {trial:8.0f} images/s")
+    print(f"plain PyTorch loop           median {plain:8.0f} images/s")
+    print(f"ratio trial/plain            {trial / plain:8.3f}")
+    torch.manual_seed(0)
+    model = models.build_model(args.model, norm="batch")
+    train(model, data, config, epochs=1, seed=0)
+    model.eval()
+    folded, report = fold_batchnorm(model)
+    unfused, fused = measure_runners(
+        [make_runner(model, "eager"), make_runner(folded, "eager")],
+        Protocol(threads=1, warmup=50, loops=100, max_rounds=20, target_iqr=0.02, max_seconds=20),
+    )
+    print(f"latency, batch 1, 1 thread, eager ({report.n_folded} BatchNorms folded):")
+    print(f"  unfused median {unfused.median_ms:.3f} ms (IQR {unfused.iqr_ms:.3f})")
+    print(f"  folded  median {fused.median_ms:.3f} ms (IQR {fused.iqr_ms:.3f})")
+    print(f"  speedup unfused/folded {unfused.median_ms / fused.median_ms:.3f}x")
+
+
+if __name__ == "__main__":
+    main()

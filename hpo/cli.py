@@ -1,0 +1,204 @@
+"""`hpo` command line: thin wrappers that parse, call the service modules, and print."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from hpo.errors import HpoError
+from hpo.output import Format, print_studies, print_trials
+from hpo.storage import DEFAULT_STORAGE
+
+app = typer.Typer(
+    help="Hyperparameter optimization for CIFAR CNNs: validation accuracy vs fused-inference "
+    "latency, in an Optuna study stored in SQL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(soft_wrap=True)
+
+StorageOption = Annotated[
+    str,
+    typer.Option(
+        "--storage",
+        envvar="HPO_STORAGE",
+        show_envvar=True,
+        help="Database URL, e.g. sqlite:///hpo.db or postgresql://user:pass@host:5432/db.",
+    ),
+]
+StudyNameOption = Annotated[str, typer.Option("--study-name", help="Name of the study.")]
+FormatOption = Annotated[
+    Format, typer.Option("--format", help="table for people; json or csv for programs.")
+]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr, then exit (2 = bad input)."""
+    sys.stderr.write(f"hpo: error: {message}\n")
+    raise typer.Exit(code)
+
+
+def _spec_overrides(
+    overrides: list[str], study_name: str | None, n_trials: int | None, data: Path | None
+) -> list[str]:
+    """CLI flags as `--set` overrides, so the spec stored in the study shows them."""
+    extra = list(overrides)
+    if study_name is not None:
+        extra.append(f"study.name={_toml_string(study_name)}")
+    if n_trials is not None:
+        extra.append(f"study.n_trials={n_trials}")
+    if data is not None:
+        extra.append(f"data.dataset={_toml_string(str(data))}")
+    return extra
+
+
+def _toml_string(text: str) -> str:
+    import json
+
+    return json.dumps(text)  # a JSON string literal is a valid TOML basic string
+
+
+@app.command()
+def run(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Study spec (TOML).")],
+    storage: StorageOption = DEFAULT_STORAGE,
+    study_name: Annotated[
+        str | None, typer.Option("--study-name", help="Override [study] name.")
+    ] = None,
+    n_trials: Annotated[
+        int | None, typer.Option("--n-trials", min=1, help="Override [study] n_trials (total).")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Dataset .npz (keras layout); overrides [data] dataset."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a spec value: section.key=value (repeatable)."),
+    ] = None,
+) -> None:
+    """Create the study (or resume it) and run trials until it has n_trials in total."""
+    from hpo.runner import run_study
+
+    spec_overrides = _spec_overrides(overrides or [], study_name, n_trials, data)
+    try:
+        summary = run_study(spec_path, spec_overrides, storage, console)
+    except HpoError as exc:
+        fail(str(exc))
+    if summary.front:
+        print_trials(console, summary.front, Format.table, "Pareto front")
+
+
+@app.command()
+def best(
+    storage: StorageOption = DEFAULT_STORAGE,
+    study_name: StudyNameOption = ...,  # type: ignore[assignment]
+    fmt: FormatOption = Format.table,
+    max_latency_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--max-latency-ms",
+            help="Latency budget: list the most accurate trials within it instead of the front.",
+        ),
+    ] = None,
+    top: Annotated[int | None, typer.Option("--top", min=1, help="Show at most K trials.")] = None,
+    rank_by: Annotated[
+        str,
+        typer.Option(
+            "--rank-by",
+            help="latency_ms, or latency_ratio (model/reference: comparable across machines).",
+        ),
+    ] = "latency_ms",
+) -> None:
+    """Print the Pareto front (accuracy vs latency), or the best trials under a latency budget."""
+    from hpo import results
+    from hpo.storage import open_storage
+    from hpo.study import load_study
+
+    if rank_by not in results.RANK_KEYS:
+        fail(f"--rank-by: unknown value {rank_by!r}; allowed: {', '.join(results.RANK_KEYS)}")
+    try:
+        study = load_study(open_storage(storage, create=False), study_name)
+    except HpoError as exc:
+        fail(str(exc))
+    finished = results.completed(study)
+    if max_latency_ms is None:
+        chosen, title = results.pareto_front(finished, rank_by), f"Pareto front of {study_name}"
+    else:
+        chosen = results.within_budget(finished, max_latency_ms, rank_by)
+        title = f"{study_name}: most accurate with {rank_by} <= {max_latency_ms:g}"
+    print_trials(console, chosen[:top] if top else chosen, fmt, title)
+
+
+@app.command()
+def studies(storage: StorageOption = DEFAULT_STORAGE, fmt: FormatOption = Format.table) -> None:
+    """List the studies in a database with their trial counts."""
+    from hpo.results import study_overviews
+    from hpo.storage import open_storage
+
+    try:
+        overviews = study_overviews(open_storage(storage, create=False))
+    except HpoError as exc:
+        fail(str(exc))
+    print_studies(console, overviews, fmt)
+
+
+@app.command("models")
+def list_models_command(fmt: FormatOption = Format.table) -> None:
+    """List the model families with their parameter counts at the default width."""
+    import json
+
+    from rich.table import Table
+
+    import models
+
+    rows = []
+    for name in models.list_models():
+        net = models.build_model(name, norm="batch")
+        rows.append(
+            {
+                "name": name,
+                "params": models.count_parameters(net),
+                "description": models.model_info(name).description,
+            }
+        )
+    if fmt == Format.json:
+        console.file.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title="models (width 1, BatchNorm, 10 classes)")
+    for column in ("model", "params", "description"):
+        table.add_column(column, justify="right" if column == "params" else "left")
+    for row in rows:
+        table.add_row(row["name"], f"{row['params']:,}", row["description"])
+    console.print(table)
+
+
+@app.command("spec-reference")
+def spec_reference_command() -> None:
+    """Print the spec reference (every key, default and allowed value) as Markdown."""
+    from hpo.reference import spec_reference
+
+    console.file.write(spec_reference())
+
+
+def main() -> None:
+    """Console-script entry point."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Heartbeats and metric names are marked experimental; the warnings only clutter the output.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    try:
+        app()
+    except KeyboardInterrupt as exc:
+        from hpo.worker import Terminated
+
+        sys.stderr.write("hpo: interrupted; the running trial was marked FAIL (interrupted)\n")
+        sys.exit(143 if isinstance(exc, Terminated) else 130)

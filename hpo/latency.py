@@ -1,0 +1,258 @@
+"""Single-image inference latency: a measurement protocol and the runtimes it can time.
+
+Protocol: fixed intra-op thread count, denormals flushed, `torch.inference_mode()`, garbage
+collection off while timing, warmup runs, then rounds of timed runs until the interquartile range
+is below `target_iqr` of the median, `max_rounds` is reached or `max_seconds` have passed. Two
+models are compared by interleaving their rounds (A B A B ...), so load on a noisy machine hits
+both alike.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import platform
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from functools import cache
+
+import numpy as np
+import torch
+from torch import nn
+
+INPUT_SHAPE = (1, 3, 32, 32)
+
+Runner = Callable[[], object]
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Summary of the timed runs, in milliseconds."""
+
+    median_ms: float
+    mean_ms: float
+    std_ms: float
+    p90_ms: float
+    iqr_ms: float
+    min_ms: float
+    loops: int
+    rounds: int
+
+    @property
+    def relative_iqr(self) -> float:
+        return self.iqr_ms / self.median_ms if self.median_ms > 0 else float("inf")
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How long and how carefully to measure."""
+
+    threads: int = 1
+    warmup: int = 20
+    loops: int = 50
+    max_rounds: int = 10
+    min_rounds: int = 2
+    target_iqr: float = 0.05
+    max_seconds: float = 5.0
+
+
+def summarize(samples_ms: list[float], rounds: int = 1) -> LatencyStats:
+    """Median, mean, std, p90 and IQR of the samples."""
+    if not samples_ms:
+        raise ValueError("no latency samples")
+    q1, median, q3, p90 = np.percentile(samples_ms, [25, 50, 75, 90])
+    return LatencyStats(
+        median_ms=float(median),
+        mean_ms=statistics.fmean(samples_ms),
+        std_ms=statistics.pstdev(samples_ms),
+        p90_ms=float(p90),
+        iqr_ms=float(q3 - q1),
+        min_ms=min(samples_ms),
+        loops=len(samples_ms),
+        rounds=rounds,
+    )
+
+
+@contextmanager
+def timing_conditions(threads: int) -> Iterator[None]:
+    """Fixed thread count, flushed denormals, GC off; everything restored afterwards."""
+    previous_threads = torch.get_num_threads()
+    gc_was_enabled = gc.isenabled()
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+        torch.set_num_threads(previous_threads)
+
+
+def _time_round(run: Runner, loops: int, synchronize: Callable[[], None]) -> list[float]:
+    samples = []
+    for _ in range(loops):
+        start = time.perf_counter_ns()
+        run()
+        synchronize()
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+    return samples
+
+
+def _no_sync() -> None:
+    return None
+
+
+def _synchronizer(device: torch.device) -> Callable[[], None]:
+    return torch.cuda.synchronize if device.type == "cuda" else _no_sync
+
+
+def measure_runners(
+    runners: list[Runner], protocol: Protocol, device: torch.device | None = None
+) -> list[LatencyStats]:
+    """Time several runners with interleaved rounds (A B A B ...); one LatencyStats each."""
+    synchronize = _synchronizer(device or torch.device("cpu"))
+    samples: list[list[float]] = [[] for _ in runners]
+    with timing_conditions(protocol.threads):
+        for run in runners:
+            for _ in range(protocol.warmup):
+                run()
+            synchronize()
+        deadline = time.perf_counter() + protocol.max_seconds
+        rounds = 0
+        while rounds < protocol.max_rounds:
+            for run, bucket in zip(runners, samples, strict=True):
+                bucket.extend(_time_round(run, protocol.loops, synchronize))
+            rounds += 1
+            if rounds < protocol.min_rounds:
+                continue
+            stable = all(summarize(b).relative_iqr <= protocol.target_iqr for b in samples)
+            if stable or time.perf_counter() > deadline:
+                break
+    return [summarize(bucket, rounds) for bucket in samples]
+
+
+def eager_runner(model: nn.Module, device: torch.device | None = None) -> Runner:
+    """Run the module itself under inference mode."""
+    device = device or torch.device("cpu")
+    model = model.eval().to(device)
+    x = torch.randn(INPUT_SHAPE, device=device)
+
+    def run() -> object:
+        with torch.inference_mode():
+            return model(x)
+
+    return run
+
+
+def torchscript_runner(model: nn.Module, device: torch.device | None = None) -> Runner:
+    """Trace and freeze the module (TorchScript), then run it."""
+    device = device or torch.device("cpu")
+    x = torch.randn(INPUT_SHAPE, device=device)
+    with torch.inference_mode(), warnings.catch_warnings():
+        # TorchScript is deprecated in favour of torch.compile but still the stock frozen graph.
+        warnings.simplefilter("ignore", FutureWarning)
+        frozen = torch.jit.freeze(torch.jit.trace(model.eval().to(device), x))
+
+    def run() -> object:
+        with torch.inference_mode():
+            return frozen(x)
+
+    return run
+
+
+def export_onnx(model: nn.Module) -> bytes:
+    """The model exported to ONNX (eval mode, one fixed 1x3x32x32 input)."""
+    buffer = io.BytesIO()
+    x = torch.randn(INPUT_SHAPE)
+    # The legacy exporter takes well under a second; the dynamo one took 12 s for a small CNN.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model.eval().cpu(),
+            (x,),
+            buffer,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+def onnxruntime_runner(model: nn.Module, threads: int = 1) -> Runner:
+    """Export to ONNX and run with ONNX Runtime's CPU provider at `threads` intra-op threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(export_onnx(model), options, providers=["CPUExecutionProvider"])
+    feed = {"image": np.random.default_rng(0).standard_normal(INPUT_SHAPE, dtype=np.float32)}
+
+    def run() -> object:
+        return session.run(None, feed)
+
+    return run
+
+
+def make_runner(
+    model: nn.Module, backend: str, *, threads: int = 1, device: torch.device | None = None
+) -> Runner:
+    """A zero-argument callable that runs one single-image inference on `backend`."""
+    if backend == "eager":
+        return eager_runner(model, device)
+    if backend == "torchscript":
+        return torchscript_runner(model, device)
+    if backend == "onnxruntime":
+        return onnxruntime_runner(model, threads)
+    raise ValueError(
+        f"unknown latency backend {backend!r}; allowed: eager, torchscript, onnxruntime"
+    )
+
+
+def backend_version(backend: str) -> str:
+    """`backend version` string recorded with every latency."""
+    if backend == "onnxruntime":
+        import onnxruntime
+
+        return f"onnxruntime {onnxruntime.__version__}"
+    return f"{backend} torch {torch.__version__}"
+
+
+def measure_latency(
+    model: nn.Module,
+    *,
+    threads: int = 1,
+    warmup: int = 20,
+    loops: int = 50,
+    backend: str = "eager",
+    device: torch.device | None = None,
+    **protocol: float,
+) -> LatencyStats:
+    """Single-image latency of `model` on `backend` under the measurement protocol."""
+    spec = Protocol(threads=threads, warmup=warmup, loops=loops, **protocol)  # type: ignore[arg-type]
+    with timing_conditions(threads):
+        runner = make_runner(model, backend, threads=threads, device=device)
+    return measure_runners([runner], spec, device)[0]
+
+
+@cache
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

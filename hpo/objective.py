@@ -1,0 +1,177 @@
+"""One trial, end to end: build -> train -> evaluate -> fold -> check -> time.
+
+`run_trial` knows nothing about Optuna; `Objective` adapts it to a trial (ask the search space,
+record user attributes, turn divergence into a FAIL with its reason).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import torch
+
+import models
+from hpo import fusion, latency, space
+from hpo.data import TensorDataset
+from hpo.spec import Spec
+from hpo.train import Diverged, TrainResult, evaluate, train
+
+# Images used to check the folded network against the unfused one.
+_EQUIVALENCE_IMAGES = 256
+
+EpochCallback = Callable[[int, int, float], None]
+
+
+class TrialDiverged(Exception):
+    """A trial's training diverged; the study goes on (the reason is in `fail_reason`)."""
+
+
+@dataclass
+class TrialOutcome:
+    """The two objectives and everything recorded next to them."""
+
+    accuracy: float
+    latency_ms: float
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def latency_protocol(spec: Spec) -> latency.Protocol:
+    """The measurement protocol configured by the spec's [latency] table."""
+    section = spec.latency
+    return latency.Protocol(
+        threads=section.threads,
+        warmup=section.warmup,
+        loops=section.loops,
+        max_rounds=section.max_rounds,
+        target_iqr=section.target_iqr,
+        max_seconds=section.max_seconds,
+    )
+
+
+def measure_fused_latency(
+    unfused: torch.nn.Module, folded: torch.nn.Module, spec: Spec, device: torch.device
+) -> dict[str, Any]:
+    """Objective latency on the spec's backend, plus the eager unfused/fused speedup.
+
+    The speedup compares eager runs of both nets with interleaved rounds; the objective is the
+    folded net's median on the configured backend.
+    """
+    protocol = latency_protocol(spec)
+    threads = spec.latency.threads
+    with latency.timing_conditions(threads):
+        eager_unfused = latency.make_runner(unfused, "eager", device=device)
+        eager_folded = latency.make_runner(folded, "eager", device=device)
+    unfused_stats, folded_eager_stats = latency.measure_runners(
+        [eager_unfused, eager_folded], protocol, device
+    )
+    backend = spec.latency.backend
+    if backend == "eager":
+        objective_stats = folded_eager_stats
+    else:
+        objective_stats = latency.measure_latency(
+            folded,
+            backend=backend,
+            device=device,
+            threads=threads,
+            warmup=protocol.warmup,
+            loops=protocol.loops,
+            max_rounds=protocol.max_rounds,
+            target_iqr=protocol.target_iqr,
+            max_seconds=protocol.max_seconds,
+        )
+    return {
+        "latency": objective_stats.as_dict(),
+        "latency_unfused_eager": unfused_stats.as_dict(),
+        "latency_fused_eager": folded_eager_stats.as_dict(),
+        "speedup": unfused_stats.median_ms / folded_eager_stats.median_ms,
+        "latency_backend": latency.backend_version(backend),
+        "latency_device": str(device),
+        "threads": threads,
+        "torch_version": torch.__version__,
+        "cpu_model": latency.cpu_model(),
+    }
+
+
+def run_trial(
+    config: space.TrialConfig,
+    spec: Spec,
+    data: TensorDataset,
+    device: torch.device,
+    on_epoch: EpochCallback | None = None,
+) -> TrialOutcome:
+    """Train, evaluate, fold, verify and time one configuration. Raises Diverged."""
+    torch.manual_seed(spec.train.seed)
+    model = models.build_model(
+        config.model, norm=config.norm, num_classes=data.num_classes, **config.model_kwargs()
+    ).to(device)
+    trained: TrainResult = train(
+        model,
+        data,
+        config,
+        epochs=spec.train.epochs,
+        seed=spec.train.seed,
+        augment_batches=spec.train.augment,
+        on_epoch=on_epoch,
+    )
+    batch = spec.train.eval_batch_size
+    val_accuracy = evaluate(model, data, data.val, batch)
+    test_accuracy = evaluate(model, data, data.test, batch)
+
+    model.eval()
+    folded, report = fusion.fold_batchnorm(model)
+    check_images = data.normalize(data.val.images[:_EQUIVALENCE_IMAGES])
+    max_diff = fusion.check_equivalence(model, folded, check_images)
+    timing = measure_fused_latency(model, folded, spec, device)
+    attrs = {
+        "val_accuracy": val_accuracy,
+        "test_accuracy": test_accuracy,
+        "n_params": models.count_parameters(model),
+        "train_seconds": trained.seconds,
+        "train_images_per_second": trained.images_per_second,
+        "final_train_loss": trained.final_loss,
+        "fold_report": report.as_dict(),
+        "n_folded": report.n_folded,
+        "n_kept": report.n_kept,
+        "fold_max_abs_diff": max_diff,
+        "dataset": data.source,
+        **timing,
+    }
+    return TrialOutcome(val_accuracy, timing["latency"]["median_ms"], attrs)
+
+
+class Objective:
+    """Optuna objective: (validation accuracy, fused latency in ms)."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        data: TensorDataset,
+        device: torch.device,
+        on_trial_start: Callable[[optuna.Trial, space.TrialConfig], None] | None = None,
+        on_epoch: EpochCallback | None = None,
+    ) -> None:
+        self.spec = spec
+        self.data = data
+        self.device = device
+        self.on_trial_start = on_trial_start
+        self.on_epoch = on_epoch
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
+        config = space.suggest(trial, self.spec)
+        if self.on_trial_start is not None:
+            self.on_trial_start(trial, config)
+        try:
+            outcome = run_trial(config, self.spec, self.data, self.device, self.on_epoch)
+        except Diverged as exc:
+            trial.set_user_attr("fail_reason", f"diverged: {exc}")
+            raise TrialDiverged(str(exc)) from None
+        except KeyboardInterrupt:
+            # Optuna marks the trial FAIL and re-raises; say why for whoever reads the study.
+            trial.set_user_attr("fail_reason", "interrupted")
+            raise
+        for key, value in outcome.attrs.items():
+            trial.set_user_attr(key, value)
+        return outcome.accuracy, outcome.latency_ms

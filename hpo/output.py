@@ -1,0 +1,132 @@
+"""Render results for people (rich tables) and for programs (JSON, CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from hpo.results import StudyOverview, TrialResult
+
+# Params shown as table columns, in this order; any others follow alphabetically.
+_LEADING_PARAMS = ("model", "norm", "optimizer", "lr", "scheduler")
+
+
+class Format(StrEnum):
+    """Output formats of the data-printing commands."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def _param_columns(results: Sequence[TrialResult], varying_only: bool = False) -> list[str]:
+    """Leading params first, then the rest; for tables, only params whose value varies."""
+    names = {name for r in results for name in r.params}
+    leading = [n for n in _LEADING_PARAMS if n in names]
+    rest = sorted(names - set(leading))
+    if varying_only:
+        rest = [n for n in rest if len({repr(r.params.get(n)) for r in results}) > 1]
+    return leading + rest
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def trials_table(results: Sequence[TrialResult], title: str) -> Table:
+    """A table of trials with their objectives and decoded params."""
+    table = Table(title=title)
+    for column in ("trial", "accuracy", "latency ms", "test acc"):
+        table.add_column(column, justify="right")
+    params = _param_columns(results, varying_only=True)
+    for name in params:
+        table.add_column(name)
+    for r in results:
+        test = "-" if r.test_accuracy is None else f"{r.test_accuracy:.2%}"
+        table.add_row(
+            str(r.number),
+            f"{r.accuracy:.2%}",
+            f"{r.latency_ms:.3f}",
+            test,
+            *(_fmt(r.params.get(name)) for name in params),
+        )
+    return table
+
+
+def trials_csv(results: Sequence[TrialResult]) -> str:
+    """CSV with one row per trial and one column per param."""
+    params = _param_columns(results)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    fixed = [
+        "number",
+        "accuracy",
+        "latency_ms",
+        "test_accuracy",
+        "latency_ratio",
+        "n_folded",
+        "latency_backend",
+    ]
+    writer.writerow(fixed + params)
+    for r in results:
+        row = r.as_dict()
+        writer.writerow([row[k] for k in fixed] + [r.params.get(name, "") for name in params])
+    return buffer.getvalue()
+
+
+def print_trials(console: Console, results: Sequence[TrialResult], fmt: Format, title: str) -> None:
+    """Print trials in the chosen format on stdout."""
+    if fmt == Format.json:
+        console.file.write(json.dumps([r.as_dict() for r in results], indent=2) + "\n")
+    elif fmt == Format.csv:
+        console.file.write(trials_csv(results))
+    else:
+        console.print(trials_table(results, title))
+
+
+def print_studies(console: Console, overviews: Sequence[StudyOverview], fmt: Format) -> None:
+    """Print the study list in the chosen format."""
+    if fmt == Format.json:
+        console.file.write(json.dumps([o.as_dict() for o in overviews], indent=2) + "\n")
+        return
+    if fmt == Format.csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["name", "n_trials", "target", "complete", "fail", "running"])
+        for o in overviews:
+            writer.writerow(
+                [
+                    o.name,
+                    o.n_trials,
+                    o.target,
+                    o.states.get("COMPLETE", 0),
+                    o.states.get("FAIL", 0),
+                    o.states.get("RUNNING", 0),
+                ]
+            )
+        console.file.write(buffer.getvalue())
+        return
+    table = Table(title="studies")
+    for column in ("study", "trials", "target", "complete", "failed", "running"):
+        table.add_column(column, justify="left" if column == "study" else "right")
+    for o in overviews:
+        table.add_row(
+            o.name,
+            str(o.n_trials),
+            _fmt(o.target),
+            str(o.states.get("COMPLETE", 0)),
+            str(o.states.get("FAIL", 0)),
+            str(o.states.get("RUNNING", 0)),
+        )
+    console.print(table)

@@ -1,0 +1,38 @@
+"""Normalization-layer factory shared by every model family."""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+NORMS: tuple[str, ...] = ("batch", "group", "layer", "instance", "none")
+
+# GroupNorm with 32 groups is the usual choice (Wu & He, 2018); narrow layers get fewer groups.
+_MAX_GROUPS = 32
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """A 2-d norm layer of `kind` over `channels` feature maps (placed after conv, before ReLU)."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(math.gcd(_MAX_GROUPS, channels), channels)
+    if kind == "layer":
+        # LayerNorm over (C, H, W) for conv features is GroupNorm with one group.
+        return nn.GroupNorm(1, channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}; allowed: {', '.join(NORMS)}")
+
+
+def conv_bias(kind: str) -> bool:
+    """Whether a conv before this norm needs its own bias (every norm but 'none' has a shift)."""
+    return kind == "none"
+
+
+def scaled(channels: int, width: float) -> int:
+    """Channel count scaled by the width multiplier, at least 8 and a multiple of 8."""
+    return max(8, int(round(channels * width / 8)) * 8)

@@ -1,0 +1,58 @@
+"""Model registry: adding an architecture family is adding one file with `@register_model`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+ModelFactory = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A registered model family and its one-line description."""
+
+    name: str
+    factory: ModelFactory
+    description: str
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
+    """Register a factory `fn(*, norm, num_classes, **kwargs) -> nn.Module` under `name`."""
+
+    def decorate(factory: ModelFactory) -> ModelFactory:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        doc = (factory.__doc__ or "").strip().splitlines()
+        _REGISTRY[name] = ModelInfo(name, factory, doc[0] if doc else "")
+        return factory
+
+    return decorate
+
+
+def list_models() -> list[str]:
+    """Names of every registered model family, sorted."""
+    return sorted(_REGISTRY)
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registry entry for `name`; KeyError names the allowed values."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; allowed: {', '.join(list_models())}") from None
+
+
+def build_model(name: str, *, norm: str, num_classes: int = 10, **kwargs: object) -> nn.Module:
+    """Build the registered model `name` with the given norm layer and head size."""
+    return model_info(name).factory(norm=norm, num_classes=num_classes, **kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,148 @@
+"""The real CLI as a subprocess: end to end on the sample, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+QUICKSTART = str(ROOT / "studies" / "quickstart.toml")
+
+
+@pytest.mark.slow
+def test_run_then_best_end_to_end(tmp_path: Path, sample_path: Path) -> None:
+    db = tmp_path / "s.db"
+    storage = f"sqlite:///{db}"
+    common = [
+        "--data",
+        str(sample_path),
+        "--storage",
+        storage,
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "data.train_size=512",
+    ]
+    result = run_cli("run", QUICKSTART, "--n-trials", "2", *common)
+    assert result.returncode == 0, result.stderr
+    assert "trial   0" in result.stdout and "trial   1" in result.stdout
+
+    best = run_cli("best", "--storage", storage, "--study-name", "quickstart", "--format", "json")
+    assert best.returncode == 0, best.stderr
+    trials = json.loads(best.stdout)
+    assert trials, "the Pareto front of a finished study is never empty"
+    for trial in trials:
+        assert {"number", "accuracy", "latency_ms", "params"} <= set(trial)
+        assert {"lr", "optimizer", "scheduler", "norm"} <= set(trial["params"])
+        assert isinstance(trial["params"]["optimizer"], str)  # decoded, not an index
+        assert 0 <= trial["accuracy"] <= 1 and trial["latency_ms"] > 0
+
+    # Running the same command again does nothing on a finished study.
+    again = run_cli("run", QUICKSTART, "--n-trials", "2", *common)
+    assert again.returncode == 0, again.stderr
+    with sqlite3.connect(db) as connection:
+        (count,) = connection.execute("SELECT COUNT(*) FROM trials").fetchone()
+        attrs = dict(
+            connection.execute(
+                "SELECT key, value_json FROM trial_user_attributes WHERE trial_id = 1"
+            ).fetchall()
+        )
+    assert count == 2
+    assert {"test_accuracy", "fold_report", "speedup", "latency_backend", "cpu_model"} <= set(attrs)
+
+    listing = run_cli("studies", "--storage", storage, "--format", "json")
+    assert listing.returncode == 0, listing.stderr
+    assert json.loads(listing.stdout)[0]["name"] == "quickstart"
+
+    budget = run_cli(
+        "best",
+        "--storage",
+        storage,
+        "--study-name",
+        "quickstart",
+        "--format",
+        "csv",
+        "--max-latency-ms",
+        "1000",
+    )
+    assert budget.returncode == 0 and budget.stdout.startswith("number,accuracy,latency_ms")
+
+
+def write_spec(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "spec.toml"
+    path.write_text(body)
+    return str(path)
+
+
+BAD_SPECS = {
+    "unknown optimizer": (
+        '[study]\nname="x"\n[search]\noptimizer=["adam","lion"]\n',
+        "unknown value 'lion'; allowed: sgd",
+    ),
+    "unknown scheduler": ('[study]\nname="x"\n[search]\nscheduler="warp"\n', "'warp'"),
+    "unknown norm": ('[study]\nname="x"\n[search]\nnorm="batchnorm"\n', "allowed: batch, group"),
+    "unknown model": ('[study]\nname="x"\n[search]\nmodel="alexnet"\n', "allowed: mobilenet"),
+    "lr low >= high": ('[study]\nname="x"\n[search]\nlr={low=0.1,high=0.01}\n', "must be below"),
+    "lr <= 0": ('[study]\nname="x"\n[search]\nlr={low=0.0,high=0.01}\n', "out of range"),
+    "malformed toml": ('[study\nname="x"\n', "malformed TOML"),
+    "unknown key": ('[study]\nname="x"\nnam="y"\n', "unknown key 'nam'"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SPECS, ids=list(BAD_SPECS))
+def test_bad_spec_exits_2_with_one_line(case: str, tmp_path: Path, tiny_npz: Path) -> None:
+    body, expected = BAD_SPECS[case]
+    db = tmp_path / "s.db"
+    result = run_cli(
+        "run", write_spec(tmp_path, body), "--data", str(tiny_npz), "--storage", f"sqlite:///{db}"
+    )
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not db.exists(), "bad input must not create a study"
+
+
+def test_missing_data_exits_2(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    result = run_cli(
+        "run", QUICKSTART, "--data", str(tmp_path / "none.npz"), "--storage", f"sqlite:///{db}"
+    )
+    assert result.returncode == 2
+    assert "file not found" in result.stderr and "--data" in result.stderr
+    assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("not a url", "malformed storage URL"),
+        ("mongodb://u:hunter2@localhost/x", "unsupported storage 'mongodb'"),
+        ("sqlite:////no/such/folder/x.db", "folder /no/such/folder does not exist"),
+        ("postgresql://u:hunter2@127.0.0.1:1/db", "cannot connect"),
+    ],
+)
+def test_bad_storage_exits_2_without_password(url: str, expected: str, tiny_npz: Path) -> None:
+    result = run_cli("run", QUICKSTART, "--data", str(tiny_npz), "--storage", url)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_best_on_unknown_study(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    sqlite3.connect(db).close()
+    result = run_cli("best", "--storage", f"sqlite:///{db}", "--study-name", "nope")
+    assert result.returncode == 2
+    assert "no study named 'nope'" in result.stderr
+
+
+def test_help_explains_commands() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("run", "best", "studies", "models"):
+        assert command in result.stdout

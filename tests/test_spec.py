@@ -1,0 +1,88 @@
+"""Spec validation: good specs parse, every bad one names the key and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpo.errors import SpecError
+from hpo.names import OPTIMIZERS, SCHEDULERS
+from hpo.spec import Choice, Fixed, Range, apply_overrides, load_spec, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def spec(**search: object) -> dict:
+    return {"study": {"name": "t"}, "search": dict(search)}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_specs_are_valid(path: Path) -> None:
+    loaded = load_spec(path)
+    assert loaded.study.name
+
+
+def test_domains_parse() -> None:
+    parsed = validate(spec(lr={"low": 1e-3, "high": 0.1}, optimizer=["sgd", "adam"], norm="group"))
+    assert parsed.search["lr"] == Range(1e-3, 0.1, log=True)
+    assert parsed.search["optimizer"] == Choice(("sgd", "adam"))
+    assert parsed.search["norm"] == Fixed("group")
+    assert parsed.domain("scheduler") == Fixed("onecycle")  # catalog default
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (spec(optimizer="adamm"), "[search] optimizer: unknown value 'adamm'; allowed: sgd,"),
+        (spec(scheduler=["cosine", "warp"]), "[search] scheduler: unknown value 'warp'"),
+        (spec(norm="batchnorm"), "allowed: batch, group, layer, instance, none"),
+        (spec(model="alexnet"), "[search] model: unknown value 'alexnet'; allowed:"),
+        (spec(lr={"low": 0.1, "high": 0.01}), "[search] lr: low (0.1) must be below high (0.01)"),
+        (spec(lr={"low": 0.1, "high": 0.1}), "must be below high"),
+        (spec(lr={"low": 0, "high": 0.1}), "[search] lr: 0 is out of range"),
+        (spec(lr={"low": -1, "high": 0.1}), "[search] lr: -1 is out of range"),
+        (spec(lrr=0.1), "[search] unknown key 'lrr'; allowed: model, norm"),
+        (spec(optimizer={"low": 1, "high": 2}), "is a choice"),
+        (spec(optimizer=[]), "list of choices is empty"),
+        ({"study": {"name": "t", "sampler": "bayes"}}, "[study] sampler: unknown value 'bayes'"),
+        ({"study": {"name": "t", "colour": 1}}, "[study] unknown key 'colour'; allowed: name"),
+        ({"study": {}}, "[study] name: is required"),
+        ({"study": {"name": "t"}, "trian": {}}, "unknown section [trian]; allowed: study"),
+        ({"study": {"name": "t"}, "train": {"epochs": 0}}, "[train] epochs:"),
+    ],
+)
+def test_bad_specs_name_the_key(raw: dict, expected: str) -> None:
+    with pytest.raises(SpecError) as info:
+        validate(raw)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_all_optimizers_and_schedulers_are_accepted() -> None:
+    parsed = validate(spec(optimizer=list(OPTIMIZERS), scheduler=list(SCHEDULERS)))
+    assert parsed.search["optimizer"] == Choice(OPTIMIZERS)
+    assert parsed.search["scheduler"] == Choice(SCHEDULERS)
+
+
+def test_overrides_are_toml_values_or_strings() -> None:
+    raw = apply_overrides(
+        {"study": {"name": "t"}},
+        ["train.epochs=2", "data.dataset=../x.npz", 'search.norm=["batch", "none"]'],
+    )
+    assert raw["train"]["epochs"] == 2
+    assert raw["data"]["dataset"] == "../x.npz"
+    assert raw["search"]["norm"] == ["batch", "none"]
+
+
+def test_override_needs_section_and_key() -> None:
+    with pytest.raises(SpecError, match="expected section.key=value"):
+        apply_overrides({}, ["epochs=2"])
+
+
+def test_malformed_toml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[study\nname = 'x'\n")
+    with pytest.raises(SpecError, match="bad.toml: malformed TOML"):
+        load_spec(path)
