@@ -26,14 +26,11 @@ class Format(StrEnum):
     csv = "csv"
 
 
-def _param_columns(results: Sequence[TrialResult], varying_only: bool = False) -> list[str]:
-    """Leading params first, then the rest; for tables, only params whose value varies."""
+def _param_columns(results: Sequence[TrialResult]) -> list[str]:
+    """Leading params first, then the rest alphabetically."""
     names = {name for r in results for name in r.params}
     leading = [n for n in _LEADING_PARAMS if n in names]
-    rest = sorted(names - set(leading))
-    if varying_only:
-        rest = [n for n in rest if len({repr(r.params.get(n)) for r in results}) > 1]
-    return leading + rest
+    return leading + sorted(names - set(leading))
 
 
 def _fmt(value: Any) -> str:
@@ -49,9 +46,11 @@ def trials_table(results: Sequence[TrialResult], title: str) -> Table:
     table = Table(title=title)
     for column in ("trial", "accuracy", "latency ms", "test acc"):
         table.add_column(column, justify="right")
-    params = _param_columns(results, varying_only=True)
+    # Tables show the headline params; json and csv carry every param.
+    params = [name for name in _LEADING_PARAMS if any(name in r.params for r in results)]
     for name in params:
         table.add_column(name)
+    table.add_column("other params")
     for r in results:
         test = "-" if r.test_accuracy is None else f"{r.test_accuracy:.2%}"
         table.add_row(
@@ -60,6 +59,7 @@ def trials_table(results: Sequence[TrialResult], title: str) -> Table:
             f"{r.latency_ms:.3f}",
             test,
             *(_fmt(r.params.get(name)) for name in params),
+            " ".join(f"{k}={_fmt(v)}" for k, v in sorted(r.params.items()) if k not in params),
         )
     return table
 

@@ -16,6 +16,7 @@ from rich.console import Console
 from hpo import results
 from hpo.data import RawDataset, load_raw, prepare
 from hpo.errors import HpoError
+from hpo.samplers import make_sampler
 from hpo.spec import Spec, load_spec
 from hpo.storage import open_storage, safe_url
 from hpo.study import create_or_load_study
@@ -63,6 +64,7 @@ def run_study(
     # Load the data before touching the database: a missing file must not leave a study behind.
     raw = load_raw(spec.data)
     check_device(spec)
+    make_sampler(spec)  # e.g. grid over a continuous range: refuse before any study exists
     storage = open_storage(storage_url)
     study = create_or_load_study(spec, storage)
     console.print(f"storage {safe_url(storage_url)}")

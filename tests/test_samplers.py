@@ -1,0 +1,122 @@
+"""Samplers: each runs the real search space; grid refuses ranges; a seed reproduces a study."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pytest
+
+from hpo.errors import SpecError
+from hpo.names import SAMPLERS
+from hpo.samplers import make_sampler
+from hpo.space import suggest
+from hpo.spec import validate
+from tests.conftest import run_cli
+
+SEARCH = {
+    "model": ["simple_cnn", "vgg"],
+    "norm": ["batch", "group"],
+    "optimizer": ["nesterov", "adam"],
+    "scheduler": ["step", "cosine"],
+    "batch_size": [64, 128],
+}
+RANGES = {"lr": {"low": 1e-3, "high": 0.1}, "width": {"low": 0.5, "high": 2.0}}
+
+
+def synthetic_objective(spec):
+    """Cheap stand-in for training: the samplers are real, only the scores are synthetic."""
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        config = suggest(trial, spec)
+        return config.lr * (2 if config.norm == "batch" else 1), config.width
+
+    return objective
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_drives_the_space(sampler: str) -> None:
+    search = SEARCH if sampler == "grid" else {**SEARCH, **RANGES}
+    spec = validate({"study": {"name": "t", "sampler": sampler, "seed": 3}, "search": search})
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(spec))
+    study.optimize(synthetic_objective(spec), n_trials=6)
+    states = {t.state for t in study.trials}
+    assert states == {optuna.trial.TrialState.COMPLETE}
+    for trial in study.trials:
+        assert trial.params["optimizer"] in ("nesterov", "adam")
+        assert ("momentum" in trial.params) == (trial.params["optimizer"] == "nesterov")
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe", "nsga2", "qmc"])
+def test_same_seed_same_sequence(sampler: str) -> None:
+    spec = validate(
+        {"study": {"name": "t", "sampler": sampler, "seed": 7}, "search": {**SEARCH, **RANGES}}
+    )
+
+    def sequence() -> list[dict]:
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(spec))
+        study.optimize(synthetic_objective(spec), n_trials=8)
+        return [t.params for t in study.trials]
+
+    assert sequence() == sequence()
+
+
+def test_grid_with_a_range_is_a_spec_error() -> None:
+    spec = validate({"study": {"name": "t", "sampler": "grid"}, "search": RANGES})
+    with pytest.raises(SpecError, match="grid sampler needs a list"):
+        make_sampler(spec)
+
+
+TINY_SPEC = """
+[study]
+name = "repro"
+n_trials = 3
+sampler = "random"
+seed = 11
+[data]
+val_size = 32
+[train]
+epochs = 1
+[latency]
+warmup = 2
+loops = 5
+max_rounds = 2
+[search]
+model = "simple_cnn"
+width = 0.25
+batch_size = 32
+norm = ["batch", "group", "none"]
+optimizer = ["nesterov", "adam", "rmsprop"]
+lr = { low = 0.001, high = 0.05 }
+scheduler = ["cosine", "step", "polynomial"]
+"""
+
+
+def test_cli_run_is_reproducible(tmp_path: Path, tiny_npz: Path) -> None:
+    spec = tmp_path / "repro.toml"
+    spec.write_text(TINY_SPEC)
+    sequences = []
+    for name in ("a", "b"):
+        db = tmp_path / f"{name}.db"
+        result = run_cli("run", str(spec), "--data", str(tiny_npz), "--storage", f"sqlite:///{db}")
+        assert result.returncode == 0, result.stderr
+        with sqlite3.connect(db) as connection:
+            rows = connection.execute(
+                "SELECT t.number, p.param_name, p.param_value FROM trial_params p "
+                "JOIN trials t ON t.trial_id = p.trial_id ORDER BY t.number, p.param_name"
+            ).fetchall()
+        sequences.append(rows)
+    assert len({number for number, _, _ in sequences[0]}) == 3
+    assert sequences[0] == sequences[1]
+
+
+def test_cli_grid_with_range_exits_2(tmp_path: Path, tiny_npz: Path) -> None:
+    spec = tmp_path / "grid.toml"
+    spec.write_text(TINY_SPEC.replace('"random"', '"grid"'))
+    db = tmp_path / "g.db"
+    result = run_cli("run", str(spec), "--data", str(tiny_npz), "--storage", f"sqlite:///{db}")
+    assert result.returncode == 2
+    assert "[search] lr: the grid sampler needs a list" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not db.exists()
