@@ -119,29 +119,47 @@ def _synchronizer(device: torch.device) -> Callable[[], None]:
     return torch.cuda.synchronize if device.type == "cuda" else _no_sync
 
 
-def measure_runners(
+def measure_rounds(
     runners: list[Runner], protocol: Protocol, device: torch.device | None = None
-) -> list[LatencyStats]:
-    """Time several runners with interleaved rounds (A B A B ...); one LatencyStats each."""
+) -> list[list[list[float]]]:
+    """Interleaved rounds (A B A B ...): for each runner, its samples (ms) round by round.
+
+    Stops after `min_rounds` once every runner's IQR/median is within `target_iqr`, or when
+    `max_rounds` or `max_seconds` is reached.
+    """
     synchronize = _synchronizer(device or torch.device("cpu"))
-    samples: list[list[float]] = [[] for _ in runners]
+    rounds: list[list[list[float]]] = [[] for _ in runners]
     with timing_conditions(protocol.threads):
         for run in runners:
             for _ in range(protocol.warmup):
                 run()
             synchronize()
         deadline = time.perf_counter() + protocol.max_seconds
-        rounds = 0
-        while rounds < protocol.max_rounds:
-            for run, bucket in zip(runners, samples, strict=True):
-                bucket.extend(_time_round(run, protocol.loops, synchronize))
-            rounds += 1
-            if rounds < protocol.min_rounds:
+        done = 0
+        while done < protocol.max_rounds:
+            for run, per_round in zip(runners, rounds, strict=True):
+                per_round.append(_time_round(run, protocol.loops, synchronize))
+            done += 1
+            if done < protocol.min_rounds:
                 continue
-            stable = all(summarize(b).relative_iqr <= protocol.target_iqr for b in samples)
+            stable = all(summarize(_flat(r)).relative_iqr <= protocol.target_iqr for r in rounds)
             if stable or time.perf_counter() > deadline:
                 break
-    return [summarize(bucket, rounds) for bucket in samples]
+    return rounds
+
+
+def _flat(rounds: list[list[float]]) -> list[float]:
+    return [sample for samples in rounds for sample in samples]
+
+
+def measure_runners(
+    runners: list[Runner], protocol: Protocol, device: torch.device | None = None
+) -> list[LatencyStats]:
+    """Time several runners with interleaved rounds (A B A B ...); one LatencyStats each."""
+    return [
+        summarize(_flat(rounds), len(rounds))
+        for rounds in measure_rounds(runners, protocol, device)
+    ]
 
 
 @dataclass(frozen=True)
