@@ -4,7 +4,10 @@ Protocol: fixed intra-op thread count, denormals flushed, `torch.inference_mode(
 collection off while timing, warmup runs, then rounds of timed runs until the interquartile range
 is below `target_iqr` of the median, `max_rounds` is reached or `max_seconds` have passed. Two
 models are compared by interleaving their rounds (A B A B ...), so load on a noisy machine hits
-both alike.
+both alike; CUDA is synchronized after every run on a GPU.
+
+Runtimes: `eager` (the module), `torchscript` (traced and frozen), `onnxruntime` (exported to ONNX,
+CPU execution provider, same thread count); `auto` resolves to the fastest one for the device.
 """
 
 from __future__ import annotations
