@@ -32,4 +32,4 @@ CYCLIC_SCHEDULERS: tuple[str, ...] = ("cyclic", "onecycle")
 
 SAMPLERS: tuple[str, ...] = ("auto", "random", "grid", "qmc", "tpe", "gp", "nsga2", "nsga3")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-LATENCY_BACKENDS: tuple[str, ...] = ("eager", "torchscript", "onnxruntime")
+LATENCY_BACKENDS: tuple[str, ...] = ("auto", "eager", "torchscript", "onnxruntime")

@@ -14,13 +14,15 @@ import optuna
 import torch
 
 import models
-from hpo import fusion, latency, space
+from hpo import calibration, cost, fusion, latency, space
 from hpo.data import TensorDataset
 from hpo.spec import Spec
 from hpo.train import Diverged, TrainResult, evaluate, train
 
 # Images used to check the folded network against the unfused one.
 _EQUIVALENCE_IMAGES = 256
+# Images the timed runtime (TorchScript, ONNX Runtime) is checked on, one at a time.
+_BACKEND_CHECK_IMAGES = 8
 
 EpochCallback = Callable[[int, int, float], None]
 
@@ -52,47 +54,59 @@ def latency_protocol(spec: Spec) -> latency.Protocol:
 
 
 def measure_fused_latency(
-    unfused: torch.nn.Module, folded: torch.nn.Module, spec: Spec, device: torch.device
+    unfused: torch.nn.Module,
+    folded: torch.nn.Module,
+    spec: Spec,
+    device: torch.device,
+    check_images: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Objective latency on the spec's backend, plus the eager unfused/fused speedup.
+    """Objective latency on the spec's backend, the eager speedup and the reference ratio.
 
-    The speedup compares eager runs of both nets with interleaved rounds; the objective is the
-    folded net's median on the configured backend.
+    One interleaved measurement (A B C D A B C D ...) times the unfused and folded nets in eager
+    (their ratio is the speedup), the folded net on the configured backend (the objective) and the
+    reference network on that same backend (the denominator of `latency_ratio`), so background
+    load hits every figure alike. `check_images` (a few) verify the backend's outputs too.
     """
     protocol = latency_protocol(spec)
     threads = spec.latency.threads
+    backend = latency.resolve_backend(spec.latency.backend, device)
     with latency.timing_conditions(threads):
-        eager_unfused = latency.make_runner(unfused, "eager", device=device)
-        eager_folded = latency.make_runner(folded, "eager", device=device)
-    unfused_stats, folded_eager_stats = latency.measure_runners(
-        [eager_unfused, eager_folded], protocol, device
+        runtimes = [
+            latency.make_runtime(unfused, "eager", device=device),
+            latency.make_runtime(folded, "eager", device=device),
+        ]
+        if backend != "eager":
+            runtimes.append(latency.make_runtime(folded, backend, threads=threads, device=device))
+    timed = runtimes[-1]
+    runtimes.append(calibration.reference_runtime(backend, threads, str(timed.device)))
+    unfused_stats, folded_eager_stats, *rest = latency.measure_runners(
+        [runtime.run for runtime in runtimes], protocol, device
     )
-    backend = spec.latency.backend
-    if backend == "eager":
-        objective_stats = folded_eager_stats
-    else:
-        objective_stats = latency.measure_latency(
-            folded,
-            backend=backend,
-            device=device,
-            threads=threads,
-            warmup=protocol.warmup,
-            loops=protocol.loops,
-            max_rounds=protocol.max_rounds,
-            target_iqr=protocol.target_iqr,
-            max_seconds=protocol.max_seconds,
-        )
-    return {
+    objective_stats = rest[0] if backend != "eager" else folded_eager_stats
+    reference_stats = rest[-1]
+    attrs: dict[str, Any] = {
         "latency": objective_stats.as_dict(),
         "latency_unfused_eager": unfused_stats.as_dict(),
         "latency_fused_eager": folded_eager_stats.as_dict(),
         "speedup": unfused_stats.median_ms / folded_eager_stats.median_ms,
         "latency_backend": latency.backend_version(backend),
-        "latency_device": str(device),
+        "latency_device": str(timed.device),
+        "latency_ratio": objective_stats.median_ms / reference_stats.median_ms,
+        "latency_reference_ms": reference_stats.median_ms,
+        "latency_reference": {"name": calibration.REFERENCE_NAME, **reference_stats.as_dict()},
+        "device_fingerprint": calibration.device_fingerprint(backend, threads, timed.device),
         "threads": threads,
         "torch_version": torch.__version__,
         "cpu_model": latency.cpu_model(),
     }
+    if backend != "eager" and check_images is not None:
+        # The timed graph is the runtime's own (traced, exported): check it computes the same.
+        with torch.inference_mode():
+            expected = unfused.eval()(check_images.to(device))
+        attrs["latency_backend_max_abs_diff"] = fusion.check_outputs(
+            expected.cpu(), timed.predict(check_images), what=f"the {backend} runtime"
+        )
+    return attrs
 
 
 def run_trial(
@@ -124,7 +138,10 @@ def run_trial(
     folded, report = fusion.fold_batchnorm(model)
     check_images = data.normalize(data.val.images[:_EQUIVALENCE_IMAGES])
     max_diff = fusion.check_equivalence(model, folded, check_images)
-    timing = measure_fused_latency(model, folded, spec, device)
+    timing = measure_fused_latency(
+        model, folded, spec, device, check_images[:_BACKEND_CHECK_IMAGES]
+    )
+    folded_cost = cost.count_cost(folded, tuple(check_images.shape[1:]))
     attrs = {
         "val_accuracy": val_accuracy,
         "test_accuracy": test_accuracy,
@@ -136,6 +153,9 @@ def run_trial(
         "n_folded": report.n_folded,
         "n_kept": report.n_kept,
         "fold_max_abs_diff": max_diff,
+        "macs": folded_cost.macs,
+        "n_params_folded": folded_cost.params,
+        "cost_layers": folded_cost.layer_dicts(),
         "dataset": data.source,
         **timing,
     }

@@ -6,13 +6,19 @@ import pytest
 import torch
 
 import models
+from hpo.fusion import check_outputs, fold_batchnorm
 from hpo.latency import (
     LatencyStats,
     Protocol,
+    _synchronizer,
+    export_onnx,
     make_runner,
+    make_runtime,
     measure_latency,
     measure_runners,
+    resolve_backend,
     summarize,
+    timing_conditions,
 )
 
 
@@ -50,3 +56,72 @@ def test_other_backends_run(backend: str) -> None:
     model = models.build_model("simple_cnn", norm="batch").eval()
     stats = measure_latency(model, backend=backend, warmup=2, loops=5, max_rounds=2)
     assert stats.median_ms > 0
+
+
+def test_timing_conditions_fix_threads_and_gc_then_restore() -> None:
+    import gc
+
+    before = torch.get_num_threads()
+    with timing_conditions(1):
+        assert torch.get_num_threads() == 1
+        assert not gc.isenabled()
+    assert torch.get_num_threads() == before and gc.isenabled()
+
+
+def test_rounds_are_interleaved() -> None:
+    calls: list[str] = []
+    protocol = Protocol(warmup=1, loops=3, min_rounds=3, max_rounds=3, target_iqr=10.0)
+    a, b = measure_runners([lambda: calls.append("A"), lambda: calls.append("B")], protocol)
+    timed = calls[2:]  # after one warmup run of each
+    assert timed == (["A"] * 3 + ["B"] * 3) * 3
+    assert a.rounds == b.rounds == 3 and a.loops == b.loops == 9
+
+
+def test_stops_when_stable_or_out_of_time() -> None:
+    model = models.build_model("simple_cnn", norm="none", width=0.25).eval()
+    run = make_runner(model, "eager")
+    # Any spread is "stable" under a huge target: stops as soon as min_rounds allow.
+    (stable,) = measure_runners([run], Protocol(warmup=1, loops=5, max_rounds=50, target_iqr=1e9))
+    assert stable.rounds == 2
+    # No spread is small enough under a zero target: only the time cap ends it, early.
+    (capped,) = measure_runners(
+        [run], Protocol(warmup=1, loops=5, max_rounds=10_000, target_iqr=0.0, max_seconds=0.2)
+    )
+    assert 2 <= capped.rounds < 10_000
+
+
+def test_cuda_devices_are_synchronized() -> None:
+    assert _synchronizer(torch.device("cuda")) is torch.cuda.synchronize
+    assert _synchronizer(torch.device("cpu")) is not torch.cuda.synchronize
+
+
+def test_auto_backend_resolves_by_device() -> None:
+    assert resolve_backend("auto", torch.device("cpu")) == "onnxruntime"
+    assert resolve_backend("auto", torch.device("cuda")) == "eager"
+    assert resolve_backend("torchscript", torch.device("cuda")) == "torchscript"
+    with pytest.raises(ValueError, match="allowed: auto, eager, torchscript, onnxruntime"):
+        resolve_backend("tensorrt")
+
+
+def test_export_leaves_the_model_alone() -> None:
+    model = models.build_model("simple_cnn", norm="batch", width=0.25).train()
+    onnx_bytes = export_onnx(model)
+    assert onnx_bytes[:2] and model.training  # the caller's model is not switched to eval
+
+
+@pytest.mark.parametrize("norm", models.NORMS)
+@pytest.mark.parametrize("name", models.list_models())
+def test_runtimes_compute_what_eager_computes(name: str, norm: str) -> None:
+    torch.manual_seed(0)
+    extra = {"depth": 8} if name == "resnet" else {}
+    model = models.build_model(name, norm=norm, width=0.5, **extra).eval()
+    folded, _ = fold_batchnorm(model)
+    images = torch.randn(3, 3, 32, 32)
+    with torch.inference_mode():
+        expected = model(images)
+    backends = ["onnxruntime", "torchscript"] if norm in ("batch", "group") else ["onnxruntime"]
+    for backend in backends:
+        runtime = make_runtime(folded, backend)
+        assert runtime.backend == backend
+        check_outputs(expected, runtime.predict(images), what=backend)
+        runtime.run()
