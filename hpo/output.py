@@ -15,7 +15,7 @@ from rich.table import Table
 from hpo.results import StudyOverview, TrialResult
 
 # Params shown as table columns, in this order; any others follow alphabetically.
-_LEADING_PARAMS = ("model", "norm", "optimizer", "lr", "scheduler")
+LEADING_PARAMS = ("model", "norm", "optimizer", "lr", "scheduler")
 
 
 class Format(StrEnum):
@@ -26,10 +26,36 @@ class Format(StrEnum):
     csv = "csv"
 
 
+class SummaryFormat(StrEnum):
+    """Output formats of commands that print a summary rather than rows of trials."""
+
+    table = "table"
+    json = "json"
+
+
+def print_summary(console: Console, data: dict[str, Any], fmt: SummaryFormat, title: str) -> None:
+    """Print a flat summary: a two-column table for people, JSON for programs."""
+    if fmt == SummaryFormat.json:
+        console.file.write(json.dumps(data, indent=2) + "\n")
+        return
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in data.items():
+        if isinstance(value, dict):
+            shown = ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
+        elif isinstance(value, list):
+            shown = ", ".join(_fmt(v) for v in value)
+        else:
+            shown = _fmt(value)
+        table.add_row(key, shown)
+    console.print(table)
+
+
 def _param_columns(results: Sequence[TrialResult], varying_only: bool = False) -> list[str]:
     """Leading params first, then the rest; for tables, only params whose value varies."""
     names = {name for r in results for name in r.params}
-    leading = [n for n in _LEADING_PARAMS if n in names]
+    leading = [n for n in LEADING_PARAMS if n in names]
     rest = sorted(names - set(leading))
     if varying_only:
         rest = [n for n in rest if len({repr(r.params.get(n)) for r in results}) > 1]
