@@ -34,13 +34,13 @@ class SummaryFormat(StrEnum):
 
 
 def print_summary(console: Console, data: dict[str, Any], fmt: SummaryFormat, title: str) -> None:
-    """Print a flat summary: a two-column table for people, JSON for programs."""
+    """Print a flat summary: aligned key/value lines for people, JSON for programs."""
     if fmt == SummaryFormat.json:
         console.file.write(json.dumps(data, indent=2) + "\n")
         return
-    table = Table(title=title, show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
+    # Plain "key  value" lines: paths stay whole (a table would wrap them) and copyable.
+    lines = [title] if title else []
+    width = max((len(key) for key in data), default=0)
     for key, value in data.items():
         if isinstance(value, dict):
             shown = ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
@@ -48,8 +48,8 @@ def print_summary(console: Console, data: dict[str, Any], fmt: SummaryFormat, ti
             shown = ", ".join(_fmt(v) for v in value)
         else:
             shown = _fmt(value)
-        table.add_row(key, shown)
-    console.print(table)
+        lines.append(f"  {key:<{width}}  {shown}")
+    console.file.write("\n".join(lines) + "\n")
 
 
 def _param_columns(results: Sequence[TrialResult], varying_only: bool = False) -> list[str]:

@@ -135,9 +135,12 @@ def hypervolume(results: list[TrialResult], reference: tuple[float, float]) -> f
     ref_accuracy, ref_latency = reference
     inside = [r for r in results if r.accuracy > ref_accuracy and r.latency_ms < ref_latency]
     front = pareto_front(inside)  # fastest first, accuracy rising
+    if not front:
+        return 0.0
     area = 0.0
-    for current, following in zip(front, [*front[1:], None], strict=True):
-        right = ref_latency if following is None else following.latency_ms
+    edges = [r.latency_ms for r in front[1:]] + [ref_latency]
+    for current, right in zip(front, edges, strict=True):
+        # Between this trial's latency and the next front trial's, this one is the best.
         area += (right - current.latency_ms) * (current.accuracy - ref_accuracy)
     return area
 

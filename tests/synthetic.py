@@ -88,7 +88,7 @@ ROWS = [
 
 # A second study with awkward names: quoting must survive them, and its `lr` is a fixed
 # (categorical) value where the first study's is a float range.
-ODD_PARAM = "it's \"odd\""
+ODD_PARAM = 'it\'s "odd"'
 ODD_ROWS = [
     ({"lr": 0.1, ODD_PARAM: "x'y"}, (0.4, 1.2)),
     ({"lr": 0.1, ODD_PARAM: "z; DROP TABLE trials"}, (0.3, 0.8)),
