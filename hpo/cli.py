@@ -231,6 +231,7 @@ def dashboard(
             f"optuna-dashboard at {plan.url} for {safe_url(storage)} "
             f"({len(plan.studies)} studies; models from {where}); Ctrl-C stops it"
         )
+        console.file.flush()  # the server blocks next; whoever reads a pipe needs the URL now
         if host not in (LOCALHOST, "localhost", "::1"):
             notes.print(f"hpo: warning: listening on {host}: anyone who can reach it sees the data")
 

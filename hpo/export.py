@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
@@ -152,7 +154,7 @@ def retrain(
 def trained_model(
     study: optuna.Study,
     trial: FrozenTrial,
-    store: optuna.artifacts.FileSystemArtifactStore | None,
+    store: FileSystemArtifactStore | None,
     data_path: Path | None,
     progress: Progress,
 ) -> TrainedModel:
@@ -163,7 +165,7 @@ def trained_model(
         if artifact_id is not None:
             try:
                 return from_checkpoint(config, artifacts.load_checkpoint(store, artifact_id))
-            except optuna.artifacts.exceptions.ArtifactNotFound:
+            except ArtifactNotFound:
                 progress(f"checkpoint {artifact_id} is missing from the artifact folder")
     return retrain(study, trial, data_path, progress)
 
@@ -270,7 +272,7 @@ def export_trial(
     study: optuna.Study,
     number: int,
     out: Path,
-    store: optuna.artifacts.FileSystemArtifactStore | None,
+    store: FileSystemArtifactStore | None,
     data_path: Path | None = None,
     progress: Progress = lambda message: None,
 ) -> ExportResult:
