@@ -250,8 +250,7 @@ def report(
     out: OutOption = ...,  # type: ignore[assignment]
     fmt: SummaryFormatOption = SummaryFormat.table,
 ) -> None:
-    """Write an HTML report: Pareto front, hypervolume history, best trial per norm/optimizer/
-    scheduler."""
+    """Write an HTML report: Pareto front, hypervolume history, best trial per group."""
     from hpo.report import write_report
     from hpo.storage import open_storage
     from hpo.study import load_study

@@ -62,7 +62,7 @@ class ExportResult:
     card: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"out": str(self.out), "files": {k: str(v) for k, v in self.files.items()}}
+        return {"out": str(self.out), "files": [str(path) for path in self.files.values()]}
 
 
 def find_trial(study: optuna.Study, number: int) -> FrozenTrial:
@@ -294,6 +294,11 @@ def export_trial(
         ),
         "onnx_max_abs_diff": float(np.abs(_onnx_output(files[ONNX_FILE], images) - expected).max()),
     }
+    # Same relative float tolerance as the folding check: a bigger gap is an exporter bug.
+    tolerance = 1e-4 * max(1.0, float(np.abs(expected).max()))
+    for name, difference in checks.items():
+        if not difference <= tolerance:
+            raise fusion.EquivalenceError(f"{name} = {difference:.3g} exceeds {tolerance:.3g}")
     card = model_card(study, trial, trained, report, checks, files)
     try:
         out.mkdir(parents=True, exist_ok=True)

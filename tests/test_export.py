@@ -91,7 +91,7 @@ def test_export_round_trip(finished_study: FinishedStudy, tmp_path: Path) -> Non
     out = tmp_path / "quickstart-0"
     summary = export(finished_study, 0, out)
     assert summary["source"] == "artifact"
-    assert {Path(p).name for p in summary["files"].values()} == {
+    assert {Path(p).name for p in summary["files"]} == {
         TORCHSCRIPT_FILE,
         ONNX_FILE,
         CARD_FILE,
