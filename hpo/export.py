@@ -161,6 +161,7 @@ def trained_model(
     """The stored checkpoint when the trial has one, else a retrained model."""
     config = TrialConfig.from_params(trial.params)
     if store is not None:
+        # Optuna offers no public accessor for a loaded study's storage.
         artifact_id = artifacts.find_artifact(trial, study._storage, artifacts.CHECKPOINT_NAME)
         if artifact_id is not None:
             try:

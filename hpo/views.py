@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.ddl import CreateView, DropView
 
 from hpo.errors import StorageError
@@ -174,9 +175,14 @@ def create_views(engine: Engine) -> list[ViewColumn]:
     dialect = engine.dialect.name
     if dialect not in SUPPORTED:
         raise StorageError(f"SQL views need {' or '.join(SUPPORTED)}; this database is {dialect}")
-    columns = view_columns(param_kinds(engine))
     view = sa.Table(VIEW_NAME, sa.MetaData())
-    with engine.begin() as connection:
-        connection.execute(DropView(view, if_exists=True))
-        connection.execute(CreateView(view_select(columns, dialect), VIEW_NAME))
+    try:
+        columns = view_columns(param_kinds(engine))
+        with engine.begin() as connection:
+            connection.execute(DropView(view, if_exists=True))
+            connection.execute(CreateView(view_select(columns, dialect), VIEW_NAME))
+    except SQLAlchemyError as exc:
+        # e.g. no CREATE privilege; the driver's message names the cause, never the password.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise StorageError(f"cannot create view {VIEW_NAME}: {reason}") from None
     return columns
