@@ -116,19 +116,27 @@ def plot_pareto(report: Report, path: Path) -> None:
     figure = Figure(figsize=(7.5, 5), dpi=120, layout="constrained")
     axes = figure.add_subplot()
     norms = sorted({str(r.params.get("norm")) for r in report.finished}, key=_norm_order)
-    front_numbers = {r.number for r in report.front}
     for norm in norms:
         members = [r for r in report.finished if str(r.params.get("norm")) == norm]
         axes.scatter(
             [r.latency_ms for r in members],
             [r.accuracy for r in members],
-            s=[70 if r.number in front_numbers else 30 for r in members],
+            s=36,
             c=_color(norm),
-            edgecolors=["black" if r.number in front_numbers else "none" for r in members],
-            linewidths=1.0,
             label=f"norm = {norm} ({len(members)})",
             zorder=3,
         )
+    # Front trials get a black ring on top of their norm color.
+    axes.scatter(
+        [r.latency_ms for r in report.front],
+        [r.accuracy for r in report.front],
+        s=120,
+        facecolors="none",
+        edgecolors="black",
+        linewidths=1.2,
+        label="on the Pareto front",
+        zorder=4,
+    )
     front = report.front
     axes.step(
         [r.latency_ms for r in front] + [report.reference[1]],
