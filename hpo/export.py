@@ -223,11 +223,11 @@ def model_card(
 ) -> dict[str, Any]:
     """The JSON model card: what the model is, how good and fast it was, and where it came from."""
     attrs = trial.user_attrs
-    spec = study.user_attrs.get(SPEC_ATTR, {})
+    spec = stored_spec(study)  # validated: defaults filled in, unlike the raw stored dict
     accuracy, latency_ms = trial.values
     runtime = {k: v for k, v in attrs.items() if k.startswith("latency") or k in _RUNTIME_ATTRS}
-    data_section = spec.get("data", {}) if isinstance(spec, dict) else {}
-    train_section = spec.get("train", {}) if isinstance(spec, dict) else {}
+    data_section = spec.data.model_dump()
+    train_section = spec.train.model_dump()
     card: dict[str, Any] = {
         "format": CARD_FORMAT,
         "study": study.study_name,
