@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from hpo.errors import HpoError
-from hpo.output import Format, print_studies, print_trials
+from hpo.output import Format, SummaryFormat, print_studies, print_summary, print_trials
 from hpo.storage import DEFAULT_STORAGE
 
 app = typer.Typer(
@@ -20,8 +20,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+db_app = typer.Typer(
+    help="SQL helpers for people who query the study database directly.",
+    no_args_is_help=True,
+)
+app.add_typer(db_app, name="db")
 # Piped output gets a wide fixed width so tables are not squeezed to 80 columns.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+# Progress and notes go to stderr, so --format json output on stdout stays parseable.
+notes = Console(stderr=True, soft_wrap=True)
 
 StorageOption = Annotated[
     str,
@@ -36,6 +43,20 @@ StudyNameOption = Annotated[str, typer.Option("--study-name", help="Name of the 
 FormatOption = Annotated[
     Format, typer.Option("--format", help="table for people; json or csv for programs.")
 ]
+SummaryFormatOption = Annotated[
+    SummaryFormat, typer.Option("--format", help="table for people; json for programs.")
+]
+ArtifactsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--artifacts",
+        envvar="HPO_ARTIFACTS",
+        show_envvar=True,
+        help="Folder of the trials' stored models (default: next to a SQLite file, DB.artifacts).",
+    ),
+]
+TrialOption = Annotated[int, typer.Option("--trial", min=0, help="Trial number to export.")]
+OutOption = Annotated[Path, typer.Option("--out", help="Folder to write into (created).")]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -185,6 +206,114 @@ def spec_reference_command() -> None:
     from hpo.reference import spec_reference
 
     console.file.write(spec_reference())
+
+
+@app.command()
+def dashboard(
+    storage: StorageOption = DEFAULT_STORAGE,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host", help="Address to listen on. The dashboard has no login: keep it local."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")
+    ] = 8080,
+    artifacts: ArtifactsOption = None,
+) -> None:
+    """Watch the studies in optuna-dashboard (specs as notes, stored models as artifacts)."""
+    from hpo.dashboard import LOCALHOST, DashboardPlan, serve
+    from hpo.storage import safe_url
+
+    def ready(plan: DashboardPlan) -> None:
+        where = plan.artifacts if plan.artifacts is not None else "none (set --artifacts)"
+        console.print(
+            f"optuna-dashboard at {plan.url} for {safe_url(storage)} "
+            f"({len(plan.studies)} studies; models from {where}); Ctrl-C stops it"
+        )
+        console.file.flush()  # the server blocks next; whoever reads a pipe needs the URL now
+        if host not in (LOCALHOST, "localhost", "::1"):
+            notes.print(f"hpo: warning: listening on {host}: anyone who can reach it sees the data")
+
+    try:
+        serve(storage, host, port, artifacts, ready)
+    except HpoError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+@app.command()
+def report(
+    storage: StorageOption = DEFAULT_STORAGE,
+    study_name: StudyNameOption = ...,  # type: ignore[assignment]
+    out: OutOption = ...,  # type: ignore[assignment]
+    fmt: SummaryFormatOption = SummaryFormat.table,
+) -> None:
+    """Write an HTML report: Pareto front, hypervolume history, best trial per group."""
+    from hpo.report import write_report
+    from hpo.storage import open_storage
+    from hpo.study import load_study
+
+    try:
+        study = load_study(open_storage(storage, create=False), study_name)
+        files = write_report(study, out)
+    except HpoError as exc:
+        fail(str(exc))
+    print_summary(console, files.as_dict(), fmt, f"report of {study_name}")
+
+
+@app.command()
+def export(
+    storage: StorageOption = DEFAULT_STORAGE,
+    study_name: StudyNameOption = ...,  # type: ignore[assignment]
+    trial: TrialOption = ...,  # type: ignore[assignment]
+    out: OutOption = ...,  # type: ignore[assignment]
+    artifacts: ArtifactsOption = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Dataset .npz for retraining, if the stored path is gone."),
+    ] = None,
+    fmt: SummaryFormatOption = SummaryFormat.table,
+) -> None:
+    """Write a trial's folded model as TorchScript and ONNX, with a JSON model card."""
+    from hpo.artifacts import open_store
+    from hpo.export import export_trial
+    from hpo.storage import open_storage
+    from hpo.study import load_study
+
+    try:
+        study = load_study(open_storage(storage, create=False), study_name)
+        store = open_store(storage, artifacts)
+        result = export_trial(study, trial, out, store, data, progress=notes.print)
+    except HpoError as exc:
+        fail(str(exc))
+    summary = {**result.as_dict(), "source": result.card["source"], **result.card["checks"]}
+    print_summary(console, summary, fmt, f"{study_name} trial {trial}")
+
+
+@db_app.command("views")
+def db_views(
+    storage: StorageOption = DEFAULT_STORAGE, fmt: SummaryFormatOption = SummaryFormat.table
+) -> None:
+    """Create the SQL view hpo_trials (decoded params, one row per trial) in the database."""
+    from hpo.storage import open_storage
+    from hpo.views import VIEW_NAME, create_views
+
+    try:
+        columns = create_views(open_storage(storage, create=False).engine)
+    except HpoError as exc:
+        fail(str(exc))
+    if fmt == SummaryFormat.json:
+        print_summary(
+            console, {"view": VIEW_NAME, "columns": [c.as_dict() for c in columns]}, fmt, ""
+        )
+        return
+    console.print(f"created view {VIEW_NAME}: {', '.join(c.name for c in columns)}")
+    console.print(
+        f"try: SELECT * FROM {VIEW_NAME} WHERE latency_ms < 2 ORDER BY accuracy DESC LIMIT 5"
+    )
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import optuna
 import torch
 
 import models
-from hpo import calibration, cost, fusion, latency, space
+from hpo import artifacts, calibration, cost, fusion, latency, space
 from hpo.data import TensorDataset
 from hpo.spec import Spec
 from hpo.train import Diverged, TrainResult, evaluate, train
@@ -38,6 +38,9 @@ class TrialOutcome:
     accuracy: float
     latency_ms: float
     attrs: dict[str, Any] = field(default_factory=dict)
+    # The trained and the folded network, for the artifact store (never recorded as attributes).
+    model: torch.nn.Module | None = field(default=None, repr=False)
+    folded: torch.nn.Module | None = field(default=None, repr=False)
 
 
 def latency_protocol(spec: Spec) -> latency.Protocol:
@@ -159,7 +162,7 @@ def run_trial(
         "dataset": data.source,
         **timing,
     }
-    return TrialOutcome(val_accuracy, timing["latency"]["median_ms"], attrs)
+    return TrialOutcome(val_accuracy, timing["latency"]["median_ms"], attrs, model, folded)
 
 
 class Objective:
@@ -194,4 +197,13 @@ class Objective:
             raise
         for key, value in outcome.attrs.items():
             trial.set_user_attr(key, value)
+        if outcome.model is not None and outcome.folded is not None:
+            artifacts.save_if_on_front(
+                trial,
+                outcome.accuracy,
+                outcome.latency_ms,
+                outcome.model,
+                outcome.folded,
+                self.data,
+            )
         return outcome.accuracy, outcome.latency_ms

@@ -15,7 +15,7 @@ from rich.table import Table
 from hpo.results import StudyOverview, TrialResult
 
 # Params shown as table columns, in this order; any others follow alphabetically.
-_LEADING_PARAMS = ("model", "norm", "optimizer", "lr", "scheduler")
+LEADING_PARAMS = ("model", "norm", "optimizer", "lr", "scheduler")
 
 
 class Format(StrEnum):
@@ -26,10 +26,36 @@ class Format(StrEnum):
     csv = "csv"
 
 
+class SummaryFormat(StrEnum):
+    """Output formats of commands that print a summary rather than rows of trials."""
+
+    table = "table"
+    json = "json"
+
+
+def print_summary(console: Console, data: dict[str, Any], fmt: SummaryFormat, title: str) -> None:
+    """Print a flat summary: aligned key/value lines for people, JSON for programs."""
+    if fmt == SummaryFormat.json:
+        console.file.write(json.dumps(data, indent=2) + "\n")
+        return
+    # Plain "key  value" lines: paths stay whole (a table would wrap them) and copyable.
+    lines = [title] if title else []
+    width = max((len(key) for key in data), default=0)
+    for key, value in data.items():
+        if isinstance(value, dict):
+            shown = ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
+        elif isinstance(value, list):
+            shown = ", ".join(_fmt(v) for v in value)
+        else:
+            shown = _fmt(value)
+        lines.append(f"  {key:<{width}}  {shown}")
+    console.file.write("\n".join(lines) + "\n")
+
+
 def _param_columns(results: Sequence[TrialResult]) -> list[str]:
     """Leading params first, then the rest alphabetically."""
     names = {name for r in results for name in r.params}
-    leading = [n for n in _LEADING_PARAMS if n in names]
+    leading = [n for n in LEADING_PARAMS if n in names]
     return leading + sorted(names - set(leading))
 
 
@@ -47,7 +73,7 @@ def trials_table(results: Sequence[TrialResult], title: str) -> Table:
     for column in ("trial", "accuracy", "latency ms", "test acc"):
         table.add_column(column, justify="right")
     # Tables show the headline params; json and csv carry every param.
-    params = [name for name in _LEADING_PARAMS if any(name in r.params for r in results)]
+    params = [name for name in LEADING_PARAMS if any(name in r.params for r in results)]
     for name in params:
         table.add_column(name)
     table.add_column("other params")

@@ -117,3 +117,37 @@ def study_overviews(storage: RDBStorage) -> list[StudyOverview]:
         target = spec.get("study", {}).get("n_trials") if isinstance(spec, dict) else None
         overviews.append(StudyOverview(frozen.study_name, len(trials), dict(states), target))
     return overviews
+
+
+def reference_point(results: list[TrialResult]) -> tuple[float, float]:
+    """Hypervolume reference: accuracy 0 and 1.1 x the slowest observed latency.
+
+    Accuracy 0 is the worst possible value; 10 % beyond the slowest trial keeps that trial's
+    contribution above zero, so every trial on the front adds area.
+    """
+    if not results:
+        raise ValueError("no results")
+    return 0.0, 1.1 * max(r.latency_ms for r in results)
+
+
+def hypervolume(results: list[TrialResult], reference: tuple[float, float]) -> float:
+    """Area (accuracy x ms) the trials dominate up to `reference` = (accuracy, latency_ms)."""
+    ref_accuracy, ref_latency = reference
+    inside = [r for r in results if r.accuracy > ref_accuracy and r.latency_ms < ref_latency]
+    front = pareto_front(inside)  # fastest first, accuracy rising
+    if not front:
+        return 0.0
+    area = 0.0
+    edges = [r.latency_ms for r in front[1:]] + [ref_latency]
+    for current, right in zip(front, edges, strict=True):
+        # Between this trial's latency and the next front trial's, this one is the best.
+        area += (right - current.latency_ms) * (current.accuracy - ref_accuracy)
+    return area
+
+
+def hypervolume_history(
+    results: list[TrialResult], reference: tuple[float, float]
+) -> list[tuple[int, float]]:
+    """(trial number, hypervolume of the completed trials up to it), in trial order."""
+    ordered = sorted(results, key=lambda r: r.number)
+    return [(r.number, hypervolume(ordered[: i + 1], reference)) for i, r in enumerate(ordered)]

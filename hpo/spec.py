@@ -256,3 +256,26 @@ def load_spec(path: Path, overrides: list[str] | None = None) -> Spec:
         return validate(raw)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string literal is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise SpecError(f"cannot write {value!r} as TOML")
+
+
+def dump_toml(raw: dict[str, Any]) -> str:
+    """A raw spec (sections of plain values, lists and ranges) written back as TOML."""
+    blocks = []
+    for section, table in raw.items():
+        lines = [f"[{section}]"] + [f"{key} = {_toml_value(v)}" for key, v in table.items()]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"

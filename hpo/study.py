@@ -40,6 +40,10 @@ def create_or_load_study(spec: Spec, storage: RDBStorage) -> optuna.Study:
     else:
         # Keep the stored spec current (e.g. a raised n_trials) for workers that read it.
         study.set_user_attr(SPEC_ATTR, spec.raw)
+    if stored != spec.raw:
+        from hpo.dashboard import write_spec_note
+
+        write_spec_note(study)  # the dashboard shows the spec as the study's note
     return study
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +49,40 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+@dataclass(frozen=True)
+class FinishedStudy:
+    """A quickstart study that ran to the end, with its database and stored models."""
+
+    db: Path
+    name: str
+    n_trials: int
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.db}"
+
+
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory: pytest.TempPathFactory, sample_path: Path) -> FinishedStudy:
+    """Two tiny quickstart trials on the sample (~20-40 s), shared by every test that reads one."""
+    db = tmp_path_factory.mktemp("finished") / "quickstart.db"
+    result = run_cli(
+        "run",
+        str(ROOT / "studies" / "quickstart.toml"),
+        "--data",
+        str(sample_path),
+        "--storage",
+        f"sqlite:///{db}",
+        "--n-trials",
+        "2",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "data.train_size=256",
+        "--set",
+        'search.model="simple_cnn"',
+    )
+    assert result.returncode == 0, result.stderr
+    return FinishedStudy(db, "quickstart", 2)

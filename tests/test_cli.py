@@ -144,5 +144,5 @@ def test_best_on_unknown_study(tmp_path: Path) -> None:
 def test_help_explains_commands() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("run", "best", "studies", "models"):
+    for command in ("run", "best", "studies", "models", "dashboard", "report", "export", "db"):
         assert command in result.stdout

@@ -1,0 +1,157 @@
+"""`hpo dashboard`: the real optuna-dashboard process, looked at with headless Chromium."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import onnx
+import optuna
+import pytest
+
+from hpo import artifacts
+from hpo.dashboard import spec_note, write_spec_note
+from hpo.spec import dump_toml, read_toml
+from tests import synthetic
+from tests.conftest import ROOT, FinishedStudy, run_cli
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=15000",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def running_dashboard(url: str, port: int) -> Iterator[str]:
+    """Start `hpo dashboard` as a subprocess; yields its first stdout line once it serves."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpo", "dashboard", "--storage", url, "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # request logs; a failure shows as no server below
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, f"dashboard exited with {process.returncode}: {banner}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "dashboard did not answer within 90 s"
+                time.sleep(0.5)
+        yield banner
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def visible_text(url: str, profile: Path) -> str:
+    """The page's text after its JavaScript ran (scripts, styles and tags removed)."""
+    assert CHROMIUM is not None
+    dom = subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    ).stdout
+    dom = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", dom)))
+
+
+@pytest.mark.slow
+def test_dashboard_shows_a_finished_study_in_chromium(
+    finished_study: FinishedStudy, tmp_path: Path
+) -> None:
+    if CHROMIUM is None:
+        pytest.skip(
+            "chromium not installed (Debian: apt-get install chromium); .ci/run installs it"
+        )
+    port = free_port()
+    with running_dashboard(finished_study.url, port) as banner:
+        assert f"http://127.0.0.1:{port}/dashboard/" in banner  # bound to localhost by default
+        base = f"http://127.0.0.1:{port}/dashboard/studies/1"
+        page = visible_text(base, tmp_path / "profile")
+        assert finished_study.name in page
+        # The metric names label the Pareto-front axes instead of "Objective 0/1".
+        assert "Objective X: accuracy" in page and "Objective Y: latency_ms" in page
+        note = visible_text(f"{base}/note", tmp_path / "profile")
+        assert "Study spec" in note and f'name = "{finished_study.name}"' in note
+        trials = visible_text(f"{base}/trials", tmp_path / "profile")
+        assert artifacts.ONNX_NAME in trials and artifacts.CHECKPOINT_NAME in trials
+
+        # The stored folded model downloads through the dashboard and is a valid ONNX graph.
+        storage = optuna.storages.RDBStorage(finished_study.url)
+        trial = optuna.load_study(study_name=finished_study.name, storage=storage).trials[0]
+        artifact_id = artifacts.find_artifact(trial, storage, artifacts.ONNX_NAME)
+        link = f"http://127.0.0.1:{port}/artifacts/1/{trial._trial_id}/{artifact_id}"
+        with urllib.request.urlopen(link, timeout=30) as response:
+            model = onnx.load_model_from_string(response.read())
+        onnx.checker.check_model(model)
+        assert [i.name for i in model.graph.input] == ["image"]
+
+
+def test_dashboard_refuses_a_busy_port(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    synthetic.make_studies(f"sqlite:///{db}")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("dashboard", "--storage", f"sqlite:///{db}", "--port", str(port))
+    assert result.returncode == 2
+    assert (
+        result.stderr == f"hpo: error: --port {port}: already in use on 127.0.0.1; choose another\n"
+    )
+
+
+def test_dashboard_needs_an_existing_database(tmp_path: Path) -> None:
+    result = run_cli("dashboard", "--storage", f"sqlite:///{tmp_path / 'none.db'}")
+    assert result.returncode == 2 and "no SQLite database" in result.stderr
+    assert not (tmp_path / "none.db").exists()
+
+
+@pytest.mark.parametrize("spec", sorted((ROOT / "studies").glob("*.toml")), ids=lambda p: p.name)
+def test_spec_note_is_the_spec_as_toml(spec: Path) -> None:
+    raw = read_toml(spec)
+    assert tomllib.loads(dump_toml(raw)) == raw
+    note = spec_note(raw)
+    body = note.split("```toml\n", 1)[1].rsplit("```", 1)[0]
+    assert tomllib.loads(body) == raw
+
+
+def test_spec_note_is_written_once(tmp_path: Path) -> None:
+    from optuna_dashboard import get_note
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    synthetic.make_studies(url)  # created through hpo.study, which writes the note
+    study = optuna.load_study(study_name="synthetic", storage=url)
+    assert get_note(study) == spec_note(synthetic.SPEC)
+    assert write_spec_note(study) is False  # unchanged: no new note version

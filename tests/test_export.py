@@ -1,0 +1,160 @@
+"""`hpo export`: TorchScript and ONNX of the folded model compute what the rebuilt model does."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import optuna
+import pytest
+import torch
+
+import models
+from hpo import artifacts
+from hpo.export import CARD_FILE, ONNX_FILE, TORCHSCRIPT_FILE, onnx_bytes, torchscript_bytes
+from hpo.fusion import fold_batchnorm
+from hpo.space import TrialConfig
+from tests import synthetic
+from tests.conftest import FinishedStudy, run_cli
+
+
+def onnx_logits(content: bytes, images: torch.Tensor) -> np.ndarray:
+    session = ort.InferenceSession(content, providers=["CPUExecutionProvider"])
+    return session.run(None, {"image": images.numpy()})[0]
+
+
+def torchscript_logits(path_or_bytes: Path | bytes, images: torch.Tensor) -> np.ndarray:
+    source = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+    loaded = torch.jit.load(source, map_location="cpu")
+    with torch.inference_mode():
+        return loaded(images).numpy()
+
+
+def random_images(seed: int = 1) -> torch.Tensor:
+    return torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("norm", models.NORMS)
+def test_folded_exports_match_the_model_for_every_norm(norm: str) -> None:
+    torch.manual_seed(0)
+    model = models.build_model("simple_cnn", norm=norm, width=0.5)
+    # Non-trivial running statistics, so folding BatchNorm actually changes the weights.
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(32, 3, 32, 32) * 2 + 0.5)
+    model.eval()
+    folded, _ = fold_batchnorm(model)
+    images = random_images()
+    with torch.inference_mode():
+        expected = model(images).numpy()
+    np.testing.assert_allclose(
+        torchscript_logits(torchscript_bytes(folded), images), expected, atol=1e-4
+    )
+    np.testing.assert_allclose(onnx_logits(onnx_bytes(folded), images), expected, atol=1e-4)
+
+
+def stored_model(study: FinishedStudy, number: int) -> torch.nn.Module:
+    """The trial's network rebuilt from its params, with the weights stored as its artifact."""
+    storage = optuna.storages.RDBStorage(study.url)
+    trial = optuna.load_study(study_name=study.name, storage=storage).trials[number]
+    store = artifacts.open_store(study.url)
+    assert store is not None, "the study stored no models"
+    artifact_id = artifacts.find_artifact(trial, storage, artifacts.CHECKPOINT_NAME)
+    assert artifact_id is not None, f"trial {number} has no checkpoint"
+    checkpoint = artifacts.load_checkpoint(store, artifact_id)
+    config = TrialConfig.from_params(trial.params)
+    model = models.build_model(
+        config.model,
+        norm=config.norm,
+        num_classes=int(checkpoint["num_classes"]),
+        **config.model_kwargs(),
+    )
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+def export(study: FinishedStudy, number: int, out: Path, *extra: str) -> dict:
+    result = run_cli(
+        "export", "--storage", study.url, "--study-name", study.name, "--trial", str(number),
+        "--out", str(out), "--format", "json", *extra,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.slow
+def test_export_round_trip(finished_study: FinishedStudy, tmp_path: Path) -> None:
+    # Trial 0 is on the Pareto front when it completes (nothing came before it): it has a model.
+    out = tmp_path / "quickstart-0"
+    summary = export(finished_study, 0, out)
+    assert summary["source"] == "artifact"
+    assert {Path(p).name for p in summary["files"]} == {
+        TORCHSCRIPT_FILE,
+        ONNX_FILE,
+        CARD_FILE,
+    }
+    rebuilt = stored_model(finished_study, 0)
+    card = json.loads((out / CARD_FILE).read_text())
+    # Inputs as the card says to prepare them: pixels / 255, standardized per channel.
+    mean = torch.tensor(card["input"]["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(card["input"]["std"]).view(1, 3, 1, 1)
+    pixels = torch.randint(0, 256, (1, 3, 32, 32), generator=torch.Generator().manual_seed(3))
+    images = (pixels.float() / 255 - mean) / std
+    with torch.inference_mode():
+        expected = rebuilt(images).numpy()
+    np.testing.assert_allclose(
+        torchscript_logits(out / TORCHSCRIPT_FILE, images), expected, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        onnx_logits((out / ONNX_FILE).read_bytes(), images), expected, atol=1e-4
+    )
+    assert np.argmax(expected) == np.argmax(onnx_logits((out / ONNX_FILE).read_bytes(), images))
+
+    trial = optuna.load_study(study_name=finished_study.name, storage=finished_study.url).trials[0]
+    assert card["params"] == trial.params
+    assert card["metrics"]["accuracy"] == trial.values[0]
+    assert card["metrics"]["latency_ms"] == trial.values[1]
+    assert card["fold_report"]["n_folded"] == trial.user_attrs["fold_report"]["n_folded"]
+    assert card["latency"]["latency_backend"] == trial.user_attrs["latency_backend"]
+    assert card["data"]["dataset"] == trial.user_attrs["dataset"]
+    assert card["data"]["train_size"] == 256 and card["data"]["num_classes"] == 10
+
+
+@pytest.mark.slow
+def test_export_retrains_without_a_stored_model(
+    finished_study: FinishedStudy, tmp_path: Path
+) -> None:
+    empty = tmp_path / "no-artifacts"
+    empty.mkdir()
+    out = tmp_path / "retrained"
+    summary = export(finished_study, 1, out, "--artifacts", str(empty))
+    assert summary["source"] == "retrained"
+    card = json.loads((out / CARD_FILE).read_text())
+    # Same spec, params and seeds: the retrained net scores what the trial scored.
+    assert card["metrics"]["retrained_val_accuracy"] == pytest.approx(
+        card["metrics"]["accuracy"], abs=0.02
+    )
+    images = random_images(5)
+    np.testing.assert_allclose(
+        torchscript_logits(out / TORCHSCRIPT_FILE, images),
+        onnx_logits((out / ONNX_FILE).read_bytes(), images),
+        atol=1e-4,
+    )
+
+
+def test_export_of_unknown_or_failed_trial_exits_2(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    synthetic.make_studies(f"sqlite:///{db}")
+    out = tmp_path / "out"
+    for number, expected in ((3, "trial is FAIL"), (42, "no such trial")):
+        result = run_cli(
+            "export", "--storage", f"sqlite:///{db}", "--study-name", "synthetic",
+            "--trial", str(number), "--out", str(out),
+        )  # fmt: skip
+        assert result.returncode == 2
+        assert expected in result.stderr and "allowed: 0, 1, 2, 4, 5" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not out.exists()

@@ -1,0 +1,142 @@
+"""`hpo report`: hypervolume arithmetic, the best trial per group, and the files it writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from matplotlib.image import imread
+
+from hpo.results import TrialResult, hypervolume, hypervolume_history, reference_point
+from tests import synthetic
+from tests.conftest import FinishedStudy, run_cli
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def result(number: int, accuracy: float, latency_ms: float) -> TrialResult:
+    return TrialResult(number, accuracy, latency_ms, {}, None, None, None, None)
+
+
+SYNTHETIC_RESULTS = [
+    result(n, *row.values) for n, row in enumerate(synthetic.ROWS) if row.values is not None
+]
+
+
+def test_hypervolume_by_hand() -> None:
+    # Front by latency: (0.5 ms, 55 %), (1.0, 65 %), (2.5, 70 %); reference 3.3 ms.
+    assert reference_point(SYNTHETIC_RESULTS) == (0.0, pytest.approx(3.3))
+    expected = 0.5 * 0.55 + 1.5 * 0.65 + 0.8 * 0.70
+    assert hypervolume(SYNTHETIC_RESULTS, (0.0, 3.3)) == pytest.approx(expected)
+
+
+def test_hypervolume_history_by_hand() -> None:
+    history = hypervolume_history(SYNTHETIC_RESULTS, (0.0, 3.3))
+    assert [n for n, _ in history] == [0, 1, 2, 4, 5]  # trial 3 failed
+    assert [v for _, v in history] == pytest.approx([1.08, 1.16, 1.535, 1.81, 1.81])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        # No subnormals: other tests flush denormals (torch.set_flush_denormal) process-wide.
+        st.tuples(
+            st.floats(0.0, 1.0, allow_subnormal=False), st.floats(0.01, 10.0, allow_subnormal=False)
+        ),
+        min_size=1,
+        max_size=12,
+        unique=True,
+    )
+)
+def test_hypervolume_agrees_with_optuna(points: list[tuple[float, float]]) -> None:
+    from optuna._hypervolume import compute_hypervolume  # an independent implementation
+
+    results = [result(n, a, lat) for n, (a, lat) in enumerate(points)]
+    reference = reference_point(results)
+    inside = [(-a, lat) for a, lat in points if a > 0]  # as losses: -accuracy, latency
+    ours = hypervolume(results, reference)
+    if not inside:
+        assert ours == 0.0
+        return
+    theirs = compute_hypervolume(np.array(inside), np.array([0.0, reference[1]]))
+    assert ours == pytest.approx(theirs, rel=1e-9, abs=1e-12)
+
+
+def synthetic_report(tmp_path: Path) -> tuple[dict, Path]:
+    db = tmp_path / "s.db"
+    synthetic.make_studies(f"sqlite:///{db}")
+    out = tmp_path / "report"
+    cli = run_cli(
+        "report", "--storage", f"sqlite:///{db}", "--study-name", "synthetic", "--out", str(out),
+        "--format", "json",
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    return json.loads(cli.stdout), out
+
+
+def test_report_of_a_synthetic_study(tmp_path: Path) -> None:
+    summary, out = synthetic_report(tmp_path)
+    assert summary["n_complete"] == 5 and summary["n_front"] == 3
+    assert summary["hypervolume"] == pytest.approx(1.81)
+    assert summary["reference_point"]["latency_ms"] == pytest.approx(3.3)
+    for name in ("index.html", "pareto.png", "hypervolume.png", "report.json"):
+        assert (out / name).is_file(), name
+    data = json.loads((out / "report.json").read_text())
+    best = {(g["key"], g["value"]): g["trial"] for g in data["best_per_group"]}
+    # Most accurate per value: batch -> trial 0 (60 %) over trial 5 (50 %); the failed trial
+    # 3 (layer) is not a candidate, so layer -> trial 4.
+    assert best == {
+        ("norm", "batch"): 0,
+        ("norm", "group"): 1,
+        ("norm", "layer"): 4,
+        ("norm", "none"): 2,
+        ("optimizer", "adam"): 0,
+        ("optimizer", "nesterov"): 1,
+        ("optimizer", "sgd"): 2,
+    }
+    page = (out / "index.html").read_text()
+    assert "src='pareto.png'" in page and "src='hypervolume.png'" in page
+    assert "norm = layer" in page and "optimizer = sgd" in page
+
+
+@pytest.mark.slow
+def test_report_of_a_finished_quickstart_study(
+    finished_study: FinishedStudy, tmp_path: Path
+) -> None:
+    out = tmp_path / "report"
+    cli = run_cli(
+        "report", "--storage", finished_study.url, "--study-name", finished_study.name,
+        "--out", str(out),
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert str(out / "index.html") in cli.stdout
+    for name, (width, height) in {"pareto.png": (900, 600), "hypervolume.png": (900, 480)}.items():
+        content = (out / name).read_bytes()
+        assert content.startswith(PNG_SIGNATURE)
+        pixels = imread(out / name)
+        assert pixels.shape[:2] == (height, width)
+        assert pixels[..., :3].std() > 0.05, f"{name} is blank"
+    page = (out / "index.html").read_text()
+    assert "Study quickstart" in page and "scheduler = " in page
+    data = json.loads((out / "report.json").read_text())
+    assert data["n_complete"] == finished_study.n_trials
+    assert [h["trial"] for h in data["hypervolume_history"]] == [0, 1]
+    assert data["hypervolume"] > 0
+
+
+def test_report_needs_complete_trials(tmp_path: Path) -> None:
+    import optuna
+
+    db = tmp_path / "empty.db"
+    optuna.create_study(storage=f"sqlite:///{db}", study_name="empty", directions=["maximize"] * 2)
+    out = tmp_path / "r"
+    cli = run_cli(
+        "report", "--storage", f"sqlite:///{db}", "--study-name", "empty", "--out", str(out)
+    )
+    assert cli.returncode == 2
+    assert "no COMPLETE trials" in cli.stderr and len(cli.stderr.strip().splitlines()) == 1
+    assert not out.exists()

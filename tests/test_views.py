@@ -1,0 +1,198 @@
+"""`hpo db views` on SQLite and PostgreSQL: the documented query returns decoded rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from hpo.views import distribution_kind
+from tests import synthetic
+from tests.conftest import FinishedStudy, run_cli
+
+QUERY = "SELECT * FROM hpo_trials WHERE latency_ms < 2 ORDER BY accuracy DESC LIMIT 5"
+PG_ADMIN = os.environ.get("HPO_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+
+
+def sqlite_rows(db: Path, query: str = QUERY) -> list[dict[str, Any]]:
+    """Run `query` with the sqlite3 module, rows as dicts."""
+    with sqlite3.connect(db) as connection:
+        connection.row_factory = sqlite3.Row
+        return [dict(row) for row in connection.execute(query).fetchall()]
+
+
+def postgres_rows(url: str, query: str = QUERY) -> list[dict[str, Any]]:
+    """Run `query` with psycopg (as psql would), rows as dicts."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(url, row_factory=dict_row) as connection:
+        return list(connection.execute(query).fetchall())
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards; skips when the server is unreachable."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"hpo_views_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable ({PG_ADMIN}): {str(exc).strip()}")
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            admin.execute(drop.format(sql.Identifier(name)))
+
+
+def create_views(url: str) -> list[dict[str, Any]]:
+    """`hpo db views` through the real CLI; returns the columns it reports."""
+    result = run_cli("db", "views", "--storage", url, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["view"] == "hpo_trials"
+    return report["columns"]
+
+
+def expected_synthetic() -> list[tuple[str, int, float, float]]:
+    """(study, number, accuracy, latency_ms) that QUERY must return, from the synthetic rows."""
+    rows = [
+        ("synthetic", number, *row.values)
+        for number, row in enumerate(synthetic.ROWS)
+        if row.values is not None
+    ]
+    rows += [(synthetic.ODD_STUDY, n, *values) for n, (_, values) in enumerate(synthetic.ODD_ROWS)]
+    fast = [r for r in rows if r[3] < 2]
+    return sorted(fast, key=lambda r: -r[2])[:5]
+
+
+def check_synthetic(rows: list[dict[str, Any]]) -> None:
+    """The query's rows are the expected trials, with every param decoded to its value."""
+    assert [(r["study"], r["number"], r["accuracy"], r["latency_ms"]) for r in rows] == (
+        expected_synthetic()
+    )
+    for row in rows:
+        assert row["state"] == "COMPLETE"
+        if row["study"] == synthetic.ODD_STUDY:
+            params, _ = synthetic.ODD_ROWS[row["number"]]
+            assert row["lr"] == pytest.approx(0.1)  # a fixed (categorical) value, decoded
+            assert row[synthetic.ODD_PARAM] == params[synthetic.ODD_PARAM]
+            assert row["norm"] is None
+            continue
+        params = synthetic.ROWS[row["number"]].params
+        for name in ("model", "norm", "optimizer", "batch_size", "width"):
+            assert row[name] == params[name], name  # names, not choice indices
+        assert row["lr"] == pytest.approx(params["lr"])
+        assert row["depth"] == params.get("depth")
+        assert isinstance(row["batch_size"], int) and isinstance(row["norm"], str)
+
+
+def test_view_on_sqlite(tmp_path: Path) -> None:
+    db = tmp_path / "views.db"
+    synthetic.make_studies(f"sqlite:///{db}")
+    columns = create_views(f"sqlite:///{db}")
+    names = [c["name"] for c in columns]
+    assert names[:5] == ["study", "number", "state", "accuracy", "latency_ms"]
+    assert {"norm", "optimizer", "lr", "batch_size", "depth", synthetic.ODD_PARAM} <= set(names)
+    check_synthetic(sqlite_rows(db))
+    # The view is live: it sees the failed trial and every study, and running it twice is fine.
+    create_views(f"sqlite:///{db}")
+    failed = sqlite_rows(db, "SELECT state, accuracy, norm FROM hpo_trials WHERE state = 'FAIL'")
+    assert failed == [{"state": "FAIL", "accuracy": None, "norm": "layer"}]
+    with sqlite3.connect(db) as connection:
+        (count,) = connection.execute("SELECT COUNT(*) FROM trials").fetchone()
+    assert count == len(synthetic.ROWS) + len(synthetic.ODD_ROWS)
+
+
+@pytest.mark.postgres
+def test_view_on_postgresql(pg_url: str) -> None:
+    synthetic.make_studies(pg_url)
+    create_views(pg_url)
+    check_synthetic(postgres_rows(pg_url))
+    create_views(pg_url)  # replaces the view
+    failed = postgres_rows(pg_url, "SELECT state, norm FROM hpo_trials WHERE accuracy IS NULL")
+    assert failed == [{"state": "FAIL", "norm": "layer"}]
+
+
+def test_views_on_missing_database_exits_2(tmp_path: Path) -> None:
+    result = run_cli("db", "views", "--storage", f"sqlite:///{tmp_path / 'none.db'}")
+    assert result.returncode == 2
+    assert result.stderr.startswith("hpo: error: no SQLite database")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("distribution", "kind"),
+    [
+        ('{"name": "CategoricalDistribution", "attributes": {"choices": ["a", 1]}}', "text"),
+        ('{"name": "CategoricalDistribution", "attributes": {"choices": [14, 20]}}', "integer"),
+        ('{"name": "CategoricalDistribution", "attributes": {"choices": [1, 0.5]}}', "float"),
+        ('{"name": "CategoricalDistribution", "attributes": {"choices": [true]}}', "text"),
+        ('{"name": "IntDistribution", "attributes": {"low": 1, "high": 3}}', "integer"),
+        ('{"name": "FloatDistribution", "attributes": {"low": 0, "high": 1}}', "float"),
+        ("not json", "text"),
+    ],
+)
+def test_distribution_kind(distribution: str, kind: str) -> None:
+    assert distribution_kind(distribution) == kind
+
+
+def finished_rows_match(rows: list[dict[str, Any]], study: optuna.Study) -> None:
+    """Rows of a real study carry the same decoded params as Optuna reports."""
+    trials = {t.number: t for t in study.get_trials()}
+    for row in rows:
+        trial = trials[row["number"]]
+        assert row["accuracy"] == pytest.approx(trial.values[0])
+        assert row["latency_ms"] == pytest.approx(trial.values[1])
+        for name in ("model", "norm", "optimizer", "scheduler"):
+            assert row[name] == trial.params[name]
+        assert row["lr"] == pytest.approx(trial.params["lr"])
+
+
+@pytest.mark.slow
+def test_view_on_a_finished_quickstart_study(finished_study: FinishedStudy, tmp_path: Path) -> None:
+    db = tmp_path / "copy.db"
+    db.write_bytes(finished_study.db.read_bytes())  # the view is the only change; keep it apart
+    url = f"sqlite:///{db}"
+    create_views(url)
+    rows = sqlite_rows(db, "SELECT * FROM hpo_trials ORDER BY accuracy DESC")
+    assert len(rows) == finished_study.n_trials
+    study = optuna.load_study(study_name=finished_study.name, storage=url)
+    finished_rows_match(rows, study)
+    fast = sqlite_rows(db)
+    assert [r["number"] for r in fast] == [
+        r["number"] for r in rows if r["latency_ms"] is not None and r["latency_ms"] < 2
+    ][:5]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_view_on_a_finished_study_copied_to_postgresql(
+    finished_study: FinishedStudy, pg_url: str
+) -> None:
+    from hpo.storage import open_storage
+
+    target = open_storage(pg_url)
+    optuna.copy_study(
+        from_study_name=finished_study.name,
+        from_storage=finished_study.url,
+        to_storage=target,
+    )
+    target.engine.dispose()
+    create_views(pg_url)
+    rows = postgres_rows(pg_url, "SELECT * FROM hpo_trials ORDER BY accuracy DESC")
+    assert len(rows) == finished_study.n_trials
+    finished_rows_match(rows, optuna.load_study(study_name=finished_study.name, storage=pg_url))
