@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -10,6 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import HpoError, SpecError
 from hpo.spec import Spec, validate
+from hpo.storage import beating_trial_ids, resilience_of
 
 DIRECTIONS = ("maximize", "minimize")
 METRIC_NAMES = ("accuracy", "latency_ms")
@@ -75,3 +78,47 @@ def finished_count(study: optuna.Study) -> int:
     """How many trials count toward the study's `n_trials` target."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
     return sum(counts_toward_target(t) for t in trials)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a study stands against its target, as every worker sees it."""
+
+    finished: int  # trials that count toward n_trials
+    running: int  # RUNNING trials that will finish, or be failed by the heartbeat and retried
+    waiting: int  # WAITING trials: retries of dead workers' trials, or enqueued ones
+
+    def in_flight_or_done(self) -> int:
+        """Finished plus running: a new trial is needed only while this is below the target."""
+        return self.finished + self.running
+
+
+def rdb_storage(study: optuna.Study) -> RDBStorage | None:
+    """The RDBStorage behind a study (Optuna wraps it in a cache), or None for other storages."""
+    storage = study._storage  # Optuna keeps the storage private; heartbeats need the database
+    storage = getattr(storage, "_backend", storage)
+    return storage if isinstance(storage, RDBStorage) else None
+
+
+def study_progress(study: optuna.Study) -> Progress:
+    """Finished, running and waiting trials of the study.
+
+    A RUNNING trial is counted only while it can still end: it has a heartbeat (so a dead
+    worker's trial is failed and retried), or it started less than a grace period ago (its
+    first beat may not be written yet). Others would be waited for forever.
+    """
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(counts_toward_target(t) for t in trials)
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    storage = rdb_storage(study)
+    if running and storage is not None and storage.heartbeat_interval:
+        beating = beating_trial_ids(storage, study._study_id)
+        grace = datetime.timedelta(seconds=resilience_of(storage).grace_period)
+        now = datetime.datetime.now()
+        running = [
+            t
+            for t in running
+            if t._trial_id in beating or (t.datetime_start and now - t.datetime_start < grace)
+        ]
+    return Progress(finished, len(running), waiting)
