@@ -181,8 +181,7 @@ def best(
 ) -> None:
     """Print the Pareto front (accuracy vs latency), or the best trials under a latency budget."""
     from hpo import results
-    from hpo.storage import open_storage
-    from hpo.study import load_study
+    from hpo.storage import load_study, open_storage  # not hpo.study: that imports torch
 
     if rank_by not in results.RANK_KEYS:
         fail(f"--rank-by: unknown value {rank_by!r}; allowed: {', '.join(results.RANK_KEYS)}")
@@ -190,11 +189,10 @@ def best(
         study = load_study(open_storage(storage, create=False), study_name)
     except HpoError as exc:
         fail(str(exc))
-    finished = results.completed(study)
+    chosen = results.best(study, max_latency_ms, rank_by)
     if max_latency_ms is None:
-        chosen, title = results.pareto_front(finished, rank_by), f"Pareto front of {study_name}"
+        title = f"Pareto front of {study_name}"
     else:
-        chosen = results.within_budget(finished, max_latency_ms, rank_by)
         title = f"{study_name}: most accurate with {rank_by} <= {max_latency_ms:g}"
     print_trials(console, chosen[:top] if top else chosen, fmt, title)
 

@@ -19,8 +19,8 @@ from hpo import results
 from hpo.data import RawDataset, check_dataset, load_raw, prepare
 from hpo.errors import HpoError
 from hpo.spec import Spec, load_spec, validate
-from hpo.storage import open_storage, safe_url
-from hpo.study import Progress, create_or_load_study, load_study, stored_spec, study_progress
+from hpo.storage import load_study, open_storage, safe_url
+from hpo.study import Progress, create_or_load_study, stored_spec, study_progress
 from hpo.train import resolve_device
 from hpo.worker import WorkerSummary, run_worker
 

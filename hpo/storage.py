@@ -18,6 +18,7 @@ import os
 import sqlite3
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from optuna.exceptions import StorageInternalError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from sqlalchemy import select
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
 from hpo.errors import StorageError
@@ -282,13 +283,16 @@ def open_storage(url: str, *, create: bool = True) -> RDBStorage:
             raise StorageError(f"no SQLite database at {database}")
         _prepare_sqlite(parsed)
     try:
-        storage = ResilientRDBStorage(
-            parsed.render_as_string(hide_password=False),
-            engine_kwargs=_engine_kwargs(parsed),
-            heartbeat_interval=resilience.heartbeat_interval,
-            grace_period=resilience.grace_period,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-        )
+        with warnings.catch_warnings():
+            # Heartbeats and their retry callback are marked experimental; they are what we want.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = ResilientRDBStorage(
+                parsed.render_as_string(hide_password=False),
+                engine_kwargs=_engine_kwargs(parsed),
+                heartbeat_interval=resilience.heartbeat_interval,
+                grace_period=resilience.grace_period,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
     except ImportError as exc:
         raise StorageError(f"no database driver for {safe_url(parsed)}: {exc}") from None
     except Exception as exc:  # SQLAlchemy/driver errors differ per engine; all mean "unreachable"
@@ -309,6 +313,25 @@ def resilience_of(storage: RDBStorage) -> Resilience:
     return Resilience(interval, grace, getattr(storage, "retry_seconds", 0.0))
 
 
+def rdb_of(study: optuna.Study) -> RDBStorage | None:
+    """The RDBStorage behind a study (Optuna wraps it in a cache), or None for other storages."""
+    storage = study._storage  # private in Optuna; heartbeats and fast reads need the database
+    storage = getattr(storage, "_backend", storage)
+    return storage if isinstance(storage, RDBStorage) else None
+
+
+def read(storage: RDBStorage, query: Callable[[Connection], _T]) -> _T:
+    """Run a read-only `query` on one connection, waiting out outages like Optuna's calls."""
+
+    def run() -> _T:
+        with storage.engine.connect() as connection:
+            return query(connection)
+
+    if isinstance(storage, ResilientRDBStorage):
+        return storage._retrying(run)
+    return run()
+
+
 def beating_trial_ids(storage: RDBStorage, study_id: int) -> set[int]:
     """IDs of the study's RUNNING trials that have a heartbeat record.
 
@@ -324,13 +347,16 @@ def beating_trial_ids(storage: RDBStorage, study_id: int) -> set[int]:
         .where(models.TrialModel.state == TrialState.RUNNING)
     )
 
-    def read() -> set[int]:
-        with storage.engine.connect() as connection:
-            return set(connection.execute(query).scalars())
+    return read(storage, lambda connection: set(connection.execute(query).scalars()))
 
-    if isinstance(storage, ResilientRDBStorage):
-        return storage._retrying(read)
-    return read()
+
+def load_study(storage: RDBStorage, name: str) -> optuna.Study:
+    """Load an existing study; an unknown name is an HpoError listing the known ones."""
+    names = [s.study_name for s in storage.get_all_studies()]
+    if name not in names:
+        known = ", ".join(sorted(names)) or "none"
+        raise StorageError(f"no study named {name!r} in this storage; studies: {known}")
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def study_names(storage: RDBStorage) -> list[str]:

@@ -12,7 +12,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import HpoError, SpecError
 from hpo.spec import Spec, validate
-from hpo.storage import beating_trial_ids, resilience_of
+from hpo.storage import beating_trial_ids, rdb_of, resilience_of
+
+# load_study moved to hpo.storage (readers should not import torch); importable from here too.
+from hpo.storage import load_study as load_study
 
 DIRECTIONS = ("maximize", "minimize")
 METRIC_NAMES = ("accuracy", "latency_ms")
@@ -44,15 +47,6 @@ def create_or_load_study(spec: Spec, storage: RDBStorage) -> optuna.Study:
         # Keep the stored spec current (e.g. a raised n_trials) for workers that read it.
         study.set_user_attr(SPEC_ATTR, spec.raw)
     return study
-
-
-def load_study(storage: RDBStorage, name: str) -> optuna.Study:
-    """Load an existing study; an unknown name is an HpoError listing the known ones."""
-    names = [s.study_name for s in storage.get_all_studies()]
-    if name not in names:
-        known = ", ".join(sorted(names)) or "none"
-        raise HpoError(f"no study named {name!r} in this storage; studies: {known}")
-    return optuna.load_study(study_name=name, storage=storage)
 
 
 def stored_spec(study: optuna.Study) -> Spec:
@@ -93,13 +87,6 @@ class Progress:
         return self.finished + self.running
 
 
-def rdb_storage(study: optuna.Study) -> RDBStorage | None:
-    """The RDBStorage behind a study (Optuna wraps it in a cache), or None for other storages."""
-    storage = study._storage  # Optuna keeps the storage private; heartbeats need the database
-    storage = getattr(storage, "_backend", storage)
-    return storage if isinstance(storage, RDBStorage) else None
-
-
 def study_progress(study: optuna.Study) -> Progress:
     """Finished, running and waiting trials of the study.
 
@@ -111,7 +98,7 @@ def study_progress(study: optuna.Study) -> Progress:
     finished = sum(counts_toward_target(t) for t in trials)
     waiting = sum(t.state == TrialState.WAITING for t in trials)
     running = [t for t in trials if t.state == TrialState.RUNNING]
-    storage = rdb_storage(study)
+    storage = rdb_of(study)
     if running and storage is not None and storage.heartbeat_interval:
         beating = beating_trial_ids(storage, study._study_id)
         grace = datetime.timedelta(seconds=resilience_of(storage).grace_period)

@@ -40,8 +40,8 @@ from hpo.objective import Objective, TrialDiverged
 from hpo.samplers import make_sampler
 from hpo.space import TrialConfig, grid_search_space
 from hpo.spec import Spec
-from hpo.storage import resilience_of
-from hpo.study import Progress, rdb_storage, study_progress
+from hpo.storage import rdb_of, resilience_of
+from hpo.study import Progress, study_progress
 
 
 class Terminated(KeyboardInterrupt):
@@ -158,7 +158,7 @@ def fail_stale_trials(study: optuna.Study) -> None:
 
 def poll_seconds(study: optuna.Study) -> float:
     """How often a waiting worker looks again: about a heartbeat, between 0.5 and 5 s."""
-    storage = rdb_storage(study)
+    storage = rdb_of(study)
     interval = resilience_of(storage).heartbeat_interval if storage is not None else 1.0
     return min(5.0, max(0.5, float(interval)))
 
