@@ -2,7 +2,8 @@
 # docker-compose.yml (init, worker, dashboard).
 FROM python:3.11-slim
 
-COPY --from=ghcr.io/astral-sh/uv:0.5 /uv /uvx /bin/
+# The uv release that wrote uv.lock (lock format revision 5).
+COPY --from=ghcr.io/astral-sh/uv:0.13.8 /uv /uvx /bin/
 
 WORKDIR /app
 ENV UV_COMPILE_BYTECODE=1 \

@@ -137,11 +137,16 @@ def worker(
         Path | None,
         typer.Option(
             "--data",
-            help="Dataset .npz on this machine; overrides the stored spec's [data] dataset.",
+            help="Dataset .npz on this machine; replaces the stored spec's data.dataset here.",
         ),
     ] = None,
 ) -> None:
-    """Join a study made by `hpo create` and run trials until the study's total is reached."""
+    """Join a study made by `hpo create` and run trials until the study's total is reached.
+
+    A trial whose worker dies (no heartbeat for HPO_GRACE_PERIOD s, default 60; beats every
+    HPO_HEARTBEAT_INTERVAL s, default 20) is marked FAIL and retried once; database outages
+    are retried for HPO_DB_RETRY_SECONDS (default 120).
+    """
     import secrets
 
     from hpo.runner import join_study
@@ -151,6 +156,12 @@ def worker(
         summary = join_study(storage, study_name, data, console, secrets.randbelow(2**31))
     except HpoError as exc:
         fail(str(exc))
+    except Exception as exc:
+        from hpo.storage import is_transient, outage_message
+
+        if not is_transient(exc):
+            raise
+        fail(outage_message(exc, storage), code=1)  # not bad input: the database went away
     done = summary.worker
     console.print(
         f"worker ran {done.trials_run} trial(s); study {study_name} has {done.finished} of "

@@ -166,18 +166,30 @@ def _prepare_sqlite(url: URL) -> None:
         raise StorageError(f"cannot open SQLite database {path}: {exc}") from None
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether `exc` (or what caused it) means the database was unreachable or busy for a while."""
+def transient_cause(exc: BaseException) -> DBAPIError | None:
+    """The error behind `exc` that means the database was unreachable or busy, if any."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, OperationalError | InterfaceError):
-            return True
+            return current
         if isinstance(current, DBAPIError) and current.connection_invalidated:
-            return True
+            return current
         current = current.__cause__ or current.__context__
-    return False
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) means the database was unreachable or busy for a while."""
+    return transient_cause(exc) is not None
+
+
+def outage_message(exc: BaseException, url: str) -> str:
+    """One line for a database that stayed unreachable longer than the retries (no password)."""
+    cause = transient_cause(exc) or exc
+    detail = _scrub(str(getattr(cause, "orig", None) or cause), parse_url(url))
+    return f"lost the database {safe_url(url)} after retrying ({RETRY_ENV}): {detail}"
 
 
 # Storage calls retried when the database goes away. Reads are safe to repeat; the writes are
@@ -242,7 +254,7 @@ class ResilientRDBStorage(RDBStorage):
                         _log.warning(
                             "hpo: %s unreachable (%s); retrying for up to %.0f s",
                             self.where,
-                            _scrub(str(exc.__cause__ or exc), make_url(self.url)),
+                            _scrub(str(transient_cause(exc) or exc), make_url(self.url)),
                             self.retry_seconds,
                         )
                     time.sleep(delay)

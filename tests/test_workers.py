@@ -227,3 +227,30 @@ def test_four_workers_on_one_sqlite_file(
     counts = states(trials_of(open_storage(url), "lite"))
     assert target <= counts.get("COMPLETE", 0) <= target + n_workers - 1, counts
     assert set(counts) == {"COMPLETE"}, counts
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_worker_gives_up_with_one_line_when_the_database_stays_down(
+    private_postgres: Cluster, tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    heartbeat(monkeypatch, interval=1, grace=20)
+    monkeypatch.setenv("HPO_DB_RETRY_SECONDS", "3")
+    server = private_postgres.server
+    url = f"{server}/{create_database(server)}".replace("postgres@", "postgres:hunter2@", 1)
+    create(tiny_spec(tmp_path, "down", 50), url, tiny_npz)
+    (worker,) = start_workers(1, url, "down", tmp_path)
+    storage = open_storage(url)
+    try:
+        wait_for_complete(storage, "down", at_least=1, timeout=180)
+        storage.engine.dispose()
+        private_postgres.stop()
+        code = worker.wait(timeout=120)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    log = worker_logs(tmp_path)
+    assert code == 1, log
+    errors = [line for line in log.splitlines() if line.startswith("hpo: error:")]
+    assert len(errors) == 1 and "lost the database" in errors[0], log
+    assert "hunter2" not in log
