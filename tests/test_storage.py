@@ -209,6 +209,7 @@ def test_retries_wait_out_an_outage_then_give_up(tmp_path: Path) -> None:
 # --- the worker loop -------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # study.ask() on purpose
 def test_waiting_worker_reruns_a_dead_workers_trial(tmp_path: Path, quick_heartbeat: None) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     study = new_study(url)
@@ -229,6 +230,7 @@ def test_waiting_worker_reruns_a_dead_workers_trial(tmp_path: Path, quick_heartb
     assert len(complete) == 3 and runs == 3
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 def test_running_trial_without_heartbeat_is_not_waited_for(
     tmp_path: Path, quick_heartbeat: None
 ) -> None:
