@@ -117,6 +117,81 @@ def run(
 
 
 @app.command()
+def create(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Study spec (TOML).")],
+    storage: StorageOption = DEFAULT_STORAGE,
+    study_name: Annotated[
+        str | None, typer.Option("--study-name", help="Override [study] name.")
+    ] = None,
+    n_trials: Annotated[
+        int | None, typer.Option("--n-trials", min=1, help="Override [study] n_trials (total).")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Dataset .npz (keras layout); overrides [data] dataset."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a spec value: section.key=value (repeatable)."),
+    ] = None,
+) -> None:
+    """Create the study (idempotent) with the spec stored in it, for `hpo worker`; no training."""
+    from hpo.runner import create_study
+    from hpo.storage import safe_url
+
+    spec_overrides = _spec_overrides(overrides or [], study_name, n_trials, data)
+    try:
+        summary = create_study(spec_path, spec_overrides, storage)
+    except HpoError as exc:
+        fail(str(exc))
+    state = summary.progress
+    console.print(
+        f"study {summary.name} ready in {safe_url(storage)}: target {summary.target} trials, "
+        f"{state.finished} finished, {state.running} running, {state.waiting} waiting"
+    )
+
+
+@app.command()
+def worker(
+    storage: StorageOption = DEFAULT_STORAGE,
+    study_name: StudyNameOption = ...,  # type: ignore[assignment]
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Dataset .npz on this machine; replaces the stored spec's data.dataset here.",
+        ),
+    ] = None,
+) -> None:
+    """Join a study made by `hpo create` and run trials until the study's total is reached.
+
+    A trial whose worker dies (no heartbeat for HPO_GRACE_PERIOD s, default 60; beats every
+    HPO_HEARTBEAT_INTERVAL s, default 20) is marked FAIL and retried once; database outages
+    are retried for HPO_DB_RETRY_SECONDS (default 120).
+    """
+    import secrets
+
+    from hpo.runner import join_study
+
+    try:
+        # A random seed salt: workers started together must not draw the same configurations.
+        summary = join_study(storage, study_name, data, console, secrets.randbelow(2**31))
+    except HpoError as exc:
+        fail(str(exc))
+    except Exception as exc:
+        from hpo.storage import is_transient, outage_message
+
+        if not is_transient(exc):
+            raise
+        fail(outage_message(exc, storage), code=1)  # not bad input: the database went away
+    done = summary.worker
+    console.print(
+        f"worker ran {done.trials_run} trial(s); study {study_name} has {done.finished} of "
+        f"{done.target} finished"
+    )
+
+
+@app.command()
 def best(
     storage: StorageOption = DEFAULT_STORAGE,
     study_name: StudyNameOption = ...,  # type: ignore[assignment]
@@ -139,8 +214,7 @@ def best(
 ) -> None:
     """Print the Pareto front (accuracy vs latency), or the best trials under a latency budget."""
     from hpo import results
-    from hpo.storage import open_storage
-    from hpo.study import load_study
+    from hpo.storage import load_study, open_storage  # not hpo.study: that imports torch
 
     if rank_by not in results.RANK_KEYS:
         fail(f"--rank-by: unknown value {rank_by!r}; allowed: {', '.join(results.RANK_KEYS)}")
@@ -148,11 +222,10 @@ def best(
         study = load_study(open_storage(storage, create=False), study_name)
     except HpoError as exc:
         fail(str(exc))
-    finished = results.completed(study)
+    chosen = results.best(study, max_latency_ms, rank_by)
     if max_latency_ms is None:
-        chosen, title = results.pareto_front(finished, rank_by), f"Pareto front of {study_name}"
+        title = f"Pareto front of {study_name}"
     else:
-        chosen = results.within_budget(finished, max_latency_ms, rank_by)
         title = f"{study_name}: most accurate with {rank_by} <= {max_latency_ms:g}"
     print_trials(console, chosen[:top] if top else chosen, fmt, title)
 
@@ -327,8 +400,25 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     try:
         app()
-    except KeyboardInterrupt as exc:
+    except (KeyboardInterrupt, SystemExit) as exc:
+        # Typer turns Ctrl-C into exit code 130 (SystemExit chained to the KeyboardInterrupt);
+        # find the interrupt to tell SIGTERM (143) from Ctrl-C (130).
+        interrupt = _interrupt_behind(exc)
+        if interrupt is None:
+            raise
         from hpo.worker import Terminated
 
         sys.stderr.write("hpo: interrupted; the running trial was marked FAIL (interrupted)\n")
-        sys.exit(143 if isinstance(exc, Terminated) else 130)
+        sys.exit(143 if isinstance(interrupt, Terminated) else 130)
+
+
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt that `exc` is, or was raised while handling, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -1,7 +1,9 @@
-"""`hpo run`: spec -> data -> storage -> study -> worker, failing early on bad input.
+"""`hpo run`, `hpo create`, `hpo worker`: spec -> data -> storage -> study -> worker.
 
-Everything a user can get wrong (spec, data, storage URL) is checked before the study is
-created, so a bad command leaves nothing behind.
+`run` = `create` + one worker in this process. `create` stores the spec in the study, so
+`worker` processes on any machine need only the database URL and the study name. Everything a
+user can get wrong (spec, data, storage URL) is checked before the study is created, so a bad
+command leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ import torch
 from rich.console import Console
 
 from hpo import results
-from hpo.data import RawDataset, load_raw, prepare
+from hpo.data import RawDataset, check_dataset, load_raw, prepare
 from hpo.errors import HpoError
 from hpo.samplers import make_sampler
-from hpo.spec import Spec, load_spec
-from hpo.storage import open_storage, safe_url
-from hpo.study import create_or_load_study
+from hpo.spec import Spec, load_spec, validate
+from hpo.storage import load_study, open_storage, safe_url
+from hpo.study import Progress, create_or_load_study, stored_spec, study_progress
 from hpo.train import resolve_device
 from hpo.worker import WorkerSummary, run_worker
 
@@ -40,9 +42,16 @@ def check_device(spec: Spec) -> torch.device:
     return device
 
 
-def work_on(study: optuna.Study, spec: Spec, raw: RawDataset, console: Console) -> RunSummary:
+def work_on(
+    study: optuna.Study, spec: Spec, raw: RawDataset, console: Console, seed_salt: int = 0
+) -> RunSummary:
     """Run one worker on an existing study with already-loaded data."""
     device = check_device(spec)
+    # torch imports torch._dynamo (and triton) lazily when the first optimizer is built; a Ctrl-C
+    # or SIGTERM in the middle of that import aborted the process (SIGABRT at exit). Import it
+    # now, before any trial runs, so an interrupted trial always ends as FAIL and exits cleanly.
+    import torch._dynamo  # noqa: F401
+
     if device.type == "cpu":
         # Denormal floats slowed training and latency 3-100x at random on CPU; flush them.
         torch.set_flush_denormal(True)
@@ -52,7 +61,7 @@ def work_on(study: optuna.Study, spec: Spec, raw: RawDataset, console: Console) 
         f"{spec.study.sampler}, {len(data.train)} train / {len(data.val)} val images from "
         f"{data.source}, {spec.train.epochs} epochs on {device}"
     )
-    summary = run_worker(study, spec, data, device, console)
+    summary = run_worker(study, spec, data, device, console, seed_salt=seed_salt)
     return RunSummary(summary, results.pareto_front(results.completed(study)))
 
 
@@ -69,3 +78,51 @@ def run_study(
     study = create_or_load_study(spec, storage)
     console.print(f"storage {safe_url(storage_url)}")
     return work_on(study, spec, raw, console)
+
+
+@dataclass
+class CreateSummary:
+    """The study `hpo create` made (or found) and where it stands."""
+
+    name: str
+    target: int
+    progress: Progress
+
+
+def create_study(spec_path: Path, overrides: list[str], storage_url: str) -> CreateSummary:
+    """Create the study described by the spec (or find it) and store the spec in it; no training.
+
+    Idempotent: creating an existing study again updates its stored spec (e.g. a raised
+    n_trials) but refuses a different search space.
+    """
+    spec = load_spec(spec_path, overrides)
+    # Only check the dataset is there: workers load it, maybe on other machines.
+    check_dataset(spec.data)
+    make_sampler(spec)
+    study = create_or_load_study(spec, open_storage(storage_url))
+    return CreateSummary(study.study_name, spec.study.n_trials, study_progress(study))
+
+
+def worker_spec(study: optuna.Study, data: Path | None) -> Spec:
+    """The spec stored in the study, with the dataset path replaced by `data` when given.
+
+    A stored .npz path may be relative to wherever `hpo create` ran, so workers elsewhere can
+    point at their own copy; the override stays local and is not written back.
+    """
+    spec = stored_spec(study)
+    if data is None:
+        return spec
+    raw = {section: dict(values) for section, values in spec.raw.items()}
+    raw.setdefault("data", {})["dataset"] = str(data)
+    return validate(raw)
+
+
+def join_study(
+    storage_url: str, study_name: str, data: Path | None, console: Console, seed_salt: int
+) -> RunSummary:
+    """Join an existing study as one more worker, with the spec read from the database."""
+    study = load_study(open_storage(storage_url, create=False), study_name)
+    spec = worker_spec(study, data)
+    raw = load_raw(spec.data)
+    console.print(f"storage {safe_url(storage_url)}")
+    return work_on(study, spec, raw, console, seed_salt=seed_salt)

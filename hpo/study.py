@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -10,6 +12,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import HpoError, SpecError
 from hpo.spec import Spec, validate
+from hpo.storage import beating_trial_ids, rdb_of, resilience_of
+
+# load_study moved to hpo.storage (readers should not import torch); importable from here too.
+from hpo.storage import load_study as load_study
 
 DIRECTIONS = ("maximize", "minimize")
 METRIC_NAMES = ("accuracy", "latency_ms")
@@ -47,15 +53,6 @@ def create_or_load_study(spec: Spec, storage: RDBStorage) -> optuna.Study:
     return study
 
 
-def load_study(storage: RDBStorage, name: str) -> optuna.Study:
-    """Load an existing study; an unknown name is an HpoError listing the known ones."""
-    names = [s.study_name for s in storage.get_all_studies()]
-    if name not in names:
-        known = ", ".join(sorted(names)) or "none"
-        raise HpoError(f"no study named {name!r} in this storage; studies: {known}")
-    return optuna.load_study(study_name=name, storage=storage)
-
-
 def stored_spec(study: optuna.Study) -> Spec:
     """The spec stored in the study when it was created (validated again)."""
     raw: dict[str, Any] | None = study.user_attrs.get(SPEC_ATTR)
@@ -79,3 +76,40 @@ def finished_count(study: optuna.Study) -> int:
     """How many trials count toward the study's `n_trials` target."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
     return sum(counts_toward_target(t) for t in trials)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a study stands against its target, as every worker sees it."""
+
+    finished: int  # trials that count toward n_trials
+    running: int  # RUNNING trials that will finish, or be failed by the heartbeat and retried
+    waiting: int  # WAITING trials: retries of dead workers' trials, or enqueued ones
+
+    def in_flight_or_done(self) -> int:
+        """Finished plus running: a new trial is needed only while this is below the target."""
+        return self.finished + self.running
+
+
+def study_progress(study: optuna.Study) -> Progress:
+    """Finished, running and waiting trials of the study.
+
+    A RUNNING trial is counted only while it can still end: it has a heartbeat (so a dead
+    worker's trial is failed and retried), or it started less than a grace period ago (its
+    first beat may not be written yet). Others would be waited for forever.
+    """
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(counts_toward_target(t) for t in trials)
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    storage = rdb_of(study)
+    if running and storage is not None and storage.heartbeat_interval:
+        beating = beating_trial_ids(storage, study._study_id)
+        grace = datetime.timedelta(seconds=resilience_of(storage).grace_period)
+        now = datetime.datetime.now()
+        running = [
+            t
+            for t in running
+            if t._trial_id in beating or (t.datetime_start and now - t.datetime_start < grace)
+        ]
+    return Progress(finished, len(running), waiting)

@@ -1,0 +1,69 @@
+"""`hpo create` and `hpo worker` without training: idempotence, the stored spec, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from hpo.runner import create_study, worker_spec
+from hpo.storage import open_storage
+from tests.conftest import run_cli
+from tests.test_workers import tiny_spec
+
+
+def test_create_is_idempotent_and_refuses_another_search_space(
+    tmp_path: Path, tiny_npz: Path
+) -> None:
+    db = tmp_path / "s.db"
+    storage = f"sqlite:///{db}"
+    spec = tiny_spec(tmp_path, "c", 3)
+    result = run_cli("create", spec, "--storage", storage, "--data", str(tiny_npz))
+    assert result.returncode == 0, result.stderr
+    assert "study c ready" in result.stdout and "target 3 trials" in result.stdout
+    data = f'data.dataset="{tiny_npz}"'
+    assert create_study(Path(spec), [data], storage).target == 3, "again: same study"
+    assert create_study(Path(spec), [data, "study.n_trials=7"], storage).target == 7
+    other = run_cli(
+        *("create", spec, "--storage", storage, "--data", str(tiny_npz)),
+        *("--set", "search.optimizer='adam'"),
+    )
+    assert other.returncode == 2 and "different [search]" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+    studies = optuna.get_all_study_summaries(f"sqlite:///{db}")
+    assert [s.study_name for s in studies] == ["c"]
+    assert studies[0].n_trials == 0, "create trains nothing"
+    stored = optuna.load_study(study_name="c", storage=storage).user_attrs["spec"]
+    assert stored["study"]["n_trials"] == 7, "workers read the raised total"
+
+
+def test_create_checks_the_dataset_before_creating(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    spec = tiny_spec(tmp_path, "c", 3)
+    result = run_cli(
+        "create", spec, "--storage", f"sqlite:///{db}", "--data", str(tmp_path / "none.npz")
+    )
+    assert result.returncode == 2 and "file not found" in result.stderr
+    assert not db.exists(), "bad input leaves nothing behind"
+
+
+def test_worker_on_an_unknown_study_names_the_known_ones(tmp_path: Path, tiny_npz: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    create_study(Path(tiny_spec(tmp_path, "known", 2)), [f'data.dataset="{tiny_npz}"'], storage)
+    result = run_cli("worker", "--storage", storage, "--study-name", "nope")
+    assert result.returncode == 2
+    assert "no study named 'nope'" in result.stderr and "known" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_worker_data_override_stays_local(tmp_path: Path, tiny_npz: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    spec_path = Path(tiny_spec(tmp_path, "w", 2))
+    # A relative path, valid where `create` ran (the repo root) but maybe not elsewhere.
+    create_study(spec_path, ['data.dataset="cifar10"'], storage)
+    study = optuna.load_study(study_name="w", storage=open_storage(storage))
+    assert worker_spec(study, None).data.dataset == "cifar10"
+    spec = worker_spec(study, tiny_npz)
+    assert spec.data.dataset == str(tiny_npz) and spec.data.train_size == 64
+    stored = optuna.load_study(study_name="w", storage=open_storage(storage)).user_attrs["spec"]
+    assert stored["data"]["dataset"] == "cifar10", "the override is not written back"

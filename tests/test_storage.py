@@ -1,0 +1,303 @@
+"""Storage: engine options, bad URLs, outage retries, and the worker loop's counting rules.
+
+PostgreSQL tests use their own database on the real server; the worker-loop tests run a no-op
+objective in this process on a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import psycopg
+import pytest
+from optuna.exceptions import StorageInternalError
+from optuna.trial import TrialState
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from hpo.errors import StorageError
+from hpo.storage import Resilience, ResilientRDBStorage, is_transient, open_storage
+from hpo.study import study_progress
+from hpo.worker import work_until_target
+from tests.conftest import run_cli
+from tests.pg import SERVER, pg_url, server_problem, start_cli, wait_all
+from tests.test_workers import tiny_spec
+
+__all__ = ["pg_url"]  # fixture used below
+
+
+@pytest.fixture
+def quick_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("HPO_GRACE_PERIOD", "2")
+
+
+def two_objectives(trial: optuna.Trial) -> tuple[float, float]:
+    return trial.suggest_float("x", 0.0, 1.0), 1.0
+
+
+def new_study(url: str) -> optuna.Study:
+    return optuna.create_study(
+        storage=open_storage(url), study_name="s", directions=["maximize", "minimize"]
+    )
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+BAD_URLS = {
+    "wrong scheme": ("postgres://u:hunter2@127.0.0.1:5432/db", "did you mean postgresql://"),
+    "unknown scheme": ("http://u:hunter2@127.0.0.1/db", "unsupported storage 'http'"),
+    "wrong host": ("postgresql://u:hunter2@nosuchhost.invalid:5432/db", "host nosuchhost.invalid"),
+    "wrong port": ("postgresql://u:hunter2@127.0.0.1:1/db", "host 127.0.0.1"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_URLS, ids=list(BAD_URLS))
+def test_bad_url_is_one_clear_error(case: str) -> None:
+    url, expected = BAD_URLS[case]
+    with pytest.raises(StorageError) as caught:
+        open_storage(url)
+    message = str(caught.value)
+    assert expected in message
+    assert "hunter2" not in message and "\n" not in message
+
+
+@pytest.mark.postgres
+def test_wrong_database_names_it_and_the_host() -> None:
+    if problem := server_problem():
+        pytest.skip(problem)
+    scheme, rest = SERVER.split("://", 1)
+    host = rest.split("@", 1)[-1]
+    with pytest.raises(StorageError) as caught:
+        open_storage(f"{scheme}://postgres:hunter2@{host}/hpo_no_such_db")
+    message = str(caught.value)
+    assert 'database "hpo_no_such_db" does not exist' in message
+    assert f"host {host.split(':')[0]}" in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgres://u:hunter2@127.0.0.1:5432/db", "postgresql://u:hunter2@nosuchhost.invalid/db"],
+    ids=["wrong scheme", "wrong host"],
+)
+@pytest.mark.parametrize("command", ["create", "worker"])
+def test_cli_bad_url_exits_2_with_one_masked_line(
+    command: str, url: str, tiny_npz: Path, tmp_path: Path
+) -> None:
+    if command == "create":
+        args = ["create", tiny_spec(tmp_path, "x", 2), "--data", str(tiny_npz)]
+    else:
+        args = ["worker", "--study-name", "x"]
+    result = run_cli(*args, "--storage", url)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("hpo: error: ")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"HPO_HEARTBEAT_INTERVAL": "soon"}, "HPO_HEARTBEAT_INTERVAL='soon'"),
+        ({"HPO_GRACE_PERIOD": "0"}, "HPO_GRACE_PERIOD='0'"),
+        ({"HPO_HEARTBEAT_INTERVAL": "30", "HPO_GRACE_PERIOD": "30"}, "must be greater"),
+        ({"HPO_DB_RETRY_SECONDS": "-1"}, "HPO_DB_RETRY_SECONDS"),
+    ],
+)
+def test_bad_heartbeat_settings(
+    env: dict[str, str], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(StorageError, match=expected):
+        Resilience.from_env()
+
+
+def test_heartbeat_settings_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "3")
+    monkeypatch.setenv("HPO_GRACE_PERIOD", "9")
+    monkeypatch.setenv("HPO_DB_RETRY_SECONDS", "0")
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    assert (storage.heartbeat_interval, storage.grace_period) == (3, 9)
+    assert storage.retry_seconds == 0
+
+
+# --- engine options --------------------------------------------------------------------------
+
+
+def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    storage = open_storage(f"sqlite:///{db}")
+    assert storage.engine_kwargs["connect_args"]["timeout"] >= 30
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+@pytest.mark.postgres
+def test_postgres_pool_survives_killed_connections(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = open_storage(pg_url)
+    pool = storage.engine.pool
+    assert pool._pre_ping and pool._recycle == 300 and pool.size() == 2
+    study = new_study(pg_url)
+    study.optimize(two_objectives, n_trials=2)
+    # Kill every server connection of this database, as a server restart would.
+    name = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        ).fetchone()[0]
+    assert killed >= 1, "the pool kept a connection open"
+    with caplog.at_level(logging.WARNING, logger="hpo.storage"):
+        study.optimize(two_objectives, n_trials=1)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
+    # pool_pre_ping replaced the dead connections before use: no retry was needed.
+    assert "unreachable" not in caplog.text
+
+
+# --- outage retries --------------------------------------------------------------------------
+
+
+def test_transient_errors_are_told_apart() -> None:
+    lost = OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+    wrapped = StorageInternalError("commit failed")
+    wrapped.__cause__ = lost
+    assert is_transient(lost) and is_transient(wrapped)
+    assert not is_transient(IntegrityError("INSERT", {}, Exception("duplicate key")))
+    assert not is_transient(ValueError("bad value"))
+
+
+def test_retries_wait_out_an_outage_then_give_up(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    assert isinstance(storage, ResilientRDBStorage)
+    storage.retry_seconds = 3.0
+    failures = iter([True, True, False])
+
+    def flaky() -> str:
+        if next(failures):
+            raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+        return "ok"
+
+    assert storage._retrying(flaky) == "ok"
+
+    def down() -> None:
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    started = time.monotonic()
+    with pytest.raises(OperationalError):
+        storage._retrying(down)
+    assert 1.0 < time.monotonic() - started <= 3.5
+
+    def broken() -> None:
+        raise ValueError("not a connection problem")
+
+    started = time.monotonic()
+    with pytest.raises(ValueError):
+        storage._retrying(broken)
+    assert time.monotonic() - started < 0.5, "other errors are not retried"
+
+
+# --- the worker loop -------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # study.ask() on purpose
+def test_waiting_worker_reruns_a_dead_workers_trial(tmp_path: Path, quick_heartbeat: None) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = new_study(url)
+    # A worker that started a trial, beat once, and died.
+    dead = study.ask()
+    dead_x = dead.suggest_float("x", 0.0, 1.0)
+    study._storage.record_heartbeat(dead._trial_id)
+
+    runs = work_until_target(study, two_objectives, target=3)
+
+    trials = study.get_trials()
+    assert trials[dead.number].state == TrialState.FAIL
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == {"x": dead_x}, "the retry runs the dead trial's params"
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    # Two new trials while the dead one still looked alive, then its retry: exactly the target.
+    assert len(complete) == 3 and runs == 3
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
+def test_running_trial_without_heartbeat_is_not_waited_for(
+    tmp_path: Path, quick_heartbeat: None
+) -> None:
+    study = new_study(f"sqlite:///{tmp_path / 's.db'}")
+    study.ask()  # RUNNING, never beats (a client without heartbeat, or killed at once)
+    assert study_progress(study).running == 1, "a fresh trial may not have beaten yet"
+    time.sleep(2.2)
+    assert study_progress(study).running == 0
+    started = time.monotonic()
+    assert work_until_target(study, two_objectives, target=2) == 2
+    assert time.monotonic() - started < 5
+
+
+def test_finished_study_runs_nothing(tmp_path: Path, quick_heartbeat: None) -> None:
+    study = new_study(f"sqlite:///{tmp_path / 's.db'}")
+    study.optimize(two_objectives, n_trials=3)
+    assert work_until_target(study, two_objectives, target=3) == 0
+    assert work_until_target(study, two_objectives, target=4) == 1
+
+
+# --- signals ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sigterm_and_ctrl_c_fail_the_running_trial(
+    tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("HPO_GRACE_PERIOD", "10")
+    cases = {signal.SIGTERM: 143, signal.SIGINT: 130}
+    urls, workers = {}, {}
+    for sig in cases:
+        urls[sig] = f"sqlite:///{tmp_path / f'{sig.name}.db'}"
+        # Many epochs: the trial is still running when the signal comes.
+        spec = tiny_spec(tmp_path, sig.name.lower(), 3)
+        created = run_cli(
+            *("create", spec, "--storage", urls[sig], "--data", str(tiny_npz)),
+            *("--set", "train.epochs=200"),
+        )
+        assert created.returncode == 0, created.stderr
+        workers[sig] = start_cli(
+            *("worker", "--storage", urls[sig], "--study-name", sig.name.lower()),
+            log=tmp_path / f"{sig.name}.log",
+        )
+    for sig, worker in workers.items():
+        wait_until_running(urls[sig], sig.name.lower(), worker, timeout=120)
+        worker.send_signal(sig)
+    codes = wait_all(list(workers.values()), timeout=60)
+    for (sig, expected), code in zip(cases.items(), codes, strict=True):
+        log = (tmp_path / f"{sig.name}.log").read_text()
+        assert code == expected, f"{sig.name}: exit {code}, expected {expected}\n{log[-3000:]}"
+        assert "hpo: interrupted" in log, log[-3000:]
+        trials = optuna.load_study(study_name=sig.name.lower(), storage=urls[sig]).get_trials()
+        assert [t.state for t in trials] == [TrialState.FAIL], "never left RUNNING"
+        assert trials[0].user_attrs["fail_reason"] == "interrupted"
+
+
+def wait_until_running(url: str, name: str, worker: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert worker.poll() is None, "the worker ended before its trial started"
+        try:
+            study = optuna.load_study(study_name=name, storage=url)
+            if study.get_trials(states=(TrialState.RUNNING,)):
+                time.sleep(1.0)  # let it get into training
+                return
+        except KeyError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"no trial started within {timeout} s")
