@@ -41,6 +41,7 @@ from hpo.latency import (  # noqa: E402
     summarize,
     timing_conditions,
 )
+from hpo.objective import latency_protocol  # noqa: E402
 from hpo.spec import LatencySection  # noqa: E402
 
 RUNTIMES = ("unfused eager", "eager", "torchscript", "onnxruntime")
@@ -223,14 +224,7 @@ def part_runtimes(args: argparse.Namespace) -> None:
 def part_stability(args: argparse.Namespace) -> None:
     section = LatencySection()
     backend = resolve_backend(section.backend if args.backend == "spec" else args.backend)
-    protocol = Protocol(
-        threads=section.threads,
-        warmup=section.warmup,
-        loops=section.loops,
-        max_rounds=section.max_rounds,
-        target_iqr=section.target_iqr,
-        max_seconds=section.max_seconds,
-    )
+    protocol = latency_protocol(section)
     chosen = STABILITY_MODELS[: args.stability]
     print(
         f"## Stability: {len(chosen)} models (BatchNorm, folded) measured twice in one process, "

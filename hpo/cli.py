@@ -59,6 +59,24 @@ TrialOption = Annotated[int, typer.Option("--trial", min=0, help="Trial number t
 OutOption = Annotated[Path, typer.Option("--out", help="Folder to write into (created).")]
 
 
+# Options shared by `run` and `create` (same spec, same overrides).
+SpecArgument = Annotated[Path, typer.Argument(metavar="SPEC", help="Study spec (TOML).")]
+StudyNameOverride = Annotated[
+    str | None, typer.Option("--study-name", help=r"Override \[study] name.")
+]
+NTrialsOverride = Annotated[
+    int | None, typer.Option("--n-trials", min=1, help=r"Override \[study] n_trials (total).")
+]
+DataOverride = Annotated[
+    Path | None,
+    typer.Option("--data", help=r"Dataset .npz (keras layout); overrides \[data] dataset."),
+]
+SetOverrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a spec value: section.key=value (repeatable)."),
+]
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """One line on stderr, then exit (2 = bad input)."""
     sys.stderr.write(f"hpo: error: {message}\n")
@@ -87,22 +105,12 @@ def _toml_string(text: str) -> str:
 
 @app.command()
 def run(
-    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Study spec (TOML).")],
+    spec_path: SpecArgument,
     storage: StorageOption = DEFAULT_STORAGE,
-    study_name: Annotated[
-        str | None, typer.Option("--study-name", help="Override [study] name.")
-    ] = None,
-    n_trials: Annotated[
-        int | None, typer.Option("--n-trials", min=1, help="Override [study] n_trials (total).")
-    ] = None,
-    data: Annotated[
-        Path | None,
-        typer.Option("--data", help="Dataset .npz (keras layout); overrides [data] dataset."),
-    ] = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a spec value: section.key=value (repeatable)."),
-    ] = None,
+    study_name: StudyNameOverride = None,
+    n_trials: NTrialsOverride = None,
+    data: DataOverride = None,
+    overrides: SetOverrides = None,
 ) -> None:
     """Create the study (or resume it) and run trials until it has n_trials in total."""
     from hpo.runner import run_study
@@ -118,22 +126,12 @@ def run(
 
 @app.command()
 def create(
-    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Study spec (TOML).")],
+    spec_path: SpecArgument,
     storage: StorageOption = DEFAULT_STORAGE,
-    study_name: Annotated[
-        str | None, typer.Option("--study-name", help="Override [study] name.")
-    ] = None,
-    n_trials: Annotated[
-        int | None, typer.Option("--n-trials", min=1, help="Override [study] n_trials (total).")
-    ] = None,
-    data: Annotated[
-        Path | None,
-        typer.Option("--data", help="Dataset .npz (keras layout); overrides [data] dataset."),
-    ] = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a spec value: section.key=value (repeatable)."),
-    ] = None,
+    study_name: StudyNameOverride = None,
+    n_trials: NTrialsOverride = None,
+    data: DataOverride = None,
+    overrides: SetOverrides = None,
 ) -> None:
     """Create the study (idempotent) with the spec stored in it, for `hpo worker`; no training."""
     from hpo.runner import create_study

@@ -108,7 +108,8 @@ def retrain(
 ) -> TrainedModel:
     """Train the trial's configuration again from the stored spec (same seeds, same subset)."""
     from hpo.data import load_raw, prepare
-    from hpo.train import evaluate, train
+    from hpo.objective import train_model
+    from hpo.train import evaluate
 
     spec = stored_spec(study)
     if data_path is not None:
@@ -128,15 +129,11 @@ def retrain(
         f"trial {trial.number} has no stored model; retraining it: {config.model}/{config.norm}, "
         f"{spec.train.epochs} epoch(s) on {len(data.train)} images from {data.source} ({device})"
     )
-    torch.manual_seed(spec.train.seed)
-    model = build(config, data.num_classes).to(device)
-    train(
-        model,
-        data,
+    model, _ = train_model(
         config,
-        epochs=spec.train.epochs,
-        seed=spec.train.seed,
-        augment_batches=spec.train.augment,
+        spec,
+        data,
+        device,
         on_epoch=lambda epoch, epochs, loss: progress(f"epoch {epoch}/{epochs} loss {loss:.3f}"),
     )
     accuracy = evaluate(model, data, data.val, spec.train.eval_batch_size)

@@ -16,7 +16,7 @@ import torch
 import models
 from hpo import artifacts, calibration, cost, fusion, latency, space
 from hpo.data import TensorDataset
-from hpo.spec import Spec
+from hpo.spec import LatencySection, Spec
 from hpo.train import Diverged, TrainResult, evaluate, train
 
 # Images used to check the folded network against the unfused one.
@@ -43,9 +43,8 @@ class TrialOutcome:
     folded: torch.nn.Module | None = field(default=None, repr=False)
 
 
-def latency_protocol(spec: Spec) -> latency.Protocol:
-    """The measurement protocol configured by the spec's [latency] table."""
-    section = spec.latency
+def latency_protocol(section: LatencySection) -> latency.Protocol:
+    """The measurement protocol configured by a spec's [latency] table."""
     return latency.Protocol(
         threads=section.threads,
         warmup=section.warmup,
@@ -70,7 +69,7 @@ def measure_fused_latency(
     reference network on that same backend (the denominator of `latency_ratio`), so background
     load hits every figure alike. `check_images` (a few) verify the backend's outputs too.
     """
-    protocol = latency_protocol(spec)
+    protocol = latency_protocol(spec.latency)
     threads = spec.latency.threads
     backend = latency.resolve_backend(spec.latency.backend, device)
     with latency.timing_conditions(threads):
@@ -112,19 +111,19 @@ def measure_fused_latency(
     return attrs
 
 
-def run_trial(
+def train_model(
     config: space.TrialConfig,
     spec: Spec,
     data: TensorDataset,
     device: torch.device,
     on_epoch: EpochCallback | None = None,
-) -> TrialOutcome:
-    """Train, evaluate, fold, verify and time one configuration. Raises Diverged."""
+) -> tuple[torch.nn.Module, TrainResult]:
+    """Build the configured network and train it with the spec's seeds. Raises Diverged."""
     torch.manual_seed(spec.train.seed)
     model = models.build_model(
         config.model, norm=config.norm, num_classes=data.num_classes, **config.model_kwargs()
     ).to(device)
-    trained: TrainResult = train(
+    trained = train(
         model,
         data,
         config,
@@ -133,6 +132,18 @@ def run_trial(
         augment_batches=spec.train.augment,
         on_epoch=on_epoch,
     )
+    return model, trained
+
+
+def run_trial(
+    config: space.TrialConfig,
+    spec: Spec,
+    data: TensorDataset,
+    device: torch.device,
+    on_epoch: EpochCallback | None = None,
+) -> TrialOutcome:
+    """Train, evaluate, fold, verify and time one configuration. Raises Diverged."""
+    model, trained = train_model(config, spec, data, device, on_epoch)
     batch = spec.train.eval_batch_size
     val_accuracy = evaluate(model, data, data.val, batch)
     test_accuracy = evaluate(model, data, data.test, batch)
