@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = Path(os.environ.get("HPO_SAMPLE", ROOT.parent / "shared" / "data" / "cifar10-sample.npz"))
@@ -86,3 +89,18 @@ def finished_study(tmp_path_factory: pytest.TempPathFactory, sample_path: Path) 
     )
     assert result.returncode == 0, result.stderr
     return FinishedStudy(db, "quickstart", 2)
+
+
+def randomize_batchnorms(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random running stats (some tiny variances) and affine params (some negative), then eval."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, _BatchNorm):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator) * 2)
+            module.running_var.copy_(torch.rand(n, generator=generator) * 3 + 1e-3)
+            module.num_batches_tracked.fill_(100)
+            if module.affine:
+                module.weight.data.copy_(torch.randn(n, generator=generator) * 1.5)
+                module.bias.data.copy_(torch.randn(n, generator=generator))
+    return model.eval()

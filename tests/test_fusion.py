@@ -8,26 +8,14 @@ from torch import nn
 
 import models
 from hpo.fusion import FoldingError, check_equivalence, fold_batchnorm
-
-
-def trained_like(model: nn.Module) -> nn.Module:
-    """Give every BatchNorm non-trivial running stats and affine params, then switch to eval."""
-    generator = torch.Generator().manual_seed(0)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.weight.data.copy_(torch.randn(n, generator=generator))
-            module.bias.data.copy_(torch.randn(n, generator=generator))
-    return model.eval()
+from tests.conftest import randomize_batchnorms
 
 
 @pytest.mark.parametrize("norm", models.NORMS)
 @pytest.mark.parametrize("name", models.list_models())
 def test_folded_model_is_equivalent(name: str, norm: str) -> None:
     torch.manual_seed(0)
-    model = trained_like(models.build_model(name, norm=norm))
+    model = randomize_batchnorms(models.build_model(name, norm=norm))
     folded, report = fold_batchnorm(model)
     inputs = torch.randn(8, 3, 32, 32)
     check_equivalence(model, folded, inputs)
@@ -53,7 +41,7 @@ def test_train_mode_is_refused() -> None:
 
 
 def test_linear_batchnorm1d_is_folded() -> None:
-    model = trained_like(
+    model = randomize_batchnorms(
         nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.BatchNorm1d(6), nn.ReLU())
     )
     folded, report = fold_batchnorm(model)
@@ -62,7 +50,7 @@ def test_linear_batchnorm1d_is_folded() -> None:
 
 
 def test_batchnorm_not_after_conv_is_kept() -> None:
-    model = trained_like(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4)))
+    model = randomize_batchnorms(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4)))
     folded, report = fold_batchnorm(model)
     check_equivalence(model, folded, torch.randn(2, 3, 8, 8))
     assert report.n_folded == 0 and report.n_kept == 1
@@ -70,7 +58,7 @@ def test_batchnorm_not_after_conv_is_kept() -> None:
 
 
 def test_wrong_fold_is_caught() -> None:
-    model = trained_like(models.build_model("simple_cnn", norm="batch"))
+    model = randomize_batchnorms(models.build_model("simple_cnn", norm="batch"))
     folded, _ = fold_batchnorm(model)
     with torch.no_grad():
         next(p for p in folded.parameters()).add_(0.5)

@@ -16,6 +16,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import models
 from hpo.fusion import FoldingError, check_equivalence, fold_batchnorm
+from tests.conftest import randomize_batchnorms
 
 # CPU is scarce: enough examples to hit the corners, few enough for seconds per test.
 FAST = settings(max_examples=40, deadline=None)
@@ -27,21 +28,6 @@ ACTIVATIONS = {
     "relu6": nn.ReLU6,
     "hardswish": nn.Hardswish,
 }
-
-
-def randomize_batchnorms(model: nn.Module, seed: int) -> nn.Module:
-    """Random running stats (some tiny variances) and affine params (some negative), then eval."""
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, _BatchNorm):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 2)
-            module.running_var.copy_(torch.rand(n, generator=generator) * 3 + 1e-3)
-            module.num_batches_tracked.fill_(100)
-            if module.affine:
-                module.weight.data.copy_(torch.randn(n, generator=generator) * 1.5)
-                module.bias.data.copy_(torch.randn(n, generator=generator))
-    return model.eval()
 
 
 def batchnorms(model: nn.Module) -> int:
