@@ -30,19 +30,17 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
-from hpo.calibration import device_fingerprint, reference_runtime  # noqa: E402
-from hpo.fusion import fold_batchnorm  # noqa: E402
-from hpo.latency import (  # noqa: E402
+from hpo.core.spec import LatencySection  # noqa: E402
+from hpo.measure.calibration import device_fingerprint, reference_runtime  # noqa: E402
+from hpo.measure.fusion import fold_batchnorm  # noqa: E402
+from hpo.measure.protocol import (  # noqa: E402
     Protocol,
-    make_runtime,
     measure_rounds,
     measure_runners,
-    resolve_backend,
     summarize,
     timing_conditions,
 )
-from hpo.objective import latency_protocol  # noqa: E402
-from hpo.spec import LatencySection  # noqa: E402
+from hpo.measure.runtimes import make_runtime, resolve_backend  # noqa: E402
 
 RUNTIMES = ("unfused eager", "eager", "torchscript", "onnxruntime")
 DEFAULT = resolve_backend("auto", torch.device("cpu"))
@@ -224,7 +222,7 @@ def part_runtimes(args: argparse.Namespace) -> None:
 def part_stability(args: argparse.Namespace) -> None:
     section = LatencySection()
     backend = resolve_backend(section.backend if args.backend == "spec" else args.backend)
-    protocol = latency_protocol(section)
+    protocol = Protocol.from_section(section)
     chosen = STABILITY_MODELS[: args.stability]
     print(
         f"## Stability: {len(chosen)} models (BatchNorm, folded) measured twice in one process, "

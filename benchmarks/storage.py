@@ -34,15 +34,14 @@ sys.path.insert(0, str(ROOT))
 import optuna  # noqa: E402
 import psycopg  # noqa: E402
 from optuna.distributions import CategoricalDistribution, FloatDistribution  # noqa: E402
-from optuna.storages._rdb import models  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 from psycopg import sql  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 
-from hpo import results  # noqa: E402
-from hpo.storage import open_storage  # noqa: E402
-from hpo.study import load_study  # noqa: E402
-from hpo.worker import work_until_target  # noqa: E402
+from hpo.core import results  # noqa: E402
+from hpo.run.worker import work_until_target  # noqa: E402
+from hpo.store import queries, tables  # noqa: E402
+from hpo.store.connect import StoredStudy, load_study, open_storage  # noqa: E402
 
 DIRECTIONS = ["maximize", "minimize"]
 
@@ -58,12 +57,12 @@ def worker_main(url: str, name: str, target: int, gate: Path) -> None:
     """One worker process of part 1: connect, say ready, wait for the gate, work."""
     warnings.simplefilter("ignore")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.load_study(study_name=name, storage=open_storage(url))
-    study.sampler = optuna.samplers.RandomSampler(seed=secrets.randbelow(2**31))
+    stored = load_study(open_storage(url), name)
+    stored.study.sampler = optuna.samplers.RandomSampler(seed=secrets.randbelow(2**31))
     (gate.parent / f"ready-{os.getpid()}").touch()
     while not gate.exists():  # all workers start together, after their imports
         time.sleep(0.01)
-    work_until_target(study, noop, target)
+    work_until_target(stored, noop, target)
 
 
 def throughput(url: str, workers: int, target: int, folder: Path) -> float:
@@ -134,21 +133,11 @@ def populate(url: str, name: str, n: int, seed: int = 0) -> None:
     storage = open_storage(url)
     study = optuna.create_study(storage=storage, study_name=name, directions=DIRECTIONS)
     rng = random.Random(seed)
-    study_id = study._study_id
-    tables = {
-        m: m.__table__
-        for m in (
-            models.TrialModel,
-            models.TrialValueModel,
-            models.TrialParamModel,
-            models.TrialUserAttributeModel,
-        )
-    }
+    study_id = StoredStudy.of(study, storage).study_id
     start = datetime(2025, 1, 1)
     chunk = 1000
     with storage.engine.begin() as connection:
-        trial_table = tables[models.TrialModel]
-        base = connection.execute(select(func.coalesce(func.max(trial_table.c.trial_id), 0)))
+        base = connection.execute(select(func.coalesce(func.max(tables.trials.c.trial_id), 0)))
         base = base.scalar_one()
         for first in range(0, n, chunk):
             numbers = range(first, min(n, first + chunk))
@@ -163,7 +152,7 @@ def populate(url: str, name: str, n: int, seed: int = 0) -> None:
                 }
                 for number in numbers
             ]
-            connection.execute(tables[models.TrialModel].insert(), rows)
+            connection.execute(tables.trials.insert(), rows)
             values, params, attrs = [], [], []
             for number in numbers:
                 accuracy = rng.random()
@@ -174,7 +163,7 @@ def populate(url: str, name: str, n: int, seed: int = 0) -> None:
                             "trial_id": base + number + 1,
                             "objective": objective,
                             "value": value,
-                            "value_type": models.TrialValueModel.TrialValueType.FINITE,
+                            "value_type": tables.TrialValueType.FINITE,
                         }
                     )
                 for key, dist in PARAMS.items():
@@ -194,9 +183,9 @@ def populate(url: str, name: str, n: int, seed: int = 0) -> None:
                     attrs.append(
                         {"trial_id": base + number + 1, "key": key, "value_json": json.dumps(value)}
                     )
-            connection.execute(tables[models.TrialValueModel].insert(), values)
-            connection.execute(tables[models.TrialParamModel].insert(), params)
-            connection.execute(tables[models.TrialUserAttributeModel].insert(), attrs)
+            connection.execute(tables.trial_values.insert(), values)
+            connection.execute(tables.trial_params.insert(), params)
+            connection.execute(tables.trial_user_attributes.insert(), attrs)
         if connection.dialect.name == "postgresql":
             # IDs were given explicitly: move the sequence past them.
             connection.execute(
@@ -220,8 +209,8 @@ def time_best(url: str, name: str, repeats: int) -> tuple[float, float, int]:
     query = []
     for _ in range(repeats):
         started = time.perf_counter()
-        study = load_study(open_storage(url, create=False), name)
-        results.pareto_front(results.completed(study))
+        stored = load_study(open_storage(url, create=False), name)
+        results.pareto_front(queries.completed(stored))
         query.append(time.perf_counter() - started)
     return statistics.median(cli), statistics.median(query), front_size
 

@@ -22,12 +22,13 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
-from hpo.data import load_raw, prepare  # noqa: E402
-from hpo.fusion import fold_batchnorm  # noqa: E402
-from hpo.latency import Protocol, make_runner, measure_runners  # noqa: E402
-from hpo.space import TrialConfig  # noqa: E402
-from hpo.spec import DataSection  # noqa: E402
-from hpo.train import train  # noqa: E402
+from hpo.core.spec import DataSection  # noqa: E402
+from hpo.core.trial_config import TrialConfig  # noqa: E402
+from hpo.measure.fusion import fold_batchnorm  # noqa: E402
+from hpo.measure.protocol import Protocol, measure_runners  # noqa: E402
+from hpo.measure.runtimes import make_runner  # noqa: E402
+from hpo.train.data import load_raw, prepare  # noqa: E402
+from hpo.train.loop import train  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-sample.npz"
 

@@ -9,9 +9,9 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from hpo.errors import HpoError
-from hpo.output import Format, SummaryFormat, print_studies, print_summary, print_trials
-from hpo.storage import DEFAULT_STORAGE
+from hpo.core.errors import HpoError, find_in_chain
+from hpo.present.output import Format, SummaryFormat, print_studies, print_summary, print_trials
+from hpo.store.url import DEFAULT_STORAGE
 
 app = typer.Typer(
     help="Hyperparameter optimization for CIFAR CNNs: validation accuracy vs fused-inference "
@@ -83,24 +83,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _spec_overrides(
-    overrides: list[str], study_name: str | None, n_trials: int | None, data: Path | None
-) -> list[str]:
-    """CLI flags as `--set` overrides, so the spec stored in the study shows them."""
-    extra = list(overrides)
-    if study_name is not None:
-        extra.append(f"study.name={_toml_string(study_name)}")
-    if n_trials is not None:
-        extra.append(f"study.n_trials={n_trials}")
-    if data is not None:
-        extra.append(f"data.dataset={_toml_string(str(data))}")
-    return extra
+def _warn(message: str) -> None:
+    notes.print(f"hpo: warning: {message}", markup=False, highlight=False)
 
 
-def _toml_string(text: str) -> str:
-    import json
-
-    return json.dumps(text)  # a JSON string literal is a valid TOML basic string
+def _flag_values(
+    study_name: str | None, n_trials: int | None, data: Path | None
+) -> dict[str, object]:
+    """The spec values set by flags (applied after --set), so the stored spec shows them."""
+    values = {"study.name": study_name, "study.n_trials": n_trials, "data.dataset": data}
+    return {key: str(v) if isinstance(v, Path) else v for key, v in values.items() if v is not None}
 
 
 @app.command()
@@ -113,11 +105,13 @@ def run(
     overrides: SetOverrides = None,
 ) -> None:
     """Create the study (or resume it) and run trials until it has n_trials in total."""
-    from hpo.runner import run_study
+    from hpo.present.figures import publisher
+    from hpo.run.runner import run_study
 
-    spec_overrides = _spec_overrides(overrides or [], study_name, n_trials, data)
+    values = _flag_values(study_name, n_trials, data)
+    figures = publisher(_warn)
     try:
-        summary = run_study(spec_path, spec_overrides, storage, console)
+        summary = run_study(spec_path, overrides or [], storage, console, values, figures)
     except HpoError as exc:
         fail(str(exc))
     if summary.front:
@@ -134,15 +128,15 @@ def create(
     overrides: SetOverrides = None,
 ) -> None:
     """Create the study (idempotent) with the spec stored in it, for `hpo worker`; no training."""
-    from hpo.runner import create_study
-    from hpo.storage import safe_url
+    from hpo.run.runner import create_study
+    from hpo.store.url import safe_url
 
-    spec_overrides = _spec_overrides(overrides or [], study_name, n_trials, data)
+    values = _flag_values(study_name, n_trials, data)
     try:
-        summary = create_study(spec_path, spec_overrides, storage)
+        summary = create_study(spec_path, overrides or [], storage, values)
     except HpoError as exc:
         fail(str(exc))
-    state = summary.progress
+    state = summary.counts
     console.print(
         f"study {summary.name} ready in {safe_url(storage)}: target {summary.target} trials, "
         f"{state.finished} finished, {state.running} running, {state.waiting} waiting"
@@ -169,15 +163,17 @@ def worker(
     """
     import secrets
 
-    from hpo.runner import join_study
+    from hpo.present.figures import publisher
+    from hpo.run.runner import join_study
 
     try:
         # A random seed salt: workers started together must not draw the same configurations.
-        summary = join_study(storage, study_name, data, console, secrets.randbelow(2**31))
+        salt = secrets.randbelow(2**31)
+        summary = join_study(storage, study_name, data, console, salt, publisher(_warn))
     except HpoError as exc:
         fail(str(exc))
     except Exception as exc:
-        from hpo.storage import is_transient, outage_message
+        from hpo.store.resilience import is_transient, outage_message
 
         if not is_transient(exc):
             raise
@@ -202,6 +198,13 @@ def best(
         ),
     ] = None,
     top: Annotated[int | None, typer.Option("--top", min=1, help="Show at most K trials.")] = None,
+    wide: Annotated[
+        bool,
+        typer.Option(
+            "--wide",
+            help="Table: add test accuracy and every other param (default: fits 80 columns).",
+        ),
+    ] = False,
     rank_by: Annotated[
         str,
         typer.Option(
@@ -211,28 +214,29 @@ def best(
     ] = "latency_ms",
 ) -> None:
     """Print the Pareto front (accuracy vs latency), or the best trials under a latency budget."""
-    from hpo import results
-    from hpo.storage import load_study, open_storage  # not hpo.study: that imports torch
+    from hpo.core.results import RANK_KEYS
+    from hpo.store import queries
+    from hpo.store.connect import load_study, open_storage
 
-    if rank_by not in results.RANK_KEYS:
-        fail(f"--rank-by: unknown value {rank_by!r}; allowed: {', '.join(results.RANK_KEYS)}")
+    if rank_by not in RANK_KEYS:
+        fail(f"--rank-by: unknown value {rank_by!r}; allowed: {', '.join(RANK_KEYS)}")
     try:
-        study = load_study(open_storage(storage, create=False), study_name)
+        stored = load_study(open_storage(storage, create=False), study_name)
     except HpoError as exc:
         fail(str(exc))
-    chosen = results.best(study, max_latency_ms, rank_by)
+    chosen = queries.best(stored, max_latency_ms, rank_by)
     if max_latency_ms is None:
         title = f"Pareto front of {study_name}"
     else:
         title = f"{study_name}: most accurate with {rank_by} <= {max_latency_ms:g}"
-    print_trials(console, chosen[:top] if top else chosen, fmt, title)
+    print_trials(console, chosen[:top] if top else chosen, fmt, title, wide=wide)
 
 
 @app.command()
 def studies(storage: StorageOption = DEFAULT_STORAGE, fmt: FormatOption = Format.table) -> None:
     """List the studies in a database with their trial counts."""
-    from hpo.results import study_overviews
-    from hpo.storage import open_storage
+    from hpo.store.connect import open_storage
+    from hpo.store.queries import study_overviews
 
     try:
         overviews = study_overviews(open_storage(storage, create=False))
@@ -274,7 +278,7 @@ def list_models_command(fmt: FormatOption = Format.table) -> None:
 @app.command("spec-reference")
 def spec_reference_command() -> None:
     """Print the spec reference (every key, default and allowed value) as Markdown."""
-    from hpo.reference import spec_reference
+    from hpo.core.reference import spec_reference
 
     console.file.write(spec_reference())
 
@@ -294,8 +298,8 @@ def dashboard(
     artifacts: ArtifactsOption = None,
 ) -> None:
     """Watch the studies in optuna-dashboard (specs as notes, stored models as artifacts)."""
-    from hpo.dashboard import LOCALHOST, DashboardPlan, serve
-    from hpo.storage import safe_url
+    from hpo.present.dashboard import LOCALHOST, DashboardPlan, serve
+    from hpo.store.url import safe_url
 
     def ready(plan: DashboardPlan) -> None:
         where = plan.artifacts if plan.artifacts is not None else "none (set --artifacts)"
@@ -323,13 +327,12 @@ def report(
     fmt: SummaryFormatOption = SummaryFormat.table,
 ) -> None:
     """Write an HTML report: Pareto front, hypervolume history, best trial per group."""
-    from hpo.report import write_report
-    from hpo.storage import open_storage
-    from hpo.study import load_study
+    from hpo.present.report import write_report
+    from hpo.store.connect import load_study, open_storage
 
     try:
-        study = load_study(open_storage(storage, create=False), study_name)
-        files = write_report(study, out)
+        stored = load_study(open_storage(storage, create=False), study_name)
+        files = write_report(stored, out)
     except HpoError as exc:
         fail(str(exc))
     print_summary(console, files.as_dict(), fmt, f"report of {study_name}")
@@ -349,15 +352,14 @@ def export(
     fmt: SummaryFormatOption = SummaryFormat.table,
 ) -> None:
     """Write a trial's folded model as TorchScript and ONNX, with a JSON model card."""
-    from hpo.artifacts import open_store
-    from hpo.export import export_trial
-    from hpo.storage import open_storage
-    from hpo.study import load_study
+    from hpo.present.export import export_trial
+    from hpo.store.artifacts import open_store
+    from hpo.store.connect import load_study, open_storage
 
     try:
-        study = load_study(open_storage(storage, create=False), study_name)
+        stored = load_study(open_storage(storage, create=False), study_name)
         store = open_store(storage, artifacts)
-        result = export_trial(study, trial, out, store, data, progress=notes.print)
+        result = export_trial(stored, trial, out, store, data, notify=notes.print)
     except HpoError as exc:
         fail(str(exc))
     summary = {**result.as_dict(), "source": result.card["source"], **result.card["checks"]}
@@ -369,8 +371,8 @@ def db_views(
     storage: StorageOption = DEFAULT_STORAGE, fmt: SummaryFormatOption = SummaryFormat.table
 ) -> None:
     """Create the SQL view hpo_trials (decoded params, one row per trial) in the database."""
-    from hpo.storage import open_storage
-    from hpo.views import VIEW_NAME, create_views
+    from hpo.store.connect import open_storage
+    from hpo.store.views import VIEW_NAME, create_views
 
     try:
         columns = create_views(open_storage(storage, create=False).engine)
@@ -387,36 +389,25 @@ def db_views(
     )
 
 
-def main() -> None:
-    """Console-script entry point."""
-    import warnings
-
+def quiet_libraries() -> None:
+    """Keep Optuna's per-trial INFO lines out of the output: the worker prints its own."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # Heartbeats and metric names are marked experimental; the warnings only clutter the output.
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    quiet_libraries()
     try:
         app()
     except (KeyboardInterrupt, SystemExit) as exc:
         # Typer turns Ctrl-C into exit code 130 (SystemExit chained to the KeyboardInterrupt);
         # find the interrupt to tell SIGTERM (143) from Ctrl-C (130).
-        interrupt = _interrupt_behind(exc)
+        interrupt = find_in_chain(exc, lambda e: isinstance(e, KeyboardInterrupt))
         if interrupt is None:
             raise
-        from hpo.worker import Terminated
+        from hpo.run.signals import Terminated
 
         sys.stderr.write("hpo: interrupted; the running trial was marked FAIL (interrupted)\n")
         sys.exit(143 if isinstance(interrupt, Terminated) else 130)
-
-
-def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
-    """The KeyboardInterrupt that `exc` is, or was raised while handling, if any."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, KeyboardInterrupt):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None

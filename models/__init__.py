@@ -1,17 +1,31 @@
-"""CIFAR CNN architectures: one file per family, registered by name."""
+"""CIFAR CNN architectures: one file per family, registered by name.
 
-from models import mobilenet, resnet, simple_cnn, vgg  # noqa: F401  (registers the families)
-from models.layers import HEADS
-from models.norm import NORMS, make_norm
-from models.registry import build_model, count_parameters, list_models, model_info, register_model
+The names (`NORMS`, `HEADS`, `family_names`) come from `models.catalog` and need no torch; the
+builders (`build_model`, ...) import torch and the family modules on first use.
+"""
 
-__all__ = [
-    "HEADS",
-    "NORMS",
-    "build_model",
-    "count_parameters",
-    "list_models",
-    "make_norm",
-    "model_info",
-    "register_model",
-]
+from __future__ import annotations
+
+from typing import Any
+
+from models.catalog import FAMILIES, HEADS, NORMS, family_names
+
+_LAZY = {
+    "build_model": "models.registry",
+    "count_parameters": "models.registry",
+    "list_models": "models.registry",
+    "model_info": "models.registry",
+    "register_model": "models.registry",
+    "make_norm": "models.norm",
+}
+
+__all__ = ["FAMILIES", "HEADS", "NORMS", "family_names", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    # Builders are imported lazily so that `import models` (for the names) costs no torch import.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'models' has no attribute {name!r}")

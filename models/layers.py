@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from models.catalog import HEADS
 from models.norm import conv_bias, make_norm
-
-HEADS: tuple[str, ...] = ("gap", "flatten")
 
 
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:

@@ -6,7 +6,7 @@ import math
 
 from torch import nn
 
-NORMS: tuple[str, ...] = ("batch", "group", "layer", "instance", "none")
+from models.catalog import NORMS
 
 # GroupNorm with 32 groups is the usual choice (Wu & He, 2018); narrow layers get fewer groups.
 _MAX_GROUPS = 32

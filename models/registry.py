@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
+
+from models.catalog import FAMILIES, family_names
 
 ModelFactory = Callable[..., nn.Module]
 
@@ -36,12 +39,14 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
 
 
 def list_models() -> list[str]:
-    """Names of every registered model family, sorted."""
-    return sorted(_REGISTRY)
+    """Names of every model family, sorted."""
+    return family_names()
 
 
 def model_info(name: str) -> ModelInfo:
-    """The registry entry for `name`; KeyError names the allowed values."""
+    """The registry entry for `name` (its module imported on first use); KeyError if unknown."""
+    if name not in _REGISTRY and name in FAMILIES:
+        importlib.import_module(FAMILIES[name])
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -14,9 +14,9 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState, create_trial
 
-from hpo.spec import validate
-from hpo.storage import open_storage
-from hpo.study import create_or_load_study
+from hpo.core.spec import validate
+from hpo.store.connect import open_storage
+from hpo.store.studies import create_or_load_study
 
 NORMS = ["batch", "group", "layer", "instance", "none"]
 OPTIMIZERS = ["nesterov", "adam", "sgd"]
@@ -103,7 +103,7 @@ ODD_STUDY = "odd 'study'"
 def make_studies(url: str) -> None:
     """Write the `synthetic` study (through hpo's own creation path) and the odd one."""
     storage = open_storage(url)
-    study = create_or_load_study(validate(SPEC), storage)
+    study = create_or_load_study(validate(SPEC), storage).study
     for row in ROWS:
         distributions = {k: DISTRIBUTIONS[k] for k in row.params}
         if row.values is None:

@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from hpo import artifacts
+from hpo.store import artifacts
 from tests.conftest import FinishedStudy
 
 

@@ -10,15 +10,17 @@ import optuna
 import pytest
 import torch
 
-from hpo import results
-from hpo.calibration import (
+from hpo.core import results
+from hpo.measure.calibration import (
     REFERENCE_NAME,
     device_fingerprint,
     reference_network,
     reference_runtime,
 )
-from hpo.latency import cpu_model
-from tests.conftest import ROOT, run_cli
+from hpo.measure.runtimes import cpu_model
+from hpo.store import queries
+from hpo.store.connect import load_study, open_storage
+from tests.conftest import ROOT, invoke
 
 
 def test_reference_network_is_fixed_and_leaves_the_seed_alone() -> None:
@@ -74,13 +76,13 @@ def test_rank_by_latency_ratio_across_machines(tmp_path: Path) -> None:
                 },
             )
         )
-    finished = results.completed(study)
+    finished = queries.completed(load_study(open_storage(storage), "mixed"))
     by_ms = results.within_budget(finished, 1.0, "latency_ms")
     assert [t.number for t in by_ms] == [0, 1]  # the slow machine's 1.6 ms hides its net
     front = results.pareto_front(finished, "latency_ratio")
     assert [t.number for t in front] == [2]  # leanest and most accurate: it alone is the front
 
-    result = run_cli(
+    result = invoke(
         "best",
         *("--storage", storage, "--study-name", "mixed", "--format", "json"),
         *("--rank-by", "latency_ratio", "--max-latency-ms", "1.0"),
@@ -106,7 +108,7 @@ def test_study_records_latency_per_backend(backend: str, tmp_path: Path, sample_
         "search.width": "0.25",
     }
     overrides = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
-    result = run_cli(
+    result = invoke(
         "run",
         str(ROOT / "studies" / "quickstart.toml"),
         "--n-trials",
@@ -133,7 +135,7 @@ def test_study_records_latency_per_backend(backend: str, tmp_path: Path, sample_
     if backend != "eager":
         assert attrs["latency_backend_max_abs_diff"] < 1e-3
 
-    best = run_cli(
+    best = invoke(
         "best", "--storage", f"sqlite:///{db}", "--study-name", "quickstart", "--format", "json"
     )
     (trial,) = json.loads(best.stdout)

@@ -8,30 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, FinishedStudy, finished_study_command, invoke
 
 QUICKSTART = str(ROOT / "studies" / "quickstart.toml")
 
 
 @pytest.mark.slow
-def test_run_then_best_end_to_end(tmp_path: Path, sample_path: Path) -> None:
-    db = tmp_path / "s.db"
-    storage = f"sqlite:///{db}"
-    common = [
-        "--data",
-        str(sample_path),
-        "--storage",
-        storage,
-        "--set",
-        "train.epochs=1",
-        "--set",
-        "data.train_size=512",
-    ]
-    result = run_cli("run", QUICKSTART, "--n-trials", "2", *common)
-    assert result.returncode == 0, result.stderr
-    assert "trial   0" in result.stdout and "trial   1" in result.stdout
+def test_run_then_best_end_to_end(finished_study: FinishedStudy, sample_path: Path) -> None:
+    # The shared finished study is `hpo run` of the quickstart with 2 trials, in a subprocess.
+    db, storage = finished_study.db, finished_study.url
+    assert "trial   0" in finished_study.output and "trial   1" in finished_study.output
 
-    best = run_cli("best", "--storage", storage, "--study-name", "quickstart", "--format", "json")
+    best = invoke("best", "--storage", storage, "--study-name", "quickstart", "--format", "json")
     assert best.returncode == 0, best.stderr
     trials = json.loads(best.stdout)
     assert trials, "the Pareto front of a finished study is never empty"
@@ -42,7 +30,7 @@ def test_run_then_best_end_to_end(tmp_path: Path, sample_path: Path) -> None:
         assert 0 <= trial["accuracy"] <= 1 and trial["latency_ms"] > 0
 
     # Running the same command again does nothing on a finished study.
-    again = run_cli("run", QUICKSTART, "--n-trials", "2", *common)
+    again = invoke(*finished_study_command(sample_path, db))
     assert again.returncode == 0, again.stderr
     with sqlite3.connect(db) as connection:
         (count,) = connection.execute("SELECT COUNT(*) FROM trials").fetchone()
@@ -54,11 +42,11 @@ def test_run_then_best_end_to_end(tmp_path: Path, sample_path: Path) -> None:
     assert count == 2
     assert {"test_accuracy", "fold_report", "speedup", "latency_backend", "cpu_model"} <= set(attrs)
 
-    listing = run_cli("studies", "--storage", storage, "--format", "json")
+    listing = invoke("studies", "--storage", storage, "--format", "json")
     assert listing.returncode == 0, listing.stderr
     assert json.loads(listing.stdout)[0]["name"] == "quickstart"
 
-    budget = run_cli(
+    budget = invoke(
         "best",
         "--storage",
         storage,
@@ -97,7 +85,7 @@ BAD_SPECS = {
 def test_bad_spec_exits_2_with_one_line(case: str, tmp_path: Path, tiny_npz: Path) -> None:
     body, expected = BAD_SPECS[case]
     db = tmp_path / "s.db"
-    result = run_cli(
+    result = invoke(
         "run", write_spec(tmp_path, body), "--data", str(tiny_npz), "--storage", f"sqlite:///{db}"
     )
     assert result.returncode == 2
@@ -108,7 +96,7 @@ def test_bad_spec_exits_2_with_one_line(case: str, tmp_path: Path, tiny_npz: Pat
 
 def test_missing_data_exits_2(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    result = run_cli(
+    result = invoke(
         "run", QUICKSTART, "--data", str(tmp_path / "none.npz"), "--storage", f"sqlite:///{db}"
     )
     assert result.returncode == 2
@@ -126,7 +114,7 @@ def test_missing_data_exits_2(tmp_path: Path) -> None:
     ],
 )
 def test_bad_storage_exits_2_without_password(url: str, expected: str, tiny_npz: Path) -> None:
-    result = run_cli("run", QUICKSTART, "--data", str(tiny_npz), "--storage", url)
+    result = invoke("run", QUICKSTART, "--data", str(tiny_npz), "--storage", url)
     assert result.returncode == 2
     assert expected in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
@@ -136,13 +124,74 @@ def test_bad_storage_exits_2_without_password(url: str, expected: str, tiny_npz:
 def test_best_on_unknown_study(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     sqlite3.connect(db).close()
-    result = run_cli("best", "--storage", f"sqlite:///{db}", "--study-name", "nope")
+    result = invoke("best", "--storage", f"sqlite:///{db}", "--study-name", "nope")
     assert result.returncode == 2
     assert "no study named 'nope'" in result.stderr
 
 
 def test_help_explains_commands() -> None:
-    result = run_cli("--help")
+    result = invoke("--help")
     assert result.returncode == 0
     for command in ("run", "best", "studies", "models", "dashboard", "report", "export", "db"):
         assert command in result.stdout
+
+
+def in_terminal(args: list[str], columns: int) -> str:
+    """What `hpo ARGS` shows in a pseudo-terminal `columns` wide (escape codes stripped)."""
+    import fcntl
+    import os
+    import pty
+    import re
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpo", *args], stdout=follower, stderr=follower, env=env
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closes when the process exits
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    process.wait(timeout=60)
+    os.close(leader)
+    text = b"".join(chunks).decode()
+    return re.sub(r"\x1b\[[0-9;]*m", "", text).replace("\r\n", "\n")
+
+
+@pytest.mark.slow
+def test_best_fits_an_80_column_terminal(finished_study: FinishedStudy) -> None:
+    args = ["best", "--storage", finished_study.url, "--study-name", finished_study.name]
+    shown = in_terminal(args, 80)
+    lines = shown.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in shown, shown
+    header = next(line for line in lines if "accuracy" in line).split()
+    assert header[:8] == [
+        "trial",
+        "accuracy",
+        "latency",
+        "ms",
+        "norm",
+        "optimizer",
+        "lr",
+        "scheduler",
+    ]
+    best = invoke(*args, "--format", "json")
+    for trial in json.loads(best.stdout):
+        row = next(line.split() for line in lines if line.split()[:1] == [str(trial["number"])])
+        for name in ("norm", "optimizer", "scheduler"):
+            assert trial["params"][name] in row, f"{name} shown whole: {row}"
+        assert float(row[5]) == pytest.approx(trial["params"]["lr"], rel=1e-3), row
+    assert "more params: --wide" in shown
+    wide = in_terminal([*args, "--wide"], 200)
+    assert "test acc" in wide and "batch_size" in wide

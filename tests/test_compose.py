@@ -25,7 +25,8 @@ from optuna.trial import TrialState
 from typer.main import get_command
 
 from hpo.cli import app
-from hpo.storage import open_storage
+from hpo.store.artifacts import ONNX_NAME, find_artifact
+from hpo.store.connect import open_storage
 from tests.conftest import ROOT, run_cli
 from tests.pg import free_port, pg_url, start_cli, wait_all
 from tests.test_workers import tiny_spec
@@ -124,7 +125,7 @@ def test_credentials_come_from_dotenv() -> None:
 def test_every_service_command_is_a_real_command() -> None:
     env = env_example()
     cli = get_command(app)
-    for service in ("init", "worker"):
+    for service in ("init", "worker", "dashboard"):
         command = command_of(service, env)
         assert command[0] == "hpo", service
         name, args = command[1], command[2:]
@@ -132,9 +133,22 @@ def test_every_service_command_is_a_real_command() -> None:
         # Parses like the real CLI would (unknown options or missing values raise).
         cli.commands[name].make_context(name, list(args))
     assert command_of("init", env)[1] == "create" and command_of("worker", env)[1] == "worker"
-    dashboard = command_of("dashboard", env)
-    assert "optuna-dashboard" in dashboard[-1] and '"$HPO_STORAGE"' in dashboard[-1]
-    assert shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
+    assert command_of("dashboard", env)[1] == "dashboard"
+
+
+def test_workers_and_dashboard_share_one_artifact_folder() -> None:
+    spec = compose()
+    example = env_example()
+    mounts = {}
+    for service in ("init", "worker", "dashboard"):
+        folder = environment_of(service, example)["HPO_ARTIFACTS"]
+        volumes = [interpolate(v, example) for v in spec["services"][service]["volumes"]]
+        mounted = [v.rsplit(":", 1)[0] for v in volumes if v.split(":")[1] == folder]
+        assert len(mounted) == 1 and not volumes[0].endswith(f"{folder}:ro"), service
+        mounts[service] = (folder, mounted[0])
+    assert len(set(mounts.values())) == 1, f"one folder for every service: {mounts}"
+    source = mounts["worker"][1]
+    assert source in spec["volumes"], "the default source is a named volume compose creates"
 
 
 def test_dockerfile_installs_the_lock_with_uv() -> None:
@@ -189,6 +203,8 @@ def test_service_commands_run_a_study_on_postgres(
     monkeypatch.setenv("HPO_STORAGE", storage)
     monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "1")
     monkeypatch.setenv("HPO_GRACE_PERIOD", "5")
+    artifacts = tmp_path / "artifacts"  # the services' shared artifact volume
+    monkeypatch.setenv("HPO_ARTIFACTS", str(artifacts))
 
     init = command_of("init", env)
     for _ in range(2):  # one-shot, and idempotent if it runs again
@@ -203,21 +219,36 @@ def test_service_commands_run_a_study_on_postgres(
     assert codes == [0, 0], logs
     assert "hunter2" not in logs
 
-    trials = optuna.load_study(study_name="compose", storage=open_storage(storage)).get_trials()
+    optuna_storage = open_storage(storage)
+    trials = optuna.load_study(study_name="compose", storage=optuna_storage).get_trials()
     states = [t.state for t in trials]
     complete = states.count(TrialState.COMPLETE)
     # Two workers: the total is reached, overshot by at most one, nothing left RUNNING.
     assert target <= complete <= target + 1, states
     assert TrialState.RUNNING not in states
 
+    stored = sorted(p.name for p in artifacts.iterdir())
+    assert stored, "the workers stored the front trials' models in the shared folder"
+
     port = free_port()
     dashboard = command_of("dashboard", env)
-    dashboard[-1] = dashboard[-1].replace("0.0.0.0", "127.0.0.1").replace("8080", str(port))
+    dashboard = [{"0.0.0.0": "127.0.0.1", "8080": str(port)}.get(a, a) for a in dashboard]
+    hpo = Path(sys.executable).parent / "hpo"
     server = subprocess.Popen(
-        dashboard, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ}
+        [str(hpo), *dashboard[1:]], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         studies = wait_for_json(f"http://127.0.0.1:{port}/api/studies", server, timeout=60)
+        # A model a worker stored downloads through the dashboard, byte for byte.
+        study_id = studies["study_summaries"][0]["study_id"]
+        trial, onnx_id = next(
+            (t, found)
+            for t in trials
+            if (found := find_artifact(t, optuna_storage, ONNX_NAME)) is not None
+        )
+        link = f"http://127.0.0.1:{port}/artifacts/{study_id}/{trial._trial_id}/{onnx_id}"
+        with urllib.request.urlopen(link, timeout=30) as response:
+            assert response.read() == (artifacts / onnx_id).read_bytes()
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 import models
-from hpo.cost import count_cost
-from hpo.fusion import fold_batchnorm
+from hpo.measure.cost import count_cost
+from hpo.measure.fusion import fold_batchnorm
 
 
 def only_layer(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, object]:

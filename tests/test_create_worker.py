@@ -6,9 +6,9 @@ from pathlib import Path
 
 import optuna
 
-from hpo.runner import create_study, worker_spec
-from hpo.storage import open_storage
-from tests.conftest import run_cli
+from hpo.run.runner import create_study, worker_spec
+from hpo.store.connect import open_storage
+from tests.conftest import invoke
 from tests.test_workers import tiny_spec
 
 
@@ -18,13 +18,13 @@ def test_create_is_idempotent_and_refuses_another_search_space(
     db = tmp_path / "s.db"
     storage = f"sqlite:///{db}"
     spec = tiny_spec(tmp_path, "c", 3)
-    result = run_cli("create", spec, "--storage", storage, "--data", str(tiny_npz))
+    result = invoke("create", spec, "--storage", storage, "--data", str(tiny_npz))
     assert result.returncode == 0, result.stderr
     assert "study c ready" in result.stdout and "target 3 trials" in result.stdout
     data = f'data.dataset="{tiny_npz}"'
     assert create_study(Path(spec), [data], storage).target == 3, "again: same study"
     assert create_study(Path(spec), [data, "study.n_trials=7"], storage).target == 7
-    other = run_cli(
+    other = invoke(
         *("create", spec, "--storage", storage, "--data", str(tiny_npz)),
         *("--set", "search.optimizer='adam'"),
     )
@@ -40,7 +40,7 @@ def test_create_is_idempotent_and_refuses_another_search_space(
 def test_create_checks_the_dataset_before_creating(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     spec = tiny_spec(tmp_path, "c", 3)
-    result = run_cli(
+    result = invoke(
         "create", spec, "--storage", f"sqlite:///{db}", "--data", str(tmp_path / "none.npz")
     )
     assert result.returncode == 2 and "file not found" in result.stderr
@@ -50,7 +50,7 @@ def test_create_checks_the_dataset_before_creating(tmp_path: Path) -> None:
 def test_worker_on_an_unknown_study_names_the_known_ones(tmp_path: Path, tiny_npz: Path) -> None:
     storage = f"sqlite:///{tmp_path / 's.db'}"
     create_study(Path(tiny_spec(tmp_path, "known", 2)), [f'data.dataset="{tiny_npz}"'], storage)
-    result = run_cli("worker", "--storage", storage, "--study-name", "nope")
+    result = invoke("worker", "--storage", storage, "--study-name", "nope")
     assert result.returncode == 2
     assert "no study named 'nope'" in result.stderr and "known" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

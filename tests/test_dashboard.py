@@ -19,11 +19,11 @@ import onnx
 import optuna
 import pytest
 
-from hpo import artifacts
-from hpo.dashboard import spec_note, write_spec_note
-from hpo.spec import dump_toml, read_toml
+from hpo.core.spec import dump_toml, read_toml
+from hpo.store import artifacts
+from hpo.store.studies import spec_note, write_spec_note
 from tests import synthetic
-from tests.conftest import ROOT, FinishedStudy, run_cli
+from tests.conftest import ROOT, FinishedStudy, invoke
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
@@ -118,6 +118,52 @@ def test_dashboard_shows_a_finished_study_in_chromium(
         assert [i.name for i in model.graph.input] == ["image"]
 
 
+@pytest.mark.slow
+def test_dashboard_is_readable_live_and_keeps_notes(
+    finished_study: FinishedStudy, tmp_path: Path
+) -> None:
+    """Searched params only, the study figures, a running trial's epoch, an edited note kept."""
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed (Debian: apt-get install chromium)")
+    from optuna_dashboard import get_note, save_note
+
+    db = tmp_path / "copy.db"
+    db.write_bytes(finished_study.db.read_bytes())
+    url = f"sqlite:///{db}"
+    study = optuna.load_study(study_name=finished_study.name, storage=url)
+    # Fixed values are not trial params: only the four searched dimensions are.
+    assert set(study.trials[0].params) == {"norm", "optimizer", "lr", "scheduler"}
+    assert study.trials[0].user_attrs["config"]["batch_size"] == 128
+    # A trial in the middle of its training, as a worker leaves it after each epoch.
+    running = study.ask()
+    running.set_user_attr("epoch", 2)
+    running.set_user_attr("val_accuracy_curve", [0.213, 0.342])
+    save_note(study, get_note(study).replace("[study]", "[study]\n# my edit: lr > 0.1 diverges"))
+    profile = tmp_path / "profile"
+    base = "http://127.0.0.1:{port}/dashboard/studies/1"
+    port = free_port()
+    with running_dashboard(url, port):
+        page = visible_text(base.format(port=port), profile)
+        # The study figures hpo saved (optuna-dashboard's custom plots) render on the study page.
+        for title in (
+            "Pareto front of 2 complete trials",
+            "Hypervolume history",
+            "Latency by norm type",
+            "Validation accuracy by optimizer",
+            "Validation accuracy by scheduler",
+            "Learning curves",
+        ):
+            assert title in page, title
+        analytics = visible_text(base.format(port=port) + "/analytics", profile)
+        assert "lr" in analytics and "batch_size" not in analytics and "beta1" not in analytics
+        trial = visible_text(base.format(port=port) + f"/trials?numbers={running.number}", profile)
+        assert "Running" in trial and "epoch 2" in trial and "[0.213, 0.342]" in trial
+    port = free_port()
+    with running_dashboard(url, port):  # a restart runs the note writer again
+        note = visible_text(base.format(port=port) + "/note", profile)
+    assert "# my edit: lr > 0.1 diverges" in note and "Study spec" in note
+
+
 def test_dashboard_refuses_a_busy_port(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     synthetic.make_studies(f"sqlite:///{db}")
@@ -125,7 +171,7 @@ def test_dashboard_refuses_a_busy_port(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = run_cli("dashboard", "--storage", f"sqlite:///{db}", "--port", str(port))
+        result = invoke("dashboard", "--storage", f"sqlite:///{db}", "--port", str(port))
     assert result.returncode == 2
     assert (
         result.stderr == f"hpo: error: --port {port}: already in use on 127.0.0.1; choose another\n"
@@ -133,7 +179,7 @@ def test_dashboard_refuses_a_busy_port(tmp_path: Path) -> None:
 
 
 def test_dashboard_needs_an_existing_database(tmp_path: Path) -> None:
-    result = run_cli("dashboard", "--storage", f"sqlite:///{tmp_path / 'none.db'}")
+    result = invoke("dashboard", "--storage", f"sqlite:///{tmp_path / 'none.db'}")
     assert result.returncode == 2 and "no SQLite database" in result.stderr
     assert not (tmp_path / "none.db").exists()
 
@@ -155,3 +201,46 @@ def test_spec_note_is_written_once(tmp_path: Path) -> None:
     study = optuna.load_study(study_name="synthetic", storage=url)
     assert get_note(study) == spec_note(synthetic.SPEC)
     assert write_spec_note(study) is False  # unchanged: no new note version
+
+
+def test_spec_note_never_overwrites_edits(tmp_path: Path) -> None:
+    from optuna_dashboard import get_note, save_note
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    synthetic.make_studies(url)
+    study = optuna.load_study(study_name="synthetic", storage=url)
+    edited = get_note(study).replace("[study]", "[study]\n# lr above 0.1 diverges") + "\nmy notes\n"
+    save_note(study, edited)
+    assert write_spec_note(study) is False
+    assert get_note(study) == edited, "an edited spec section is left alone"
+
+    save_note(study, "only my own words")
+    assert write_spec_note(study) is True, "a note without the spec section gets it back"
+    note = get_note(study)
+    assert note.startswith("only my own words\n\n") and note.endswith(spec_note(synthetic.SPEC))
+
+
+def test_study_figures_are_replaced_not_added(tmp_path: Path) -> None:
+    import json as jsonlib
+
+    from hpo.present import figures
+    from hpo.store.connect import load_study, open_storage
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    synthetic.make_studies(url)
+    storage = open_storage(url)
+    stored = load_study(storage, "synthetic")
+    assert figures.publish(stored) == len(figures.DASHBOARD_FIGURES)
+
+    def saved() -> dict[str, str]:
+        attrs = storage.get_study_system_attrs(stored.study_id)
+        return {k: v for k, v in attrs.items() if k.startswith("dashboard:plot_data:")}
+
+    first = saved()
+    assert {k.split(":")[2] for k in first} == set(figures.DASHBOARD_FIGURES)
+    figures.publish(stored)  # as after the next trial: same ids, same number of records
+    assert saved().keys() == first.keys()
+    pareto = "".join(v for k, v in sorted(first.items()) if ":hpo-pareto-front:" in k)
+    traces = jsonlib.loads(pareto)["data"]
+    front = next(t for t in traces if t["name"].startswith("Pareto front"))
+    assert len(front["x"]) == 3 + 1, "three front trials, then out to the reference point"

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from hpo.data import augment, load_raw, prepare
-from hpo.errors import DataError
-from hpo.spec import DataSection
+from hpo.core.errors import DataError
+from hpo.core.spec import DataSection
+from hpo.train.data import augment, load_raw, prepare
 
 CPU = torch.device("cpu")
 

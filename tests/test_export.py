@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -13,12 +12,14 @@ import pytest
 import torch
 
 import models
-from hpo import artifacts
-from hpo.export import CARD_FILE, ONNX_FILE, TORCHSCRIPT_FILE, onnx_bytes, torchscript_bytes
-from hpo.fusion import fold_batchnorm
-from hpo.space import TrialConfig
+from hpo.core.trial_config import TrialConfig, stored_params
+from hpo.measure.fusion import fold_batchnorm
+from hpo.measure.serialize import load_torchscript, onnx_bytes, torchscript_bytes
+from hpo.present.export import CARD_FILE, ONNX_FILE, TORCHSCRIPT_FILE
+from hpo.store import artifacts
+from hpo.train.checkpoint import read_checkpoint
 from tests import synthetic
-from tests.conftest import FinishedStudy, run_cli
+from tests.conftest import FinishedStudy, invoke
 
 
 def onnx_logits(content: bytes, images: torch.Tensor) -> np.ndarray:
@@ -27,8 +28,8 @@ def onnx_logits(content: bytes, images: torch.Tensor) -> np.ndarray:
 
 
 def torchscript_logits(path_or_bytes: Path | bytes, images: torch.Tensor) -> np.ndarray:
-    source = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
-    loaded = torch.jit.load(source, map_location="cpu")
+    content = path_or_bytes if isinstance(path_or_bytes, bytes) else path_or_bytes.read_bytes()
+    loaded = load_torchscript(content)  # torch.jit.load, its deprecation notice silenced
     with torch.inference_mode():
         return loaded(images).numpy()
 
@@ -64,8 +65,8 @@ def stored_model(study: FinishedStudy, number: int) -> torch.nn.Module:
     assert store is not None, "the study stored no models"
     artifact_id = artifacts.find_artifact(trial, storage, artifacts.CHECKPOINT_NAME)
     assert artifact_id is not None, f"trial {number} has no checkpoint"
-    checkpoint = artifacts.load_checkpoint(store, artifact_id)
-    config = TrialConfig.from_params(trial.params)
+    checkpoint = read_checkpoint(artifacts.read_artifact(store, artifact_id))
+    config = TrialConfig.from_trial(trial.params, trial.user_attrs)
     model = models.build_model(
         config.model,
         norm=config.norm,
@@ -77,7 +78,7 @@ def stored_model(study: FinishedStudy, number: int) -> torch.nn.Module:
 
 
 def export(study: FinishedStudy, number: int, out: Path, *extra: str) -> dict:
-    result = run_cli(
+    result = invoke(
         "export", "--storage", study.url, "--study-name", study.name, "--trial", str(number),
         "--out", str(out), "--format", "json", *extra,
     )  # fmt: skip
@@ -114,13 +115,47 @@ def test_export_round_trip(finished_study: FinishedStudy, tmp_path: Path) -> Non
     assert np.argmax(expected) == np.argmax(onnx_logits((out / ONNX_FILE).read_bytes(), images))
 
     trial = optuna.load_study(study_name=finished_study.name, storage=finished_study.url).trials[0]
-    assert card["params"] == trial.params
+    assert card["params"] == stored_params(trial.params, trial.user_attrs)
+    assert card["params"]["model"] == "simple_cnn" and "model" not in trial.params
     assert card["metrics"]["accuracy"] == trial.values[0]
     assert card["metrics"]["latency_ms"] == trial.values[1]
     assert card["fold_report"]["n_folded"] == trial.user_attrs["fold_report"]["n_folded"]
     assert card["latency"]["latency_backend"] == trial.user_attrs["latency_backend"]
     assert card["data"]["dataset"] == trial.user_attrs["dataset"]
     assert card["data"]["train_size"] == 256 and card["data"]["num_classes"] == 10
+    assert card["classes"][0] == "airplane" and len(card["classes"]) == 10
+    assert card["exported_with"]["onnxruntime"] == ort.__version__
+    assert card["exported_with"]["onnx_opset"] >= 13
+
+
+@pytest.mark.slow
+def test_stored_onnx_model_is_usable_alone(
+    finished_study: FinishedStudy, sample_path: Path
+) -> None:
+    """The stored folded-model.onnx, fed as its own metadata says, scores the test accuracy."""
+    storage = optuna.storages.RDBStorage(finished_study.url)
+    trial = optuna.load_study(study_name=finished_study.name, storage=storage).trials[0]
+    store = artifacts.open_store(finished_study.url)
+    artifact_id = artifacts.find_artifact(trial, storage, artifacts.ONNX_NAME)
+    content = artifacts.read_artifact(store, artifact_id)
+
+    # From here on: numpy and onnxruntime only, as a user without hpo would do it.
+    session = ort.InferenceSession(content, providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    classes = json.loads(meta["classes"])
+    assert classes[:2] == ["airplane", "automobile"] and len(classes) == 10
+    assert meta["hpo_version"]
+    mean = np.array(json.loads(meta["mean"]), dtype=np.float32).reshape(1, 3, 1, 1)
+    std = np.array(json.loads(meta["std"]), dtype=np.float32).reshape(1, 3, 1, 1)
+    with np.load(sample_path) as arrays:
+        pixels, labels = arrays["x_test"], arrays["y_test"].reshape(-1)
+    images = (pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255 - mean) / std
+    assert session.get_inputs()[0].shape[0] == "batch", "any batch size, not only 1"
+    logits = session.run(None, {"image": images})[0]  # every test image in one batch
+    accuracy = float((logits.argmax(axis=1) == labels).mean())
+    # The recorded figure comes from the unfolded network in torch; folding reorders float
+    # arithmetic, which may flip at most an image whose two top logits are nearly tied.
+    assert abs(accuracy - trial.user_attrs["test_accuracy"]) <= 1 / len(labels) + 1e-9
 
 
 @pytest.mark.slow
@@ -150,7 +185,7 @@ def test_export_of_unknown_or_failed_trial_exits_2(tmp_path: Path) -> None:
     synthetic.make_studies(f"sqlite:///{db}")
     out = tmp_path / "out"
     for number, expected in ((3, "trial is FAIL"), (42, "no such trial")):
-        result = run_cli(
+        result = invoke(
             "export", "--storage", f"sqlite:///{db}", "--study-name", "synthetic",
             "--trial", str(number), "--out", str(out),
         )  # fmt: skip

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import models
-from hpo.fusion import FoldingError, check_equivalence, fold_batchnorm
+from hpo.measure.fusion import FoldingError, check_equivalence, fold_batchnorm
 from tests.conftest import randomize_batchnorms
 
 

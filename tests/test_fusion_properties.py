@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import models
-from hpo.fusion import FoldingError, check_equivalence, fold_batchnorm
+from hpo.measure.fusion import FoldingError, check_equivalence, fold_batchnorm
 from tests.conftest import randomize_batchnorms
 
 # CPU is scarce: enough examples to hit the corners, few enough for seconds per test.

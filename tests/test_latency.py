@@ -6,20 +6,17 @@ import pytest
 import torch
 
 import models
-from hpo.fusion import check_outputs, fold_batchnorm
-from hpo.latency import (
+from hpo.measure.fusion import check_outputs, fold_batchnorm
+from hpo.measure.protocol import (
     LatencyStats,
     Protocol,
     _synchronizer,
-    export_onnx,
-    make_runner,
-    make_runtime,
-    measure_latency,
     measure_runners,
-    resolve_backend,
     summarize,
     timing_conditions,
 )
+from hpo.measure.runtimes import make_runner, make_runtime, measure_latency, resolve_backend
+from hpo.measure.serialize import onnx_bytes as export_onnx
 
 
 def test_summary_statistics() -> None:
@@ -34,11 +31,16 @@ def test_summary_statistics() -> None:
 
 def test_measure_latency_of_a_real_model() -> None:
     model = models.build_model("simple_cnn", norm="batch").eval()
-    stats = measure_latency(model, threads=1, warmup=3, loops=10, max_rounds=2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # not the protocol's 1, so a missing restore shows
+    try:
+        stats = measure_latency(model, threads=1, warmup=3, loops=10, max_rounds=2)
+        assert torch.get_num_threads() == 2  # thread count restored, not left at 1 forever
+    finally:
+        torch.set_num_threads(before)
     assert isinstance(stats, LatencyStats)
     assert 0 < stats.min_ms <= stats.median_ms <= stats.p90_ms
     assert stats.loops >= 20 and stats.rounds >= 2
-    assert torch.get_num_threads() >= 1  # thread count restored, not left at 1 forever
 
 
 def test_bigger_model_is_slower_in_interleaved_rounds() -> None:

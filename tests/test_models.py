@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import models
-from hpo.fusion import check_equivalence, fold_batchnorm
+from hpo.measure.fusion import check_equivalence, fold_batchnorm
 from models.layers import conv_output_size
-from tests.conftest import run_cli
+from tests.conftest import invoke
 
 
 def test_four_families_are_registered() -> None:
@@ -62,7 +62,7 @@ def test_unknown_model_names_the_allowed_ones() -> None:
 
 
 def test_models_command_lists_parameter_counts() -> None:
-    result = run_cli("models", "--format", "json")
+    result = invoke("models", "--format", "json")
     assert result.returncode == 0, result.stderr
     import json
 

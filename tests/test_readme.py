@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hpo.reference import readme_block
+from hpo.core.reference import readme_block
 from tests.conftest import ROOT
 
 

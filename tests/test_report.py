@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.image import imread
 
-from hpo.results import TrialResult, hypervolume, hypervolume_history, reference_point
+from hpo.core.results import TrialResult, hypervolume, hypervolume_history, reference_point
 from tests import synthetic
-from tests.conftest import FinishedStudy, run_cli
+from tests.conftest import FinishedStudy, invoke
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -70,7 +70,7 @@ def synthetic_report(tmp_path: Path) -> tuple[dict, Path]:
     db = tmp_path / "s.db"
     synthetic.make_studies(f"sqlite:///{db}")
     out = tmp_path / "report"
-    cli = run_cli(
+    cli = invoke(
         "report", "--storage", f"sqlite:///{db}", "--study-name", "synthetic", "--out", str(out),
         "--format", "json",
     )  # fmt: skip
@@ -101,6 +101,15 @@ def test_report_of_a_synthetic_study(tmp_path: Path) -> None:
     page = (out / "index.html").read_text()
     assert "src='pareto.png'" in page and "src='hypervolume.png'" in page
     assert "norm = layer" in page and "optimizer = sgd" in page
+    # Interactive figures: the dashboard's six plus accuracy vs MACs, plotly.js next to them.
+    assert page.count('class="plotly-graph-div"') == 7
+    assert "<script src='plotly.min.js'>" in page and (out / "plotly.min.js").stat().st_size > 1e6
+    for title in ("Pareto front of 5", "Hypervolume history", "Latency by norm", "by optimizer"):
+        assert title in page, title
+    hover = "trial 0<br>accuracy 60.00%".replace("<", "\\u003c").replace(">", "\\u003e")
+    assert hover in page, "hovering a point names the trial (plotly escapes < and > in JSON)"
+    complete = page.split("All complete trials (5)")[1]
+    assert all(f"<td>{n}</td>" in complete for n in (0, 1, 2, 4, 5))
 
 
 @pytest.mark.slow
@@ -108,7 +117,7 @@ def test_report_of_a_finished_quickstart_study(
     finished_study: FinishedStudy, tmp_path: Path
 ) -> None:
     out = tmp_path / "report"
-    cli = run_cli(
+    cli = invoke(
         "report", "--storage", finished_study.url, "--study-name", finished_study.name,
         "--out", str(out),
     )  # fmt: skip
@@ -134,7 +143,7 @@ def test_report_needs_complete_trials(tmp_path: Path) -> None:
     db = tmp_path / "empty.db"
     optuna.create_study(storage=f"sqlite:///{db}", study_name="empty", directions=["maximize"] * 2)
     out = tmp_path / "r"
-    cli = run_cli(
+    cli = invoke(
         "report", "--storage", f"sqlite:///{db}", "--study-name", "empty", "--out", str(out)
     )
     assert cli.returncode == 2

@@ -10,8 +10,9 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from hpo import results
-from hpo.storage import open_storage
+from hpo.core import results
+from hpo.store import queries
+from hpo.store.connect import StoredStudy, open_storage
 from tests.pg import pg_url
 
 __all__ = ["pg_url"]  # fixture used below
@@ -52,29 +53,31 @@ def fill(study: optuna.Study) -> None:
 
 
 def check_same(url: str) -> None:
+    storage = open_storage(url)
     study = optuna.create_study(
-        storage=open_storage(url), study_name="r", directions=["maximize", "minimize"]
+        storage=storage, study_name="r", directions=["maximize", "minimize"]
     )
     fill(study)
+    stored = StoredStudy.of(study, storage)
     other = optuna.create_study(
         storage=open_storage(url), study_name="other", directions=["maximize", "minimize"]
     )
     other.add_trial(create_trial(values=[1.0, 0.01], params={}, distributions={}))
 
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    expected = [results.TrialResult.from_trial(t) for t in complete]
-    fast = results.completed(study)
+    expected = [queries.result_of(t) for t in complete]
+    fast = queries.completed(stored)
     assert fast == expected
     first = {"optimizer": "nesterov", "lr": 1e-3, "batch_size": 32, "augment": True}
     assert fast[0].params == first, "categorical params are decoded from their stored index"
     for rank_by in results.RANK_KEYS:
         front = results.pareto_front(expected, rank_by)
-        assert results.best(study, None, rank_by) == front and len(front) >= 2
+        assert queries.best(stored, None, rank_by) == front and len(front) >= 2
         for budget in (0.5, 1.2, math.inf):
-            assert results.best(study, budget, rank_by) == results.within_budget(
+            assert queries.best(stored, budget, rank_by) == results.within_budget(
                 expected, budget, rank_by
             )
-    overviews = {o.name: o for o in results.study_overviews(open_storage(url))}
+    overviews = {o.name: o for o in queries.study_overviews(open_storage(url))}
     assert overviews["r"].n_trials == 42 and overviews["r"].states == {"COMPLETE": 41, "FAIL": 1}
     assert overviews["other"].states == {"COMPLETE": 1}
 

@@ -8,12 +8,14 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hpo.errors import SpecError
-from hpo.names import SAMPLERS
-from hpo.samplers import make_sampler
-from hpo.space import suggest
-from hpo.spec import validate
-from tests.conftest import run_cli
+from hpo.core.errors import SpecError
+from hpo.core.names import SAMPLERS
+from hpo.core.spec import validate
+from hpo.search.latency_aware import LatencyAwareSampler
+from hpo.search.samplers import make_sampler
+from hpo.search.space import suggest
+from tests.cells import FunctionProbe
+from tests.conftest import invoke
 
 SEARCH = {
     "model": ["simple_cnn", "vgg"],
@@ -35,17 +37,26 @@ def synthetic_objective(spec):
     return objective
 
 
+def width_latency(architecture: dict) -> float:
+    """A stand-in for probing: wider and group-normalized networks are slower."""
+    return architecture["width"] * (1.3 if architecture["norm"] == "group" else 1.0)
+
+
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_every_sampler_drives_the_space(sampler: str) -> None:
     search = SEARCH if sampler == "grid" else {**SEARCH, **RANGES}
     spec = validate({"study": {"name": "t", "sampler": sampler, "seed": 3}, "search": search})
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(spec))
+    chosen = make_sampler(spec, probe=FunctionProbe(width_latency))
+    if isinstance(chosen, LatencyAwareSampler):
+        chosen.startup_trials = 3  # so the surrogate and expected improvement run too
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=chosen)
     study.optimize(synthetic_objective(spec), n_trials=6)
     states = {t.state for t in study.trials}
     assert states == {optuna.trial.TrialState.COMPLETE}
     for trial in study.trials:
-        assert trial.params["optimizer"] in ("nesterov", "adam")
-        assert ("momentum" in trial.params) == (trial.params["optimizer"] == "nesterov")
+        config = trial.user_attrs["config"]
+        assert config["optimizer"] in ("nesterov", "adam")
+        assert ("momentum" in config) == (config["optimizer"] == "nesterov")
 
 
 @pytest.mark.parametrize("sampler", ["random", "tpe", "nsga2", "qmc"])
@@ -99,7 +110,7 @@ def test_cli_run_is_reproducible(tmp_path: Path, tiny_npz: Path) -> None:
     sequences = []
     for name in ("a", "b"):
         db = tmp_path / f"{name}.db"
-        result = run_cli("run", str(spec), "--data", str(tiny_npz), "--storage", f"sqlite:///{db}")
+        result = invoke("run", str(spec), "--data", str(tiny_npz), "--storage", f"sqlite:///{db}")
         assert result.returncode == 0, result.stderr
         with sqlite3.connect(db) as connection:
             rows = connection.execute(
@@ -115,7 +126,7 @@ def test_cli_grid_with_range_exits_2(tmp_path: Path, tiny_npz: Path) -> None:
     spec = tmp_path / "grid.toml"
     spec.write_text(TINY_SPEC.replace('"random"', '"grid"'))
     db = tmp_path / "g.db"
-    result = run_cli("run", str(spec), "--data", str(tiny_npz), "--storage", f"sqlite:///{db}")
+    result = invoke("run", str(spec), "--data", str(tiny_npz), "--storage", f"sqlite:///{db}")
     assert result.returncode == 2
     assert "[search] lr: the grid sampler needs a list" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

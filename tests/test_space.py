@@ -5,10 +5,11 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from hpo.errors import SpecError
-from hpo.params import CATALOG
-from hpo.space import TrialConfig, grid_search_space, suggest
-from hpo.spec import validate
+from hpo.core.errors import SpecError
+from hpo.core.params import CATALOG
+from hpo.core.spec import validate
+from hpo.core.trial_config import TrialConfig
+from hpo.search.space import grid_search_space, suggest
 
 
 def run_space(search: dict, n_trials: int = 30) -> list[optuna.trial.FrozenTrial]:
@@ -27,7 +28,8 @@ def test_choices_and_ranges_are_respected() -> None:
     for trial in trials:
         assert 1e-3 <= trial.params["lr"] <= 1e-1
         assert trial.params["optimizer"] in ("adam", "nesterov")
-        assert trial.params["norm"] == "group"  # fixed values are recorded too
+        # A fixed value is not a param (nothing was searched) but is in the stored config.
+        assert "norm" not in trial.params and trial.user_attrs["config"]["norm"] == "group"
     assert {t.params["optimizer"] for t in trials} == {"adam", "nesterov"}
 
 
@@ -36,7 +38,7 @@ def test_conditional_params_only_when_they_apply() -> None:
         {"optimizer": ["sgd", "nesterov", "adam"], "scheduler": ["step", "cosine", "polynomial"]}
     )
     for trial in trials:
-        params = trial.params
+        params = trial.user_attrs["config"]  # every value the trial used, fixed ones included
         assert ("momentum" in params) == (params["optimizer"] == "nesterov")
         assert ("beta1" in params) == (params["optimizer"] == "adam")
         assert ("step_size" in params) == (params["scheduler"] == "step")
@@ -44,11 +46,14 @@ def test_conditional_params_only_when_they_apply() -> None:
         assert ("power" in params) == (params["scheduler"] == "polynomial")
 
 
-def test_config_rebuilds_from_params_alone() -> None:
+def test_config_rebuilds_from_what_the_trial_stored() -> None:
     for trial in run_space({"lr": {"low": 1e-3, "high": 1e-1}, "optimizer": ["sgd", "adamw"]}):
-        config = TrialConfig.from_params(trial.params)
+        config = TrialConfig.from_trial(trial.params, trial.user_attrs)
         assert config.lr == trial.params["lr"]
-        assert config.as_params() == trial.params
+        assert config.as_params() == trial.user_attrs["config"]
+        assert set(trial.params) <= set(config.as_params()) and "model" not in trial.params
+        # A study made before `config` existed stored every value as a param: same config.
+        assert TrialConfig.from_trial(config.as_params(), {}) == config
 
 
 def test_every_catalog_default_is_valid() -> None:
@@ -60,3 +65,21 @@ def test_grid_refuses_ranges() -> None:
     spec = validate({"study": {"name": "t"}, "search": {"lr": {"low": 0.01, "high": 0.1}}})
     with pytest.raises(SpecError, match=r"\[search\] lr: the grid sampler needs a list"):
         grid_search_space(spec)
+
+
+def test_architecture_params_are_the_ones_that_change_the_network() -> None:
+    import torch
+
+    import models
+    from hpo.core.params import ARCHITECTURE, BY_NAME
+
+    assert ARCHITECTURE == ("model", "norm", "head", "width", "depth")
+    # Dropout is not one: in eval mode it is the identity, so the timed graph is the same.
+    assert not BY_NAME["dropout"].architecture
+    torch.manual_seed(0)
+    plain = models.build_model("vgg", norm="batch", dropout=0.0).eval()
+    torch.manual_seed(0)
+    dropped = models.build_model("vgg", norm="batch", dropout=0.5).eval()
+    image = torch.randn(1, 3, 32, 32)
+    with torch.inference_mode():
+        assert torch.equal(plain(image), dropped(image))

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from hpo.errors import SpecError
-from hpo.names import OPTIMIZERS, SCHEDULERS
-from hpo.spec import Choice, Fixed, Range, apply_overrides, load_spec, validate
+from hpo.core.errors import SpecError
+from hpo.core.names import OPTIMIZERS, SCHEDULERS
+from hpo.core.spec import Choice, Fixed, Range, apply_overrides, load_spec, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,11 +20,12 @@ from optuna.exceptions import StorageInternalError
 from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from hpo.errors import StorageError
-from hpo.storage import Resilience, ResilientRDBStorage, is_transient, open_storage
-from hpo.study import study_progress
-from hpo.worker import work_until_target
-from tests.conftest import run_cli
+from hpo.core.errors import StorageError
+from hpo.run.progress import target_counts
+from hpo.run.worker import work_until_target
+from hpo.store.connect import StoredStudy, open_storage, retry_of
+from hpo.store.resilience import Resilience, ResilientRDBStorage, is_transient
+from tests.conftest import invoke
 from tests.pg import SERVER, pg_url, server_problem, start_cli, wait_all
 from tests.test_workers import tiny_spec
 
@@ -41,10 +42,12 @@ def two_objectives(trial: optuna.Trial) -> tuple[float, float]:
     return trial.suggest_float("x", 0.0, 1.0), 1.0
 
 
-def new_study(url: str) -> optuna.Study:
-    return optuna.create_study(
-        storage=open_storage(url), study_name="s", directions=["maximize", "minimize"]
+def new_study(url: str) -> StoredStudy:
+    storage = open_storage(url)
+    study = optuna.create_study(
+        storage=storage, study_name="s", directions=["maximize", "minimize"]
     )
+    return StoredStudy.of(study, storage)
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -94,7 +97,7 @@ def test_cli_bad_url_exits_2_with_one_masked_line(
         args = ["create", tiny_spec(tmp_path, "x", 2), "--data", str(tiny_npz)]
     else:
         args = ["worker", "--study-name", "x"]
-    result = run_cli(*args, "--storage", url)
+    result = invoke(*args, "--storage", url)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("hpo: error: ")
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -146,7 +149,7 @@ def test_postgres_pool_survives_killed_connections(
     storage = open_storage(pg_url)
     pool = storage.engine.pool
     assert pool._pre_ping and pool._recycle == 300 and pool.size() == 2
-    study = new_study(pg_url)
+    study = new_study(pg_url).study
     study.optimize(two_objectives, n_trials=2)
     # Kill every server connection of this database, as a server restart would.
     name = pg_url.rsplit("/", 1)[1]
@@ -187,14 +190,14 @@ def test_retries_wait_out_an_outage_then_give_up(tmp_path: Path) -> None:
             raise OperationalError("SELECT 1", {}, Exception("connection refused"))
         return "ok"
 
-    assert storage._retrying(flaky) == "ok"
+    assert storage.retrying(flaky) == "ok"
 
     def down() -> None:
         raise OperationalError("SELECT 1", {}, Exception("connection refused"))
 
     started = time.monotonic()
     with pytest.raises(OperationalError):
-        storage._retrying(down)
+        storage.retrying(down)
     assert 1.0 < time.monotonic() - started <= 3.5
 
     def broken() -> None:
@@ -202,7 +205,7 @@ def test_retries_wait_out_an_outage_then_give_up(tmp_path: Path) -> None:
 
     started = time.monotonic()
     with pytest.raises(ValueError):
-        storage._retrying(broken)
+        storage.retrying(broken)
     assert time.monotonic() - started < 0.5, "other errors are not retried"
 
 
@@ -212,17 +215,19 @@ def test_retries_wait_out_an_outage_then_give_up(tmp_path: Path) -> None:
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # study.ask() on purpose
 def test_waiting_worker_reruns_a_dead_workers_trial(tmp_path: Path, quick_heartbeat: None) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    study = new_study(url)
+    stored = new_study(url)
     # A worker that started a trial, beat once, and died.
-    dead = study.ask()
+    dead = stored.study.ask()
     dead_x = dead.suggest_float("x", 0.0, 1.0)
-    study._storage.record_heartbeat(dead._trial_id)
+    stored.storage.record_heartbeat(
+        stored.storage.get_trial_id_from_study_id_trial_number(stored.study_id, dead.number)
+    )
 
-    runs = work_until_target(study, two_objectives, target=3)
+    runs = work_until_target(stored, two_objectives, target=3)
 
-    trials = study.get_trials()
+    trials = stored.study.get_trials()
     assert trials[dead.number].state == TrialState.FAIL
-    retries = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
+    retries = [t for t in trials if retry_of(t) == dead.number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == {"x": dead_x}, "the retry runs the dead trial's params"
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -234,21 +239,21 @@ def test_waiting_worker_reruns_a_dead_workers_trial(tmp_path: Path, quick_heartb
 def test_running_trial_without_heartbeat_is_not_waited_for(
     tmp_path: Path, quick_heartbeat: None
 ) -> None:
-    study = new_study(f"sqlite:///{tmp_path / 's.db'}")
-    study.ask()  # RUNNING, never beats (a client without heartbeat, or killed at once)
-    assert study_progress(study).running == 1, "a fresh trial may not have beaten yet"
+    stored = new_study(f"sqlite:///{tmp_path / 's.db'}")
+    stored.study.ask()  # RUNNING, never beats (a client without heartbeat, or killed at once)
+    assert target_counts(stored).running == 1, "a fresh trial may not have beaten yet"
     time.sleep(2.2)
-    assert study_progress(study).running == 0
+    assert target_counts(stored).running == 0
     started = time.monotonic()
-    assert work_until_target(study, two_objectives, target=2) == 2
+    assert work_until_target(stored, two_objectives, target=2) == 2
     assert time.monotonic() - started < 5
 
 
 def test_finished_study_runs_nothing(tmp_path: Path, quick_heartbeat: None) -> None:
-    study = new_study(f"sqlite:///{tmp_path / 's.db'}")
-    study.optimize(two_objectives, n_trials=3)
-    assert work_until_target(study, two_objectives, target=3) == 0
-    assert work_until_target(study, two_objectives, target=4) == 1
+    stored = new_study(f"sqlite:///{tmp_path / 's.db'}")
+    stored.study.optimize(two_objectives, n_trials=3)
+    assert work_until_target(stored, two_objectives, target=3) == 0
+    assert work_until_target(stored, two_objectives, target=4) == 1
 
 
 # --- signals ---------------------------------------------------------------------------------
@@ -266,7 +271,7 @@ def test_sigterm_and_ctrl_c_fail_the_running_trial(
         urls[sig] = f"sqlite:///{tmp_path / f'{sig.name}.db'}"
         # Many epochs: the trial is still running when the signal comes.
         spec = tiny_spec(tmp_path, sig.name.lower(), 3)
-        created = run_cli(
+        created = invoke(
             *("create", spec, "--storage", urls[sig], "--data", str(tiny_npz)),
             *("--set", "train.epochs=200"),
         )

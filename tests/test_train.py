@@ -8,11 +8,12 @@ import pytest
 import torch
 
 import models
-from hpo.data import load_raw, prepare
-from hpo.names import OPTIMIZERS, SCHEDULERS
-from hpo.space import TrialConfig
-from hpo.spec import DataSection
-from hpo.train import Diverged, evaluate, make_optimizer, make_scheduler, train
+from hpo.core.names import OPTIMIZERS, SCHEDULERS
+from hpo.core.spec import DataSection
+from hpo.core.trial_config import TrialConfig
+from hpo.train.data import load_raw, prepare
+from hpo.train.loop import Diverged, evaluate, train
+from hpo.train.optim import make_optimizer, make_scheduler
 
 
 @pytest.fixture(scope="module")

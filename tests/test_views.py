@@ -13,9 +13,9 @@ from typing import Any
 import optuna
 import pytest
 
-from hpo.views import distribution_kind
+from hpo.store.views import distribution_kind
 from tests import synthetic
-from tests.conftest import FinishedStudy, run_cli
+from tests.conftest import FinishedStudy, invoke
 
 QUERY = "SELECT * FROM hpo_trials WHERE latency_ms < 2 ORDER BY accuracy DESC LIMIT 5"
 PG_ADMIN = os.environ.get("HPO_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
@@ -60,7 +60,7 @@ def pg_url() -> Iterator[str]:
 
 def create_views(url: str) -> list[dict[str, Any]]:
     """`hpo db views` through the real CLI; returns the columns it reports."""
-    result = run_cli("db", "views", "--storage", url, "--format", "json")
+    result = invoke("db", "views", "--storage", url, "--format", "json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["view"] == "hpo_trials"
@@ -128,7 +128,7 @@ def test_view_on_postgresql(pg_url: str) -> None:
 
 
 def test_views_on_missing_database_exits_2(tmp_path: Path) -> None:
-    result = run_cli("db", "views", "--storage", f"sqlite:///{tmp_path / 'none.db'}")
+    result = invoke("db", "views", "--storage", f"sqlite:///{tmp_path / 'none.db'}")
     assert result.returncode == 2
     assert result.stderr.startswith("hpo: error: no SQLite database")
     assert len(result.stderr.strip().splitlines()) == 1
@@ -157,9 +157,58 @@ def finished_rows_match(rows: list[dict[str, Any]], study: optuna.Study) -> None
         trial = trials[row["number"]]
         assert row["accuracy"] == pytest.approx(trial.values[0])
         assert row["latency_ms"] == pytest.approx(trial.values[1])
-        for name in ("model", "norm", "optimizer", "scheduler"):
+        # Params are the searched dimensions only (the spec fixes the model: no column for it).
+        assert "model" not in trial.params and "model" not in row
+        for name in ("norm", "optimizer", "scheduler"):
             assert row[name] == trial.params[name]
         assert row["lr"] == pytest.approx(trial.params["lr"])
+        attrs = trial.user_attrs
+        assert row["test_accuracy"] == pytest.approx(attrs["test_accuracy"])
+        assert row["latency_iqr_ms"] == pytest.approx(attrs["latency"]["iqr_ms"])
+        assert row["latency_ratio"] == pytest.approx(attrs["latency_ratio"])
+        assert (row["n_params"], row["macs"]) == (attrs["n_params"], attrs["macs"])
+        assert row["fail_reason"] is None and row["stop_reason"] is None
+        assert row["has_model"] == int(any(k.startswith("artifacts:") for k in trial.system_attrs))
+    front = {t.number for t in study.best_trials}
+    assert {r["number"] for r in rows if r["on_front"] == 1} == front & {r["number"] for r in rows}
+
+
+@pytest.mark.postgres
+def test_view_reasons_and_front_on_both_databases(tmp_path: Path, pg_url: str) -> None:
+    """A failed trial's reason, a pruned trial's reason, and the front, read through the view."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    for url in (f"sqlite:///{tmp_path / 'r.db'}", pg_url):
+        study = optuna.create_study(
+            study_name="reasons", storage=url, directions=["maximize", "minimize"]
+        )
+        lr = {"lr": FloatDistribution(1e-3, 1.0, log=True)}
+        points = [(0.6, 0.3), (0.7, 0.5), (0.65, 0.6), (0.6, 0.3)]  # the third is dominated
+        for accuracy, latency in points:
+            study.add_trial(
+                create_trial(params={"lr": 0.1}, distributions=lr, values=[accuracy, latency])
+            )
+        reasons = {"fail_reason": 'diverged: loss "nan" at step 3', "stop_reason": "over budget"}
+        for key, state in (("fail_reason", TrialState.FAIL), ("stop_reason", TrialState.PRUNED)):
+            study.add_trial(
+                create_trial(
+                    state=state,
+                    params={"lr": 0.1},
+                    distributions=lr,
+                    user_attrs={key: reasons[key]},
+                )
+            )
+        create_views(url)
+        query = "SELECT number, on_front, fail_reason, stop_reason FROM hpo_trials ORDER BY number"
+        rows = (
+            sqlite_rows(tmp_path / "r.db", query)
+            if url.startswith("sqlite")
+            else postgres_rows(url, query)
+        )
+        assert [r["on_front"] for r in rows] == [1, 1, 0, 1, 0, 0], "equal points are both on it"
+        assert rows[4]["fail_reason"] == reasons["fail_reason"], "JSON strings are decoded"
+        assert rows[5]["stop_reason"] == reasons["stop_reason"] and rows[5]["fail_reason"] is None
 
 
 @pytest.mark.slow
@@ -183,7 +232,7 @@ def test_view_on_a_finished_quickstart_study(finished_study: FinishedStudy, tmp_
 def test_view_on_a_finished_study_copied_to_postgresql(
     finished_study: FinishedStudy, pg_url: str
 ) -> None:
-    from hpo.storage import open_storage
+    from hpo.store.connect import open_storage
 
     target = open_storage(pg_url)
     optuna.copy_study(

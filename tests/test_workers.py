@@ -18,7 +18,7 @@ import pytest
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.storage import open_storage
+from hpo.store.connect import open_storage, retry_of
 from tests.conftest import run_cli
 from tests.pg import Cluster, create_database, pg_url, private_postgres, start_cli, wait_all
 
@@ -123,7 +123,7 @@ def test_sigkilled_worker_trial_fails_and_is_retried(
     storage.engine.dispose()
     by_number = {t.number: t for t in trials}
     assert by_number[killed].state == TrialState.FAIL, "the dead worker's trial ends FAIL"
-    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    retries = [t for t in trials if retry_of(t) == killed]
     assert len(retries) == 1, "a trial whose worker died is retried exactly once"
     retry = retries[0]
     assert retry.state == TrialState.COMPLETE

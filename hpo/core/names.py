@@ -1,0 +1,56 @@
+"""Names a spec may use and names the study stores (plain data: the spec needs no torch)."""
+
+OPTIMIZERS: tuple[str, ...] = (
+    "sgd",
+    "sgd_momentum",
+    "nesterov",
+    "adagrad",
+    "rmsprop",
+    "adam",
+    "adamw",
+    "nadam",
+    "adamax",
+    "amsgrad",
+)
+MOMENTUM_OPTIMIZERS: tuple[str, ...] = ("sgd_momentum", "nesterov", "rmsprop")
+ADAM_FAMILY: tuple[str, ...] = ("adam", "adamw", "nadam", "adamax", "amsgrad")
+
+SCHEDULERS: tuple[str, ...] = (
+    "step",
+    "multistep",
+    "exponential",
+    "cosine",
+    "plateau",
+    "cyclic",
+    "onecycle",
+    "cosine_warm_restarts",
+    "lambda",
+    "polynomial",
+)
+DECAY_SCHEDULERS: tuple[str, ...] = ("step", "multistep", "exponential", "plateau")
+CYCLIC_SCHEDULERS: tuple[str, ...] = ("cyclic", "onecycle")
+
+SAMPLERS: tuple[str, ...] = (
+    "auto",
+    "latency_aware",
+    "random",
+    "grid",
+    "qmc",
+    "tpe",
+    "gp",
+    "nsga2",
+    "nsga3",
+)
+PRUNERS: tuple[str, ...] = ("none", "pareto")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+LATENCY_BACKENDS: tuple[str, ...] = ("auto", "eager", "torchscript", "onnxruntime")
+
+# The study's two objectives, in Optuna's order, and how they are optimized.
+METRIC_NAMES: tuple[str, ...] = ("accuracy", "latency_ms")
+DIRECTIONS: tuple[str, ...] = ("maximize", "minimize")
+# Study user attribute holding the spec as given (after overrides): workers read it from there.
+SPEC_ATTR = "spec"
+# The params people look at first, in this order (tables, views, reports); others follow.
+LEADING_PARAMS: tuple[str, ...] = ("model", "norm", "optimizer", "lr", "scheduler")
+# The dimensions every study is about; narrow tables always show these and the two objectives.
+MISSION_PARAMS: tuple[str, ...] = ("norm", "optimizer", "lr", "scheduler")

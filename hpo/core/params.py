@@ -1,0 +1,282 @@
+"""The catalog of hyperparameters a spec's [search] table may fix or search over.
+
+Each entry says its type, default, allowed values or bounds, and when it applies: conditional
+hyperparameters (momentum, betas, scheduler settings, ...) are sampled only when their parent
+choice makes them meaningful, so Optuna never records a value that had no effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from hpo.core.names import (
+    ADAM_FAMILY,
+    CYCLIC_SCHEDULERS,
+    DECAY_SCHEDULERS,
+    MOMENTUM_OPTIMIZERS,
+    OPTIMIZERS,
+    SCHEDULERS,
+)
+from models.catalog import HEADS, NORMS, family_names
+
+Kind = Literal["categorical", "float", "int"]
+Chosen = Mapping[str, Any]
+
+
+def _always(_: Chosen) -> bool:
+    return True
+
+
+def _when(key: str, values: tuple[str, ...]) -> Callable[[Chosen], bool]:
+    return lambda chosen: chosen.get(key) in values
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One searchable hyperparameter: its type, default, domain and condition."""
+
+    name: str
+    kind: Kind
+    default: Any
+    help: str
+    choices: tuple[Any, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    log: bool = False
+    applies: Callable[[Chosen], bool] = _always
+    applies_when: str = "always"
+    # True when the value changes the network's inference graph, so its latency: latency
+    # probes are keyed by these params alone (training settings never change latency).
+    architecture: bool = False
+
+    def check_value(self, value: Any) -> str | None:
+        """Why `value` is not allowed for this hyperparameter, or None when it is."""
+        if self.kind == "categorical":
+            if value not in self.choices:
+                allowed = ", ".join(str(c) for c in self.choices)
+                return f"unknown value {value!r}; allowed: {allowed}"
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"expected a number, got {value!r}"
+        if self.kind == "int" and not float(value).is_integer():
+            return f"expected an integer, got {value!r}"
+        if self.choices and value not in self.choices:
+            return f"unknown value {value!r}; allowed: {', '.join(str(c) for c in self.choices)}"
+        low_ok = self.minimum is None or (
+            value > self.minimum if self.exclusive_minimum else value >= self.minimum
+        )
+        if not low_ok or (self.maximum is not None and value > self.maximum):
+            return f"{value!r} is out of range; allowed: {self.bounds()}"
+        return None
+
+    def bounds(self) -> str:
+        """Human-readable allowed interval."""
+        low = "-inf" if self.minimum is None else f"{self.minimum:g}"
+        high = "inf" if self.maximum is None else f"{self.maximum:g}"
+        return f"{'(' if self.exclusive_minimum else '['}{low}, {high}]"
+
+
+_MOMENTUM = _when("optimizer", MOMENTUM_OPTIMIZERS)
+_ADAM = _when("optimizer", ADAM_FAMILY)
+
+# Order matters: a parameter's condition may only look at parameters listed before it.
+CATALOG: tuple[Hyperparameter, ...] = (
+    Hyperparameter(
+        "model",
+        "categorical",
+        "resnet",
+        "model family (registry name)",
+        choices=tuple(family_names()),
+        architecture=True,
+    ),
+    Hyperparameter(
+        "norm",
+        "categorical",
+        "batch",
+        "normalization after each conv",
+        choices=NORMS,
+        architecture=True,
+    ),
+    Hyperparameter(
+        "head",
+        "categorical",
+        "gap",
+        "classifier head: gap = global average pool, flatten = flatten + linear",
+        choices=HEADS,
+        architecture=True,
+    ),
+    Hyperparameter(
+        "width",
+        "float",
+        1.0,
+        "channel multiplier",
+        minimum=0.0,
+        exclusive_minimum=True,
+        maximum=8.0,
+        architecture=True,
+    ),
+    Hyperparameter(
+        "depth",
+        "int",
+        14,
+        "ResNet depth (6n+2)",
+        choices=(8, 14, 20, 26, 32, 44, 56),
+        applies=_when("model", ("resnet",)),
+        applies_when="model = resnet",
+        architecture=True,
+    ),
+    Hyperparameter(
+        "dropout", "float", 0.0, "dropout before the linear head", minimum=0.0, maximum=0.9
+    ),
+    Hyperparameter("optimizer", "categorical", "nesterov", "optimizer", choices=OPTIMIZERS),
+    Hyperparameter(
+        "lr",
+        "float",
+        0.05,
+        "learning rate (peak rate for cyclic/onecycle)",
+        minimum=0.0,
+        exclusive_minimum=True,
+        maximum=10.0,
+        log=True,
+    ),
+    Hyperparameter(
+        "momentum",
+        "float",
+        0.9,
+        "momentum",
+        minimum=0.0,
+        maximum=0.999,
+        applies=_MOMENTUM,
+        applies_when="optimizer in " + ", ".join(MOMENTUM_OPTIMIZERS),
+    ),
+    Hyperparameter(
+        "beta1",
+        "float",
+        0.9,
+        "Adam beta1",
+        minimum=0.0,
+        maximum=0.9999,
+        applies=_ADAM,
+        applies_when="optimizer in Adam family",
+    ),
+    Hyperparameter(
+        "beta2",
+        "float",
+        0.999,
+        "Adam beta2",
+        minimum=0.0,
+        maximum=0.99999,
+        applies=_ADAM,
+        applies_when="optimizer in Adam family",
+    ),
+    Hyperparameter(
+        "eps",
+        "float",
+        1e-8,
+        "Adam epsilon",
+        minimum=0.0,
+        exclusive_minimum=True,
+        maximum=1.0,
+        log=True,
+        applies=_ADAM,
+        applies_when="optimizer in Adam family",
+    ),
+    Hyperparameter(
+        "weight_decay",
+        "float",
+        5e-4,
+        "weight decay (decoupled for adamw)",
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    Hyperparameter(
+        "scheduler", "categorical", "onecycle", "learning-rate schedule", choices=SCHEDULERS
+    ),
+    Hyperparameter(
+        "step_size",
+        "float",
+        2.0,
+        "epochs between decays (step)",
+        minimum=0.0,
+        exclusive_minimum=True,
+        maximum=1000.0,
+        applies=_when("scheduler", ("step",)),
+        applies_when="scheduler = step",
+    ),
+    Hyperparameter(
+        "gamma",
+        "float",
+        0.5,
+        "decay factor (per step/milestone/epoch/plateau)",
+        minimum=0.0,
+        exclusive_minimum=True,
+        maximum=1.0,
+        applies=_when("scheduler", DECAY_SCHEDULERS),
+        applies_when="scheduler in " + ", ".join(DECAY_SCHEDULERS),
+    ),
+    Hyperparameter(
+        "t0",
+        "float",
+        1.0,
+        "epochs until the first warm restart",
+        minimum=0.0,
+        exclusive_minimum=True,
+        maximum=1000.0,
+        applies=_when("scheduler", ("cosine_warm_restarts",)),
+        applies_when="scheduler = cosine_warm_restarts",
+    ),
+    Hyperparameter(
+        "t_mult",
+        "int",
+        1,
+        "factor growing each restart period",
+        minimum=1,
+        maximum=10,
+        applies=_when("scheduler", ("cosine_warm_restarts",)),
+        applies_when="scheduler = cosine_warm_restarts",
+    ),
+    Hyperparameter(
+        "max_lr_factor",
+        "float",
+        1.0,
+        "peak rate = lr * max_lr_factor",
+        minimum=0.0,
+        exclusive_minimum=True,
+        maximum=100.0,
+        applies=_when("scheduler", CYCLIC_SCHEDULERS),
+        applies_when="scheduler in cyclic, onecycle",
+    ),
+    Hyperparameter(
+        "warmup_fraction",
+        "float",
+        0.1,
+        "fraction of training spent warming up",
+        minimum=0.0,
+        maximum=0.9,
+        applies=_when("scheduler", ("lambda",)),
+        applies_when="scheduler = lambda",
+    ),
+    Hyperparameter(
+        "power",
+        "float",
+        1.0,
+        "polynomial decay power",
+        minimum=0.0,
+        exclusive_minimum=True,
+        maximum=10.0,
+        applies=_when("scheduler", ("polynomial",)),
+        applies_when="scheduler = polynomial",
+    ),
+    Hyperparameter("batch_size", "int", 128, "training batch size", minimum=1, maximum=65536),
+    Hyperparameter(
+        "label_smoothing", "float", 0.1, "cross-entropy label smoothing", minimum=0.0, maximum=0.9
+    ),
+)
+
+BY_NAME: dict[str, Hyperparameter] = {p.name: p for p in CATALOG}
+
+# The params that set the network's inference graph (and so its latency), in catalog order.
+ARCHITECTURE: tuple[str, ...] = tuple(p.name for p in CATALOG if p.architecture)

@@ -1,0 +1,129 @@
+"""Results as people read them: finished trials, the Pareto front, the best trials under a
+latency budget, and hypervolume. Plain data and arithmetic; the store layer fills them in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+RANK_KEYS = ("latency_ms", "latency_ratio")
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One finished trial as people read it: objectives, decoded params, key attributes."""
+
+    number: int
+    accuracy: float
+    latency_ms: float
+    params: dict[str, Any]
+    test_accuracy: float | None
+    latency_ratio: float | None
+    n_folded: int | None
+    latency_backend: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "accuracy": self.accuracy,
+            "latency_ms": self.latency_ms,
+            "test_accuracy": self.test_accuracy,
+            "latency_ratio": self.latency_ratio,
+            "n_folded": self.n_folded,
+            "latency_backend": self.latency_backend,
+            "params": self.params,
+        }
+
+
+def _latency(result: TrialResult, rank_by: str) -> float:
+    if rank_by == "latency_ratio":
+        return result.latency_ratio if result.latency_ratio is not None else float("inf")
+    return result.latency_ms
+
+
+def pareto_front(results: list[TrialResult], rank_by: str = "latency_ms") -> list[TrialResult]:
+    """Trials no other trial beats on both accuracy (higher) and latency (lower), fastest first."""
+    ordered = sorted(results, key=lambda r: (_latency(r, rank_by), -r.accuracy, r.number))
+    front: list[TrialResult] = []
+    best_accuracy = float("-inf")
+    for result in ordered:
+        # Sorted by latency, a trial is on the front iff it is more accurate than all faster ones.
+        if result.accuracy > best_accuracy:
+            front.append(result)
+            best_accuracy = result.accuracy
+    return front
+
+
+def within_budget(
+    results: list[TrialResult], max_latency: float, rank_by: str = "latency_ms"
+) -> list[TrialResult]:
+    """Trials at or under the latency budget, most accurate first (faster breaks ties)."""
+    fitting = [r for r in results if _latency(r, rank_by) <= max_latency]
+    return sorted(fitting, key=lambda r: (-r.accuracy, _latency(r, rank_by), r.number))
+
+
+def choose(
+    results: list[TrialResult], max_latency: float | None, rank_by: str = "latency_ms"
+) -> list[TrialResult]:
+    """The Pareto front, or the trials within `max_latency` most accurate first."""
+    if max_latency is None:
+        return pareto_front(results, rank_by)
+    return within_budget(results, max_latency, rank_by)
+
+
+@dataclass(frozen=True)
+class StudyOverview:
+    """A study's name and trial counts per state."""
+
+    name: str
+    n_trials: int
+    states: dict[str, int]
+    target: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "n_trials": self.n_trials,
+            "target": self.target,
+            "states": self.states,
+        }
+
+
+def reference_point(results: list[TrialResult]) -> tuple[float, float]:
+    """Hypervolume reference: accuracy 0 and 1.1 x the slowest observed latency.
+
+    Accuracy 0 is the worst possible value; 10 % beyond the slowest trial keeps that trial's
+    contribution above zero, so every trial on the front adds area.
+    """
+    if not results:
+        raise ValueError("no results")
+    return 0.0, 1.1 * max(r.latency_ms for r in results)
+
+
+def hypervolume(results: list[TrialResult], reference: tuple[float, float]) -> float:
+    """Area (accuracy x ms) the trials dominate up to `reference` = (accuracy, latency_ms)."""
+    ref_accuracy, ref_latency = reference
+    inside = [r for r in results if r.accuracy > ref_accuracy and r.latency_ms < ref_latency]
+    front = pareto_front(inside)  # fastest first, accuracy rising
+    if not front:
+        return 0.0
+    area = 0.0
+    edges = [r.latency_ms for r in front[1:]] + [ref_latency]
+    for current, right in zip(front, edges, strict=True):
+        # Between this trial's latency and the next front trial's, this one is the best.
+        area += (right - current.latency_ms) * (current.accuracy - ref_accuracy)
+    return area
+
+
+def hypervolume_history(
+    results: list[TrialResult], reference: tuple[float, float]
+) -> list[tuple[int, float]]:
+    """(trial number, hypervolume of the completed trials up to it), in trial order."""
+    ordered = sorted(results, key=lambda r: r.number)
+    return [(r.number, hypervolume(ordered[: i + 1], reference)) for i, r in enumerate(ordered)]
+
+
+def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether (accuracy, latency) `a` is at least as good as `b` on both and better on one."""
+    no_worse = a[0] >= b[0] and a[1] <= b[1]
+    return no_worse and (a[0] > b[0] or a[1] < b[1])

@@ -1,0 +1,308 @@
+"""Study specs: TOML -> validated, typed objects. Every error names the key and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hpo.core.errors import SpecError
+from hpo.core.names import DEVICES, LATENCY_BACKENDS, PRUNERS, SAMPLERS
+from hpo.core.params import BY_NAME, CATALOG, Hyperparameter
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StudySection(_Section):
+    """[study]: what the study is called, how many trials in total, which sampler."""
+
+    name: str = Field(min_length=1, description="study name in the database")
+    n_trials: int = Field(10, ge=1, description="total trials across all runs and workers")
+    sampler: Literal[SAMPLERS] = Field("auto", description="auto = TPE (Optuna's default)")
+    seed: int | None = Field(0, description="sampler seed; a single-worker study is reproducible")
+    max_latency_ms: float | None = Field(
+        None,
+        gt=0,
+        description="latency budget: an architecture whose probe is slower is never trained",
+    )
+    pruner: Literal[PRUNERS] = Field(
+        "none",
+        description="pareto = stop trials dominated on (accuracy so far, latency) at rungs",
+    )
+    pruner_eta: int = Field(
+        3, ge=2, description="pareto pruner: 1/eta of the trials at a rung go on"
+    )
+    pruner_min_epochs: int = Field(
+        1, ge=1, description="pareto pruner: first rung; rungs at min_epochs * eta**k epochs"
+    )
+
+
+class DataSection(_Section):
+    """[data]: which images, how many, and the validation split."""
+
+    dataset: str = Field(
+        "cifar10", description="cifar10, cifar100, or a path to a keras-layout .npz"
+    )
+    root: str = Field("data", description="where torchvision datasets are cached/downloaded")
+    train_size: int | None = Field(
+        None, ge=1, description="train on a random subset (cheap trials)"
+    )
+    val_size: int = Field(1000, ge=1, description="images carved from train for validation")
+    split_seed: int = Field(0, description="seed of the validation split and the subset")
+
+
+class TrainSection(_Section):
+    """[train]: the training run of each trial."""
+
+    epochs: int = Field(5, ge=1, description="epochs per trial")
+    device: Literal[DEVICES] = Field("auto", description="auto = CUDA when present, else CPU")
+    seed: int = Field(0, description="seed of weights init, batch order and augmentation")
+    augment: bool = Field(True, description="random crop (pad 4) + horizontal flip")
+    eval_batch_size: int = Field(1000, ge=1, description="batch size for accuracy evaluation")
+
+
+class LatencySection(_Section):
+    """[latency]: how single-image inference latency of the folded network is measured."""
+
+    backend: Literal[LATENCY_BACKENDS] = Field(
+        "auto",
+        description="runtime that is timed; auto = onnxruntime on CPU, eager on CUDA "
+        "(the fastest measured by benchmarks/latency.py)",
+    )
+    threads: int = Field(1, ge=1, description="intra-op threads while timing")
+    warmup: int = Field(20, ge=0, description="untimed runs before timing")
+    loops: int = Field(50, ge=5, description="timed runs per round")
+    max_rounds: int = Field(10, ge=1, description="rounds at most (stops early when stable)")
+    target_iqr: float = Field(0.05, gt=0, description="stop once IQR/median is below this")
+    max_seconds: float = Field(5.0, gt=0, description="time cap for one measurement")
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "study": StudySection,
+    "data": DataSection,
+    "train": TrainSection,
+    "latency": LatencySection,
+}
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """A hyperparameter fixed to one value."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A hyperparameter chosen from a list."""
+
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric hyperparameter drawn from [low, high] (log scale when `log`)."""
+
+    low: float
+    high: float
+    log: bool
+    step: float | None = None
+
+
+Domain = Fixed | Choice | Range
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated study spec; `raw` is the TOML as given (after overrides), stored in the study."""
+
+    study: StudySection
+    data: DataSection
+    train: TrainSection
+    latency: LatencySection
+    search: dict[str, Domain]
+    raw: dict[str, Any]
+
+    def domain(self, name: str) -> Domain:
+        """The spec's domain for `name`, or the catalog default fixed."""
+        return self.search.get(name, Fixed(BY_NAME[name].default))
+
+
+def _parse_domain(param: Hyperparameter, value: Any) -> Domain:
+    where = f"[search] {param.name}"
+    if isinstance(value, dict):
+        if param.kind == "categorical":
+            raise SpecError(
+                f"{where}: is a choice; give one value or a list of values, not a range"
+            )
+        unknown = set(value) - {"low", "high", "log", "step"}
+        if unknown or not {"low", "high"} <= set(value):
+            raise SpecError(
+                f"{where}: a range needs keys low and high (optional: log, step); "
+                f"got {', '.join(sorted(value))}"
+            )
+        low, high = value["low"], value["high"]
+        for bound in (low, high):
+            if problem := param.check_value(bound):
+                raise SpecError(f"{where}: {problem}")
+        if low >= high:
+            raise SpecError(f"{where}: low ({low}) must be below high ({high})")
+        log = value.get("log", param.log)
+        if not isinstance(log, bool):
+            raise SpecError(f"{where}: log must be true or false, got {log!r}")
+        if log and low <= 0:
+            raise SpecError(f"{where}: a log range needs low > 0, got {low}")
+        step = value.get("step")
+        if step is not None and (
+            isinstance(step, bool) or not isinstance(step, int | float) or step <= 0 or log
+        ):
+            raise SpecError(f"{where}: step must be a positive number and needs log = false")
+        return Range(low=low, high=high, log=log, step=step)
+    if isinstance(value, list):
+        if not value:
+            raise SpecError(f"{where}: the list of choices is empty")
+        for item in value:
+            if problem := param.check_value(item):
+                raise SpecError(f"{where}: {problem}")
+        if len(set(map(json.dumps, value))) != len(value):
+            raise SpecError(f"{where}: the list of choices has duplicates")
+        return Choice(tuple(value))
+    if problem := param.check_value(value):
+        raise SpecError(f"{where}: {problem}")
+    return Fixed(value)
+
+
+def parse_search(table: Any) -> dict[str, Domain]:
+    """Validate the [search] table against the hyperparameter catalog."""
+    if not isinstance(table, dict):
+        raise SpecError("[search] must be a table")
+    unknown = [key for key in table if key not in BY_NAME]
+    if unknown:
+        raise SpecError(
+            f"[search] unknown key {unknown[0]!r}; allowed: {', '.join(p.name for p in CATALOG)}"
+        )
+    return {key: _parse_domain(BY_NAME[key], value) for key, value in table.items()}
+
+
+def _section_error(name: str, section: type[_Section], exc: ValidationError) -> SpecError:
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"])
+    value = error.get("input")
+    if error["type"] == "extra_forbidden":
+        allowed = ", ".join(section.model_fields)
+        return SpecError(f"[{name}] unknown key {key!r}; allowed: {allowed}")
+    if error["type"] == "literal_error":
+        return SpecError(
+            f"[{name}] {key}: unknown value {value!r}; allowed: "
+            f"{error['ctx']['expected'].replace(' or ', ', ')}"
+        )
+    if error["type"] == "missing":
+        return SpecError(f"[{name}] {key}: is required")
+    return SpecError(f"[{name}] {key}: {error['msg'].lower()} (got {value!r})")
+
+
+def validate(raw: dict[str, Any]) -> Spec:
+    """Turn a raw spec dict into a `Spec`, or raise SpecError naming the first problem."""
+    unknown = [key for key in raw if key not in SECTIONS and key != "search"]
+    if unknown:
+        allowed = ", ".join([*SECTIONS, "search"])
+        raise SpecError(f"unknown section [{unknown[0]}]; allowed: {allowed}")
+    sections: dict[str, _Section] = {}
+    for name, section in SECTIONS.items():
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise SpecError(f"[{name}] must be a table")
+        try:
+            sections[name] = section.model_validate(table, strict=False)
+        except ValidationError as exc:
+            raise _section_error(name, section, exc) from None
+    search = parse_search(raw.get("search", {}))
+    return Spec(**sections, search=search, raw=raw)  # type: ignore[arg-type]
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse `section.key=value`; the value is read as TOML, or taken as a plain string."""
+    path, sep, value_text = text.partition("=")
+    keys = path.strip().split(".")
+    if not sep or len(keys) != 2 or not all(keys):
+        raise SpecError(f"--set {text!r}: expected section.key=value (e.g. train.epochs=1)")
+    try:
+        value = tomllib.loads(f"v = {value_text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = value_text.strip()
+    return keys, value
+
+
+def apply_overrides(
+    raw: dict[str, Any], overrides: list[str], values: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A copy of `raw` with each `section.key=value` text override applied, then each
+    `section.key` -> value of `values` (typed values from command-line flags)."""
+    result = copy.deepcopy(raw)
+    pairs = [(*parse_override(text), text) for text in overrides]
+    pairs += [(dotted.split(".", 1), value, dotted) for dotted, value in (values or {}).items()]
+    for (section, key), value, text in pairs:
+        table = result.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise SpecError(f"--set {text!r}: [{section}] is not a table")
+        table[key] = value
+    return result
+
+
+def with_values(spec: Spec, values: Mapping[str, Any]) -> Spec:
+    """`spec` with some `section.key` values replaced (e.g. a local dataset path), validated."""
+    return validate(apply_overrides(spec.raw, [], values))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a spec file; a missing file or bad TOML is a SpecError naming the file."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"spec file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read spec {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: malformed TOML: {exc}") from None
+
+
+def load_spec(
+    path: Path, overrides: list[str] | None = None, values: Mapping[str, Any] | None = None
+) -> Spec:
+    """Read, override (`--set` texts, then typed `values`) and validate a spec file."""
+    raw = apply_overrides(read_toml(path), overrides or [], values)
+    try:
+        return validate(raw)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string literal is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise SpecError(f"cannot write {value!r} as TOML")
+
+
+def dump_toml(raw: dict[str, Any]) -> str:
+    """A raw spec (sections of plain values, lists and ranges) written back as TOML."""
+    blocks = []
+    for section, table in raw.items():
+        lines = [f"[{section}]"] + [f"{key} = {_toml_value(v)}" for key, v in table.items()]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"

@@ -1,0 +1,98 @@
+"""A trial's configuration: every hyperparameter it was trained with, as one typed record.
+
+A finished trial rebuilds it from what it stored (`TrialConfig.from_trial`): its `config` user
+attribute (every value, fixed ones included), or for studies made before that attribute existed,
+its params (which then held every value). That is how `hpo export` rebuilds or retrains a
+trial's network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hpo.core.params import CATALOG, Hyperparameter
+
+# The trial user attribute holding the whole configuration (trial params hold the searched part).
+CONFIG_ATTR = "config"
+
+
+def stored_params(params: Mapping[str, Any], user_attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Every hyperparameter value a trial stored: its `config` attribute, then its params."""
+    config = user_attrs.get(CONFIG_ATTR)
+    return {**(config if isinstance(config, dict) else {}), **params}
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Every hyperparameter of one trial; those that do not apply are None."""
+
+    model: str
+    norm: str
+    head: str
+    width: float
+    depth: int | None
+    dropout: float
+    optimizer: str
+    lr: float
+    momentum: float | None
+    beta1: float | None
+    beta2: float | None
+    eps: float | None
+    weight_decay: float
+    scheduler: str
+    step_size: float | None
+    gamma: float | None
+    t0: float | None
+    t_mult: int | None
+    max_lr_factor: float | None
+    warmup_fraction: float | None
+    power: float | None
+    batch_size: int
+    label_smoothing: float
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `models.build_model` (besides name, norm, num_classes)."""
+        kwargs: dict[str, Any] = {"width": self.width, "dropout": self.dropout, "head": self.head}
+        if self.depth is not None:
+            kwargs["depth"] = self.depth
+        return kwargs
+
+    def architecture(self) -> dict[str, Any]:
+        """The params that set the network's inference graph (its latency), where they apply."""
+        return {
+            p.name: getattr(self, p.name)
+            for p in CATALOG
+            if p.architecture and getattr(self, p.name) is not None
+        }
+
+    def as_params(self) -> dict[str, Any]:
+        """The applicable hyperparameters as a plain dict (None values dropped)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_trial(cls, params: Mapping[str, Any], user_attrs: Mapping[str, Any]) -> TrialConfig:
+        """Rebuild the config a trial was trained with from its params and user attributes."""
+        return cls.from_params(stored_params(params, user_attrs))
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> TrialConfig:
+        """Rebuild a config from a finished trial's params (catalog defaults fill any gap)."""
+        chosen: dict[str, Any] = {}
+        for param in CATALOG:
+            chosen[param.name] = (
+                coerce(param, params.get(param.name, param.default))
+                if param.applies(chosen)
+                else None
+            )
+        return cls(**chosen)
+
+
+def coerce(param: Hyperparameter, value: Any) -> Any:
+    """`value` as the parameter's Python type (int, float, or the choice as it is)."""
+    if param.kind == "int":
+        return int(value)
+    if param.kind == "float":
+        return float(value)
+    return value

@@ -1,0 +1,243 @@
+"""Inference-time BatchNorm folding on the traced graph, and the check that it changed nothing.
+
+A BatchNorm in eval mode is an affine map per channel, so when it directly follows a conv (or a
+BatchNorm1d follows a Linear) it can be folded into that layer's weights and bias. The model is
+traced with torch.fx and each BatchNorm node is matched to the node that produces its input, so
+residual adds, depthwise/pointwise convs and convs with or without bias are handled by the graph,
+not by guessing from module order; the arithmetic is torch's own `fuse_conv_bn_eval` /
+`fuse_linear_bn_eval`. Group, layer and instance norms use per-sample statistics and cannot be
+folded; they, and every BatchNorm that cannot be folded, are kept and listed with the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import fx, nn
+from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
+from torch.nn.modules.conv import _ConvNd
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_weights
+
+NORM_TYPES: tuple[type[nn.Module], ...] = (
+    _NormBase,  # every BatchNorm and InstanceNorm
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.RMSNorm,
+    nn.LocalResponseNorm,
+)
+
+# The BatchNorm that matches each conv's dimensionality (its channels are dim 1 of the output).
+_CONV_BN = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.BatchNorm3d}
+
+# Norms called as functions rather than modules: nothing to fold into, but worth listing.
+_FUNCTIONAL_NORMS = {
+    torch.nn.functional.batch_norm: "batch_norm",
+    torch.nn.functional.group_norm: "group_norm",
+    torch.nn.functional.layer_norm: "layer_norm",
+    torch.nn.functional.instance_norm: "instance_norm",
+    torch.nn.functional.rms_norm: "rms_norm",
+}
+
+
+class FoldingError(RuntimeError):
+    """The model cannot be folded (e.g. it is in train mode)."""
+
+
+class EquivalenceError(AssertionError):
+    """The folded network does not compute what the unfused one does: a bug, never user input."""
+
+
+@dataclass
+class FoldReport:
+    """Which norm layers were folded into the layer before them, and which were kept (and why)."""
+
+    folded: list[dict[str, str]] = field(default_factory=list)
+    kept: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def n_folded(self) -> int:
+        return len(self.folded)
+
+    @property
+    def n_kept(self) -> int:
+        return len(self.kept)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form, as stored in the trial's `fold_report` user attribute."""
+        return {"n_folded": self.n_folded, "n_kept": self.n_kept, **asdict(self)}
+
+
+def _module(graph_module: fx.GraphModule, node: fx.Node) -> nn.Module | None:
+    if node.op != "call_module":
+        return None
+    return graph_module.get_submodule(str(node.target))
+
+
+def _pairs_with(producer: nn.Module, bn: _BatchNorm) -> str:
+    """Empty when `bn` can fold into `producer`, else the reason it cannot."""
+    kind = type(producer).__name__
+    if isinstance(producer, nn.Linear):
+        return "" if isinstance(bn, nn.BatchNorm1d) else f"follows {kind} but is not BatchNorm1d"
+    if not isinstance(producer, _ConvNd):
+        return f"follows {kind}, not a conv/linear"
+    if producer.transposed:
+        return f"follows {kind}: transposed convs are not folded"
+    expected = _CONV_BN.get(type(producer))
+    if not isinstance(bn, nn.SyncBatchNorm) and (expected is None or not isinstance(bn, expected)):
+        return f"follows {kind}: dimensions differ from {type(bn).__name__}"
+    return ""
+
+
+def _foldable_producer(
+    graph_module: fx.GraphModule, bn_node: fx.Node, bn: _BatchNorm
+) -> tuple[fx.Node | None, str]:
+    """The conv/linear node this BN can fold into, or None and the reason it cannot."""
+    source = bn_node.args[0] if bn_node.args else None
+    if not isinstance(source, fx.Node) or len(bn_node.args) != 1 or bn_node.kwargs:
+        return None, "input is not a single layer output"
+    producer = _module(graph_module, source)
+    if producer is None:
+        what = source.target if source.op == "call_function" else source.op
+        return None, f"follows {getattr(what, '__name__', what)}, not a conv/linear"
+    if reason := _pairs_with(producer, bn):
+        return None, reason
+    if len(source.users) != 1:
+        return None, "the conv output is also used elsewhere"
+    calls = sum(
+        n.op == "call_module" and n.target == source.target for n in graph_module.graph.nodes
+    )
+    if calls != 1:
+        # Folding rewrites the shared weights, which would change the layer's other calls.
+        return None, f"{source.target} is called {calls} times (shared weights)"
+    if not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
+        return None, "no running statistics"
+    return source, ""
+
+
+def _fuse_linear_bn(linear: nn.Linear, bn: _BatchNorm) -> nn.Linear:
+    """torch's fuse_linear_bn_eval, also for a BatchNorm without affine parameters."""
+    # torch.nn.utils.fusion.fuse_linear_bn_weights needs the BN weight and bias (affine=False
+    # leaves them None and it raises TypeError), so stand in the identity affine map.
+    fused = copy.deepcopy(linear)
+    ones, zeros = torch.ones_like(bn.running_mean), torch.zeros_like(bn.running_mean)
+    fused.weight, fused.bias = fuse_linear_bn_weights(
+        fused.weight,
+        fused.bias,
+        bn.running_mean,
+        bn.running_var,
+        bn.eps,
+        bn.weight if bn.weight is not None else ones,
+        bn.bias if bn.bias is not None else zeros,
+    )
+    return fused
+
+
+def _check_eval_mode(model: nn.Module) -> None:
+    if model.training:
+        raise FoldingError(
+            "fold_batchnorm needs a model in eval mode (call model.eval() first): folding uses "
+            "the running statistics, which train mode ignores"
+        )
+    for name, module in model.named_modules():
+        if isinstance(module, _BatchNorm) and module.training:
+            raise FoldingError(
+                f"fold_batchnorm needs a model in eval mode, but layer {name} is in train mode "
+                "(call model.eval() first): folding uses the running statistics"
+            )
+
+
+def _trace(model: nn.Module) -> fx.GraphModule:
+    try:
+        return fx.symbolic_trace(copy.deepcopy(model))
+    except Exception as exc:  # fx raises many types (TraceError, TypeError, NotImplementedError)
+        raise FoldingError(
+            f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {exc}); "
+            "BatchNorm folding needs a symbolically traceable forward"
+        ) from exc
+
+
+def fold_batchnorm(model: nn.Module) -> tuple[fx.GraphModule, FoldReport]:
+    """A copy of `model` (eval mode) with every foldable BatchNorm folded into its conv/linear.
+
+    Raises FoldingError for a model (or any BatchNorm in it) in train mode: folding bakes in the
+    running statistics, which only eval mode uses.
+    """
+    _check_eval_mode(model)
+    graph_module = _trace(model)
+    report = FoldReport()
+    for node in list(graph_module.graph.nodes):
+        if node.op == "call_function" and node.target in _FUNCTIONAL_NORMS:
+            kind = _FUNCTIONAL_NORMS[node.target]
+            report.kept.append({"layer": node.name, "type": kind, "reason": "functional call"})
+            continue
+        norm = _module(graph_module, node)
+        if not isinstance(norm, NORM_TYPES):
+            continue
+        kind = type(norm).__name__
+        if not isinstance(norm, _BatchNorm):
+            report.kept.append(
+                {"layer": str(node.target), "type": kind, "reason": "per-sample statistics"}
+            )
+            continue
+        producer_node, reason = _foldable_producer(graph_module, node, norm)
+        if producer_node is None:
+            report.kept.append({"layer": str(node.target), "type": kind, "reason": reason})
+            continue
+        producer = graph_module.get_submodule(str(producer_node.target))
+        fuse = _fuse_linear_bn if isinstance(producer, nn.Linear) else fuse_conv_bn_eval
+        fused = fuse(producer, norm)
+        _replace_submodule(graph_module, str(producer_node.target), fused)
+        node.replace_all_uses_with(producer_node)
+        graph_module.graph.erase_node(node)
+        report.folded.append(
+            {
+                "layer": str(node.target),
+                "type": kind,
+                "into": str(producer_node.target),
+                "into_type": type(producer).__name__,
+            }
+        )
+    graph_module.graph.lint()
+    graph_module.delete_all_unused_submodules()
+    graph_module.recompile()
+    return graph_module.eval(), report
+
+
+def _replace_submodule(root: nn.Module, target: str, module: nn.Module) -> None:
+    parent_name, _, name = target.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, name, module)
+
+
+def check_outputs(
+    expected: torch.Tensor, actual: torch.Tensor, *, what: str, rtol: float = 1e-4
+) -> float:
+    """Max abs difference of two outputs; raises EquivalenceError beyond float tolerance.
+
+    The tolerance scales with the output magnitude: folding (and every runtime's own graph
+    rewrites) reorder float arithmetic, so the error grows with the size of the logits, not with
+    the model's correctness.
+    """
+    scale = float(expected.abs().max())
+    difference = float((expected - actual.to(expected.device)).abs().max())
+    tolerance = rtol * max(1.0, scale)
+    if not difference <= tolerance:
+        raise EquivalenceError(
+            f"{what} differs from the unfused network by {difference:.3g} "
+            f"(tolerance {tolerance:.3g})"
+        )
+    return difference
+
+
+def check_equivalence(
+    reference: nn.Module, folded: nn.Module, inputs: torch.Tensor, *, rtol: float = 1e-4
+) -> float:
+    """Max abs output difference of the folded net; raises EquivalenceError beyond tolerance."""
+    with torch.inference_mode():
+        expected = reference.eval()(inputs)
+        actual = folded.eval()(inputs)
+    return check_outputs(
+        expected, actual, what="folded network (BatchNorm folding is wrong)", rtol=rtol
+    )

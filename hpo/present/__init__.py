@@ -1,0 +1,2 @@
+"""Showing results to people: tables and JSON/CSV, the HTML report, the dashboard server and
+model export."""

@@ -1,0 +1,68 @@
+"""`hpo dashboard`: optuna-dashboard on a study database, with specs as notes and model artifacts.
+
+The metric names (accuracy, latency_ms) are set when a study is created, so the dashboard puts
+them on its axes; each study's spec is its note (written by the store when the study is made).
+This module only serves.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hpo.core.errors import HpoError
+from hpo.core.names import SPEC_ATTR
+from hpo.present import figures
+from hpo.store.artifacts import artifact_dir, open_store
+from hpo.store.connect import load_study, open_storage
+from hpo.store.studies import prepare_for_dashboard
+
+LOCALHOST = "127.0.0.1"
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail with a clear message before starting when the address cannot be bound."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise HpoError(f"--port {port}: already in use on {host}; choose another") from None
+        raise HpoError(f"--host {host}: cannot listen there ({exc.strerror})") from None
+
+
+@dataclass(frozen=True)
+class DashboardPlan:
+    """What `serve` will start: address, studies, and where model artifacts come from."""
+
+    url: str
+    studies: list[str]
+    artifacts: Path | None
+
+
+def serve(
+    storage_url: str,
+    host: str,
+    port: int,
+    artifacts: str | None,
+    on_ready: Callable[[DashboardPlan], None],
+) -> None:
+    """Prepare the studies and run optuna-dashboard until interrupted."""
+    from optuna_dashboard import run_server
+
+    storage = open_storage(storage_url, create=False)
+    check_port_free(host, port)
+    # Created even when empty, so models of trials that finish while the dashboard runs show up.
+    store = open_store(storage_url, artifacts, create=True)
+    folder = artifact_dir(storage_url, artifacts) if store is not None else None
+    names = prepare_for_dashboard(storage)
+    for name in names:  # studies run before figures existed, or by plain Optuna code
+        stored = load_study(storage, name)
+        if SPEC_ATTR in stored.study.user_attrs:
+            figures.publish(stored)
+    shown_host = f"[{host}]" if ":" in host else host
+    on_ready(DashboardPlan(f"http://{shown_host}:{port}/dashboard/", names, folder))
+    run_server(storage, host=host, port=port, artifact_store=store)

@@ -1,0 +1,100 @@
+"""What a worker shows in the terminal: a progress bar over the study's target and one line per
+finished trial (progress and notes go to the console given, stderr or stdout)."""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Progress as ProgressBar
+
+from hpo.core.trial_config import TrialConfig
+from hpo.run.progress import TargetCounts
+from hpo.store.connect import StoredStudy, retry_of
+
+
+def describe(config: TrialConfig) -> str:
+    """Short one-line description of a configuration for the progress display."""
+    return f"{config.model}/{config.norm} {config.optimizer} lr={config.lr:.3g} {config.scheduler}"
+
+
+class TrialDisplay:
+    """Progress bar over the study's target plus one line per finished trial."""
+
+    def __init__(self, console: Console, stored: StoredStudy, target: int, done: int) -> None:
+        self.console = console
+        self.stored = stored
+        self.bar = ProgressBar(
+            TextColumn("[bold]trials"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("elapsed"),
+            TimeElapsedColumn(),
+            TextColumn("remaining"),
+            TimeRemainingColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+        )
+        self.task = self.bar.add_task("", total=target, completed=done)
+        self.trial_started = time.perf_counter()
+        self.current = ""
+        self.last_wait: TargetCounts | None = None
+
+    def trial_start(self, trial: optuna.Trial, config: TrialConfig) -> None:
+        self.trial_started = time.perf_counter()
+        retried = retry_of(self.stored.frozen_trial(trial.number))
+        again = f" (retry of trial {retried})" if retried is not None else ""
+        self.current = f"#{trial.number}{again} {describe(config)}"
+        self.bar.update(self.task, description=f"{self.current} training")
+
+    def epoch(self, epoch: int, epochs: int, loss: float, accuracy: float) -> None:
+        self.bar.update(
+            self.task,
+            description=f"{self.current} epoch {epoch}/{epochs} loss {loss:.3f} val {accuracy:.1%}",
+        )
+
+    def trial_end(self, trial: FrozenTrial, done: int) -> None:
+        seconds = time.perf_counter() - self.trial_started
+        name = f"trial {trial.number:>3}"
+        retried = retry_of(trial)
+        if retried is not None:
+            name += f" (retry of trial {retried})"
+        params = describe(TrialConfig.from_trial(trial.params, trial.user_attrs))
+        if trial.state == TrialState.COMPLETE and trial.values:
+            accuracy, latency_ms = trial.values
+            self.console.print(
+                f"{name}  {params}  accuracy {accuracy:6.2%}  latency {latency_ms:.3f} ms  "
+                f"({seconds:.0f} s)"
+            )
+        elif trial.state == TrialState.PRUNED:
+            reason = trial.user_attrs.get("stop_reason", "stopped")
+            self.console.print(f"{name}  {params}  [yellow]PRUNED[/]: {reason}")
+        else:
+            reason = trial.user_attrs.get("fail_reason", "failed")
+            self.console.print(f"{name}  {params}  [red]{trial.state.name}[/]: {reason}")
+        self.bar.update(self.task, completed=done, description="")
+
+    def waiting(self, counts: TargetCounts) -> None:
+        if counts != self.last_wait:
+            self.last_wait = counts
+            self.bar.update(
+                self.task,
+                completed=counts.finished,
+                description=f"waiting for {counts.running} trial(s) of other workers",
+            )
+
+    def lost(self, error: UpdateFinishedTrialError) -> None:
+        self.console.print(
+            f"[yellow]a trial of this worker was already finished by another worker "
+            f"(its heartbeat went silent); its retry redoes it[/] ({error})"
+        )

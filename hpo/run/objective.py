@@ -1,0 +1,268 @@
+"""One trial, end to end: probe -> (budget) -> train -> evaluate -> fold -> check.
+
+Latency depends only on the architecture, so it is probed before training (`hpo.run.probing`,
+cached in the database per architecture and device); an architecture over the study's latency
+budget is never trained. The probe's latency is the trial's objective: the trained network is
+not timed again (a probe and a post-training measurement agree within their spread; see
+tests/test_probes.py).
+
+`run_trial` knows nothing about Optuna; `Objective` adapts it to a trial (ask the search space,
+record user attributes, turn divergence into a FAIL with its reason) and hands the finished
+networks to whatever the runner wants done with them (e.g. store them as artifacts).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import torch
+
+import models
+from hpo.core.spec import Spec
+from hpo.core.trial_config import TrialConfig
+from hpo.measure import cost, fusion
+from hpo.measure.fused import (
+    check_runtime_outputs,
+    measure_fold_speedup,
+    measure_objective_latency,
+)
+from hpo.search import space
+from hpo.search.pruning import ParetoHalving
+from hpo.store.probes import Probe
+from hpo.train.data import TensorDataset
+from hpo.train.loop import Diverged, evaluate
+from hpo.train.model import seeded_network, train_network
+
+# Images used to check the folded network against the unfused one.
+_EQUIVALENCE_IMAGES = 256
+# Images the timed runtime (TorchScript, ONNX Runtime) is checked on, one at a time.
+_BACKEND_CHECK_IMAGES = 8
+
+
+class TrialDiverged(Exception):
+    """A trial's training diverged; the study goes on (the reason is in `fail_reason`)."""
+
+
+# Constraint name for the latency budget: probe latency - budget (feasible when <= 0).
+BUDGET_CONSTRAINT = "latency_budget"
+OVER_BUDGET = "over latency budget"
+
+
+def over_budget_reason(latency_ms: float, budget_ms: float) -> str:
+    """Why a trial was not trained, as shown in the terminal, the dashboard and the report."""
+    return f"{OVER_BUDGET}: {latency_ms:.2f} ms > {budget_ms:.2f} ms"
+
+
+@dataclass
+class TrialOutcome:
+    """The two objectives and everything recorded next to them."""
+
+    accuracy: float
+    latency_ms: float
+    attrs: dict[str, Any] = field(default_factory=dict)
+    # The trained and the folded network, for the runner's hook (never recorded as attributes).
+    model: torch.nn.Module | None = field(default=None, repr=False)
+    folded: torch.nn.Module | None = field(default=None, repr=False)
+
+
+# Called with a trial that finished training and its outcome, just before the trial completes.
+CompleteHook = Callable[[optuna.Trial, TrialOutcome], None]
+TrialStartHook = Callable[[optuna.Trial, TrialConfig], None]
+
+
+# Called after each epoch with (epoch, epochs, mean training loss, validation accuracy); it may
+# stop the trial by raising (e.g. optuna.TrialPruned).
+EpochReport = Callable[[int, int, float, float], None]
+
+
+def run_trial(
+    config: TrialConfig,
+    spec: Spec,
+    data: TensorDataset,
+    device: torch.device,
+    on_epoch: EpochReport | None = None,
+    latency: dict[str, Any] | None = None,
+) -> TrialOutcome:
+    """Train, evaluate, fold and verify one configuration. Raises Diverged.
+
+    The validation accuracy is measured after every epoch (`val_accuracy_curve`); the last one
+    is the objective. `latency` is the architecture's probe (its latency attributes); without
+    one, the trained network is timed here.
+    """
+    model = seeded_network(config, spec, data.num_classes, device)
+    batch = spec.train.eval_batch_size
+    curve: list[float] = []
+
+    def epoch_end(epoch: int, epochs: int, loss: float) -> None:
+        curve.append(evaluate(model, data, data.val, batch))
+        if on_epoch is not None:
+            on_epoch(epoch, epochs, loss, curve[-1])
+
+    trained = train_network(model, config, spec, data, epoch_end)
+    val_accuracy = curve[-1]
+    test_accuracy = evaluate(model, data, data.test, batch)
+
+    model.eval()
+    folded, report = fusion.fold_batchnorm(model)
+    check_images = data.normalize(data.val.images[:_EQUIVALENCE_IMAGES])
+    max_diff = fusion.check_equivalence(model, folded, check_images)
+    if latency is None:
+        latency = {
+            **measure_objective_latency(folded, spec.latency, device),
+            **measure_fold_speedup(model, folded, spec.latency, device),
+        }
+    timing = {
+        **latency,
+        **check_runtime_outputs(
+            model, folded, spec.latency, device, check_images[:_BACKEND_CHECK_IMAGES]
+        ),
+    }
+    folded_cost = cost.count_cost(folded, tuple(check_images.shape[1:]))
+    attrs = {
+        "val_accuracy": val_accuracy,
+        "val_accuracy_curve": curve,
+        "test_accuracy": test_accuracy,
+        "n_params": models.count_parameters(model),
+        "train_seconds": trained.seconds,
+        "train_images_per_second": trained.images_per_second,
+        "final_train_loss": trained.final_loss,
+        "fold_report": report.as_dict(),
+        "n_folded": report.n_folded,
+        "n_kept": report.n_kept,
+        "fold_max_abs_diff": max_diff,
+        "macs": folded_cost.macs,
+        "n_params_folded": folded_cost.params,
+        "cost_layers": folded_cost.layer_dicts(),
+        "dataset": data.source,
+        **timing,
+    }
+    return TrialOutcome(val_accuracy, timing["latency"]["median_ms"], attrs, model, folded)
+
+
+# Points (accuracy at an epoch, latency) of the other trials that reached that epoch: called
+# with (epoch, this trial's number).
+RungPoints = Callable[[int, int], list[tuple[float, float]]]
+
+
+class Objective:
+    """Optuna objective: (validation accuracy, fused latency in ms)."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        data: TensorDataset,
+        device: torch.device,
+        on_trial_start: TrialStartHook | None = None,
+        on_epoch: EpochReport | None = None,
+        on_complete: CompleteHook | None = None,
+        probe: Callable[[dict[str, Any]], Probe] | None = None,
+        rung_points: RungPoints | None = None,
+    ) -> None:
+        self.spec = spec
+        self.data = data
+        self.device = device
+        self.on_trial_start = on_trial_start
+        self.on_epoch = on_epoch
+        self.on_complete = on_complete
+        self.probe = probe
+        self.rung_points = rung_points
+        study = spec.study
+        self.pruner = (
+            ParetoHalving(study.pruner_eta, study.pruner_min_epochs)
+            if study.pruner == "pareto" and probe is not None and rung_points is not None
+            else None
+        )
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
+        started = time.perf_counter()
+        config = space.suggest(trial, self.spec)
+        # The sampler runs inside suggest: its cost per trial, next to the training time.
+        trial.set_user_attr("suggest_seconds", time.perf_counter() - started)
+        if self.on_trial_start is not None:
+            self.on_trial_start(trial, config)
+        try:
+            latency = self._probe(trial, config)
+            on_epoch = self._epoch_hook(trial, latency)
+            outcome = run_trial(config, self.spec, self.data, self.device, on_epoch, latency)
+        except Diverged as exc:
+            trial.set_user_attr("fail_reason", f"diverged: {exc}")
+            raise TrialDiverged(str(exc)) from None
+        except KeyboardInterrupt:
+            # Optuna marks the trial FAIL and re-raises; say why for whoever reads the study.
+            trial.set_user_attr("fail_reason", "interrupted")
+            raise
+        for key, value in outcome.attrs.items():
+            trial.set_user_attr(key, value)
+        if self.on_complete is not None:
+            self.on_complete(trial, outcome)
+        return outcome.accuracy, outcome.latency_ms
+
+    def _probe(self, trial: optuna.Trial, config: TrialConfig) -> dict[str, Any] | None:
+        """The architecture's latency before training; an architecture over the budget ends
+        the trial here (PRUNED, infeasible), untrained."""
+        if self.probe is None:
+            return None
+        started = time.perf_counter()
+        probe = self.probe(config.architecture())
+        seconds = time.perf_counter() - started
+        trial.set_user_attr("latency_probe", {"cached": probe.cached, "seconds": seconds})
+        # Known before training: the dashboard shows it for a running trial, the pruner uses it.
+        trial.set_user_attr("latency_ms", probe.latency_ms)
+        budget = self.spec.study.max_latency_ms
+        if budget is not None:
+            # Samplers that read constraints (TPE, NSGA-II, GP) learn where the budget lies.
+            trial.set_constraint(BUDGET_CONSTRAINT, probe.latency_ms - budget)
+            if probe.latency_ms > budget:
+                for key, value in probe.attrs.items():
+                    trial.set_user_attr(key, value)
+                reason = over_budget_reason(probe.latency_ms, budget)
+                trial.set_user_attr("stop_reason", reason)
+                raise optuna.TrialPruned(reason)
+        return probe.attrs
+
+    def _epoch_hook(self, trial: optuna.Trial, latency: dict[str, Any] | None) -> EpochReport:
+        """After each epoch: the live curve as user attributes, the display, the pruning rule."""
+        curve: list[float] = []
+        rungs = self.pruner.rungs(self.spec.train.epochs) if self.pruner is not None else []
+
+        def after_epoch(epoch: int, epochs: int, loss: float, accuracy: float) -> None:
+            curve.append(accuracy)
+            # Written every epoch, so a running trial shows its learning curve in the dashboard.
+            trial.set_user_attr("val_accuracy_curve", list(curve))
+            trial.set_user_attr("epoch", epoch)
+            if self.on_epoch is not None:
+                self.on_epoch(epoch, epochs, loss, accuracy)
+            if epoch in rungs and latency is not None:
+                self._judge(trial, rungs.index(epoch), epoch, accuracy, latency)
+
+        return after_epoch
+
+    def _judge(
+        self,
+        trial: optuna.Trial,
+        rung: int,
+        epoch: int,
+        accuracy: float,
+        latency: dict[str, Any],
+    ) -> None:
+        """Stop the trial (PRUNED) when the pruner says its point at this rung is dominated."""
+        assert self.pruner is not None and self.rung_points is not None
+        latency_ms = float(latency["latency"]["median_ms"])
+        others = self.rung_points(epoch, trial.number)
+        if self.pruner.keeps((accuracy, latency_ms), others):
+            return
+        for key, value in latency.items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr("val_accuracy", accuracy)
+        trial.set_user_attr("rung", rung)
+        reason = (
+            f"stopped at rung {rung} (epoch {epoch}): accuracy {accuracy:.2%} at "
+            f"{latency_ms:.3f} ms is not in the best 1/{self.pruner.eta} of the "
+            f"{len(others) + 1} trials at that rung"
+        )
+        trial.set_user_attr("stop_reason", reason)
+        raise optuna.TrialPruned(reason)

@@ -1,0 +1,90 @@
+"""Latency probes of a study's architectures on this worker's device, kept in the database.
+
+A probe is measured once per architecture and device (any worker's probe serves every worker
+with the same device fingerprint) and cached in this process too. The latency-aware sampler
+uses `known()` and calls the probe for candidates; the trial calls `probe()` for its own
+architecture before training.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from hpo.core.keys import digest
+from hpo.core.spec import Spec
+from hpo.core.trial_config import TrialConfig
+from hpo.measure import calibration
+from hpo.measure.probe import probe_context, probe_identity, probe_network, seeded
+from hpo.measure.runtimes import resolve_backend
+from hpo.store import probes
+from hpo.store.connect import StoredStudy
+from hpo.store.hpo_tables import ensure_tables
+from hpo.train.model import build_network
+
+
+class StudyProbe:
+    """Latency of an architecture (a dict of architecture params) on this worker's device."""
+
+    def __init__(
+        self,
+        stored: StoredStudy,
+        spec: Spec,
+        device: torch.device,
+        num_classes: int,
+        worker: str,
+    ) -> None:
+        self.stored = stored
+        self.spec = spec
+        self.device = device
+        self.num_classes = num_classes
+        self.worker = worker
+        self.context = probe_context(num_classes, spec.latency, device)
+        self.context_key = digest(self.context)
+        self._memory: dict[str, probes.Probe] = {}
+        self.seconds = 0.0  # time spent measuring (not reading cached probes)
+        ensure_tables(stored.storage)
+        # The reference network is timed next to every probe; prepare it once, up front, so
+        # no trial (e.g. an over-budget one, which must end fast) pays for its export.
+        backend = resolve_backend(spec.latency.backend, device)
+        calibration.reference_runtime(backend, spec.latency.threads, str(device))
+
+    def probe(self, architecture: Mapping[str, Any]) -> probes.Probe:
+        """The architecture's probe: from this process, from the database, or measured now."""
+        canonical = TrialConfig.from_params(architecture).architecture()
+        identity = probe_identity(canonical, self.context)
+        key = digest(identity)
+        if key in self._memory:
+            return self._memory[key]
+        result = probes.get_or_measure(
+            self.stored.storage,
+            key,
+            identity,
+            self.context_key,
+            lambda: self._measure(canonical),
+            self.worker,
+        )
+        if not result.cached:
+            self.seconds += float(result.attrs.get("probe_seconds", 0.0))
+        self._memory[key] = probes.Probe(result.latency_ms, result.attrs, cached=True)
+        return result
+
+    def _measure(self, architecture: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        config = TrialConfig.from_params(architecture)
+        network = seeded(lambda: build_network(config, self.num_classes))
+        attrs = probe_network(
+            network, self.spec.latency, self.device, self.spec.study.max_latency_ms
+        )
+        attrs["probe_seconds"] = time.perf_counter() - started
+        return attrs
+
+    def known(self) -> list[tuple[dict[str, Any], float]]:
+        """Every architecture probed on this device (by any worker) with its latency in ms."""
+        return probes.known(self.stored.storage, self.context_key)
+
+    def __call__(self, architecture: dict[str, Any]) -> float:
+        return self.probe(architecture).latency_ms

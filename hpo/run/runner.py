@@ -1,0 +1,178 @@
+"""`hpo run`, `hpo create`, `hpo worker`: spec -> data -> storage -> study -> worker.
+
+`run` = `create` + one worker in this process. `create` stores the spec in the study, so
+`worker` processes on any machine need only the database URL and the study name. Everything a
+user can get wrong (spec, data, storage URL) is checked before the study is created, so a bad
+command leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from rich.console import Console
+
+from hpo.core import results
+from hpo.core.errors import HpoError
+from hpo.core.spec import Spec, load_spec, with_values
+from hpo.device import prepare_process, select_device
+from hpo.measure.serialize import deliverable_onnx
+from hpo.run.objective import CompleteHook, TrialOutcome
+from hpo.run.progress import TargetCounts, target_counts
+from hpo.run.worker import AfterTrial, WorkerSummary, run_worker
+from hpo.search.samplers import check_sampler
+from hpo.store import artifacts, queries
+from hpo.store.connect import StoredStudy, load_study, open_storage
+from hpo.store.studies import create_or_load_study, stored_spec
+from hpo.store.url import safe_url
+from hpo.train.checkpoint import checkpoint_bytes
+from hpo.train.data import RawDataset, TensorDataset, check_dataset, load_raw, prepare
+
+
+@dataclass
+class RunSummary:
+    """What `hpo run` did and the study's Pareto front afterwards."""
+
+    worker: WorkerSummary
+    front: list[results.TrialResult]
+
+
+def model_saver(storage_url: str, data: TensorDataset) -> CompleteHook:
+    """A hook that stores a completing trial's models as artifacts when it is on the front."""
+    try:
+        store = artifacts.open_store(storage_url, create=True)
+        problem = None
+    except HpoError as exc:
+        store, problem = None, str(exc)
+
+    def save(trial: optuna.Trial, outcome: TrialOutcome) -> None:
+        if store is None or outcome.model is None or outcome.folded is None:
+            if problem is not None:
+                trial.set_user_attr("artifact_error", problem)
+            return
+        model, folded = outcome.model, outcome.folded
+        artifacts.save_if_on_front(
+            store,
+            trial,
+            (outcome.accuracy, outcome.latency_ms),
+            {
+                artifacts.ONNX_NAME: lambda: deliverable_onnx(
+                    folded, data.mean, data.std, data.num_classes
+                ),
+                artifacts.CHECKPOINT_NAME: lambda: checkpoint_bytes(
+                    model, data.mean, data.std, data.num_classes
+                ),
+            },
+        )
+
+    return save
+
+
+def work_on(
+    stored: StoredStudy,
+    spec: Spec,
+    raw: RawDataset,
+    storage_url: str,
+    console: Console,
+    seed_salt: int = 0,
+    after_trial: AfterTrial | None = None,
+) -> RunSummary:
+    """Run one worker on an existing study with already-loaded data."""
+    device = select_device(spec.train.device)
+    prepare_process(device)
+    data = prepare(raw, spec.data, device)
+    console.print(
+        f"study [bold]{stored.name}[/]: {spec.study.n_trials} trials, sampler "
+        f"{spec.study.sampler}, {len(data.train)} train / {len(data.val)} val images from "
+        f"{data.source}, {spec.train.epochs} epochs on {device}"
+    )
+    summary = run_worker(
+        stored,
+        spec,
+        data,
+        device,
+        console,
+        seed_salt=seed_salt,
+        on_complete=model_saver(storage_url, data),
+        after_trial=after_trial,
+    )
+    return RunSummary(summary, results.pareto_front(queries.completed(stored)))
+
+
+def run_study(
+    spec_path: Path,
+    overrides: list[str],
+    storage_url: str,
+    console: Console,
+    values: Mapping[str, Any] | None = None,
+    after_trial: AfterTrial | None = None,
+) -> RunSummary:
+    """Create (or resume) the study described by the spec and run trials in this process."""
+    spec = load_spec(spec_path, overrides, values)
+    # Load the data before touching the database: a missing file must not leave a study behind.
+    raw = load_raw(spec.data)
+    select_device(spec.train.device)
+    check_sampler(spec)  # e.g. grid over a continuous range: refuse before any study exists
+    stored = create_or_load_study(spec, open_storage(storage_url))
+    console.print(f"storage {safe_url(storage_url)}")
+    return work_on(stored, spec, raw, storage_url, console, after_trial=after_trial)
+
+
+@dataclass
+class CreateSummary:
+    """The study `hpo create` made (or found) and where it stands."""
+
+    name: str
+    target: int
+    counts: TargetCounts
+
+
+def create_study(
+    spec_path: Path,
+    overrides: list[str],
+    storage_url: str,
+    values: Mapping[str, Any] | None = None,
+) -> CreateSummary:
+    """Create the study described by the spec (or find it) and store the spec in it; no training.
+
+    Idempotent: creating an existing study again updates its stored spec (e.g. a raised
+    n_trials) but refuses a different search space.
+    """
+    spec = load_spec(spec_path, overrides, values)
+    # Only check the dataset is there: workers load it, maybe on other machines.
+    check_dataset(spec.data)
+    check_sampler(spec)
+    stored = create_or_load_study(spec, open_storage(storage_url))
+    return CreateSummary(stored.name, spec.study.n_trials, target_counts(stored))
+
+
+def worker_spec(study: optuna.Study, data: Path | None) -> Spec:
+    """The spec stored in the study, with the dataset path replaced by `data` when given.
+
+    A stored .npz path may be relative to wherever `hpo create` ran, so workers elsewhere can
+    point at their own copy; the override stays local and is not written back.
+    """
+    spec = stored_spec(study)
+    return spec if data is None else with_values(spec, {"data.dataset": str(data)})
+
+
+def join_study(
+    storage_url: str,
+    study_name: str,
+    data: Path | None,
+    console: Console,
+    seed_salt: int,
+    after_trial: AfterTrial | None = None,
+) -> RunSummary:
+    """Join an existing study as one more worker, with the spec read from the database."""
+    stored = load_study(open_storage(storage_url, create=False), study_name)
+    spec = worker_spec(stored.study, data)
+    raw = load_raw(spec.data)
+    console.print(f"storage {safe_url(storage_url)}")
+    return work_on(
+        stored, spec, raw, storage_url, console, seed_salt=seed_salt, after_trial=after_trial
+    )

@@ -1,0 +1,1 @@
+"""What to try next: the spec's search space as Optuna suggestions, and the samplers."""

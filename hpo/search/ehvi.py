@@ -1,0 +1,64 @@
+"""Expected hypervolume improvement when one objective is known exactly.
+
+Points are (accuracy, latency): accuracy is maximized, latency minimized. A candidate's latency
+is known before training (it was probed); only its accuracy is uncertain, with a Gaussian
+predictive distribution N(mean, std). Then the improvement of the dominated area is a sum over
+the segments of the current front's staircase to the right of the candidate, and its
+expectation has a closed form per segment:
+
+    EHVI = sum_k width_k * E[max(A - level_k, 0)],
+    E[max(A - c, 0)] = (mean - c) * Phi(z) + std * phi(z),  z = (mean - c) / std.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import norm
+
+
+def staircase(points: np.ndarray, reference: tuple[float, float]) -> np.ndarray:
+    """The non-dominated points inside the reference box, fastest first (accuracy rising)."""
+    ref_accuracy, ref_latency = reference
+    inside = points[(points[:, 0] > ref_accuracy) & (points[:, 1] < ref_latency)]
+    if len(inside) == 0:
+        return inside.reshape(0, 2)
+    ordered = inside[np.lexsort((-inside[:, 0], inside[:, 1]))]
+    front, best = [], -np.inf
+    for accuracy, latency in ordered:
+        if accuracy > best:
+            front.append((accuracy, latency))
+            best = accuracy
+    return np.array(front)
+
+
+def hypervolume(points: np.ndarray, reference: tuple[float, float]) -> float:
+    """Area dominated by `points` up to `reference` = (accuracy, latency)."""
+    front = staircase(points, reference)
+    if len(front) == 0:
+        return 0.0
+    right = np.append(front[1:, 1], reference[1])
+    return float(np.sum((right - front[:, 1]) * (front[:, 0] - reference[0])))
+
+
+def expected_improvement(
+    front_points: np.ndarray,
+    latency: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    reference: tuple[float, float],
+) -> np.ndarray:
+    """EHVI of each candidate (known `latency`, accuracy ~ N(mean, std)) over the front."""
+    ref_accuracy, ref_latency = reference
+    front = staircase(front_points, reference)
+    # Segment k spans [start_k, end_k) of latency with the front's accuracy level_k there:
+    # below the fastest front point the level is the reference accuracy.
+    starts = np.concatenate([[-np.inf], front[:, 1]])
+    ends = np.concatenate([front[:, 1], [ref_latency]])
+    levels = np.concatenate([[ref_accuracy], front[:, 0]])
+    latency = np.asarray(latency, dtype=float)[:, None]
+    widths = np.clip(ends[None, :] - np.maximum(latency, starts[None, :]), 0.0, None)
+    sigma = np.maximum(np.asarray(std, dtype=float), 1e-12)[:, None]
+    gap = np.asarray(mean, dtype=float)[:, None] - levels[None, :]
+    z = gap / sigma
+    gain = gap * norm.cdf(z) + sigma * norm.pdf(z)
+    return np.sum(widths * gain, axis=1)

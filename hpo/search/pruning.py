@@ -1,0 +1,86 @@
+"""Pareto-aware successive halving: stop trials whose accuracy so far is dominated early.
+
+Optuna cannot prune a multi-objective study (`trial.report` raises), so this is hpo's own rule,
+after asynchronous successive halving (ASHA) and its multi-objective form (MOASHA). Rungs are at
+`min_epochs * eta**k` epochs, below the trial's last epoch. When a trial reaches a rung, it is
+compared with every trial that reached that rung before it (running, finished or stopped), on
+(accuracy at that rung, latency): all points are ranked by non-dominated sorting (ties within a
+front broken by crowding distance, as in NSGA-II), and the trial goes on only if it is among the
+best max(1, n // eta) of the n points. Latency is known before training, so the comparison is
+exact on that axis; only accuracy is provisional. Nothing waits: the rung holds whatever has
+reached it so far, so the first trials always go on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# (accuracy, latency ms): accuracy is maximized, latency minimized.
+Point = tuple[float, float]
+
+
+def nondominated_ranks(points: np.ndarray) -> np.ndarray:
+    """Front index of each point: 0 for the non-dominated ones, 1 for the next front, ..."""
+    n = len(points)
+    accuracy, latency = points[:, 0], points[:, 1]
+    no_worse = (accuracy[:, None] >= accuracy[None, :]) & (latency[:, None] <= latency[None, :])
+    better = (accuracy[:, None] > accuracy[None, :]) | (latency[:, None] < latency[None, :])
+    dominates = no_worse & better  # dominates[i, j]: point i dominates point j
+    ranks = np.full(n, -1)
+    remaining = np.ones(n, dtype=bool)
+    front = 0
+    while remaining.any():
+        dominated = (dominates & remaining[:, None]).any(axis=0)
+        current = remaining & ~dominated
+        ranks[current] = front
+        remaining &= ~current
+        front += 1
+    return ranks
+
+
+def crowding_distance(points: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance of each point within its set (boundary points: infinite)."""
+    n = len(points)
+    distance = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for axis in range(points.shape[1]):
+        order = np.argsort(points[:, axis], kind="stable")
+        values = points[order, axis]
+        span = values[-1] - values[0]
+        distance[order[0]] = distance[order[-1]] = np.inf
+        if span > 0:
+            distance[order[1:-1]] += (values[2:] - values[:-2]) / span
+    return distance
+
+
+@dataclass(frozen=True)
+class ParetoHalving:
+    """The rung schedule and the decision at a rung."""
+
+    eta: int = 3
+    min_epochs: int = 1
+
+    def rungs(self, epochs: int) -> list[int]:
+        """Epoch counts at which trials are compared (all below `epochs`)."""
+        found, epoch = [], self.min_epochs
+        while epoch < epochs:
+            found.append(epoch)
+            epoch *= self.eta
+        return found
+
+    def keeps(self, point: Point, others: list[Point]) -> bool:
+        """Whether a trial at `point` goes on, among `others` that reached the same rung."""
+        points = np.array([*others, point], dtype=float)
+        keep = max(1, len(points) // self.eta)
+        ranks = nondominated_ranks(points)
+        crowding = np.zeros(len(points))
+        for front in np.unique(ranks):
+            members = ranks == front
+            crowding[members] = crowding_distance(points[members])
+        # Best first: lower front, then more crowding distance; the newcomer loses exact ties.
+        position = np.arange(len(points))
+        order = np.lexsort((position, -crowding, ranks))
+        return bool(np.nonzero(order == len(points) - 1)[0][0] < keep)

@@ -1,0 +1,90 @@
+"""Spec `[study] sampler` -> an Optuna sampler."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+
+from hpo.core.spec import Spec
+from hpo.search.architecture import ArchitectureSpace
+from hpo.search.latency_aware import LatencyAwareSampler, LatencyProbe
+from hpo.search.space import grid_search_space
+
+# What `auto` means: the sampler the benchmarks found best for this kind of study.
+AUTO = "tpe"
+
+
+def check_sampler(spec: Spec) -> None:
+    """Refuse a sampler the spec cannot use (e.g. grid over a continuous range): SpecError."""
+    if spec.study.sampler == "grid":
+        grid_search_space(spec)
+
+
+def make_sampler(
+    spec: Spec,
+    seed_offset: int = 0,
+    probe: LatencyProbe | None = None,
+    claim: Callable[[str], bool] | None = None,
+) -> optuna.samplers.BaseSampler:
+    """The sampler named by the spec, seeded with `[study] seed + seed_offset`.
+
+    The offset is the number of trials already in the study, so a resumed study continues
+    with fresh draws instead of replaying the first ones. `probe` and `claim` serve the
+    latency-aware sampler (latencies of architectures; a database-wide claim on a config).
+    """
+    seed = None if spec.study.seed is None else spec.study.seed + seed_offset
+    return sampler_for(
+        spec.study.sampler,
+        seed,
+        architecture=ArchitectureSpace.from_spec(spec),
+        probe=probe,
+        claim=claim,
+        max_latency=spec.study.max_latency_ms,
+        grid=lambda: grid_search_space(spec),
+    )
+
+
+def sampler_for(
+    name: str,
+    seed: int | None,
+    *,
+    architecture: ArchitectureSpace | None = None,
+    probe: LatencyProbe | None = None,
+    claim: Callable[[str], bool] | None = None,
+    max_latency: float | None = None,
+    grid: Callable[[], dict[str, list[Any]]] | None = None,
+) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler called `name` (as in `[study] sampler`), seeded with `seed`."""
+    name = AUTO if name == "auto" else name
+    with warnings.catch_warnings():
+        # QMC and NSGA-III are marked experimental; a spec that names one asked for it.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if name == "latency_aware":
+            if architecture is None or probe is None:
+                raise ValueError(
+                    "the latency_aware sampler needs the architecture space and a probe"
+                )
+            base = optuna.samplers.TPESampler(seed=seed)
+            return LatencyAwareSampler(
+                architecture, probe, base, seed=seed, max_latency=max_latency, claim=claim
+            )
+        if name == "tpe":
+            return optuna.samplers.TPESampler(seed=seed)
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if name == "grid":
+            if grid is None:
+                raise ValueError("the grid sampler needs the grid")
+            return optuna.samplers.GridSampler(grid(), seed=seed)
+        if name == "qmc":
+            return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+        if name == "gp":
+            return optuna.samplers.GPSampler(seed=seed)
+        if name == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed)
+        if name == "nsga3":
+            return optuna.samplers.NSGAIIISampler(seed=seed)
+    raise ValueError(f"unknown sampler {name!r}")

@@ -1,0 +1,116 @@
+"""Trained models as Optuna artifacts, so the dashboard can show them and `hpo export` reuse them.
+
+A trial that lands on the Pareto front when it completes stores two files in a
+FileSystemArtifactStore: `folded-model.onnx` (the BatchNorm-folded network, ready to download) and
+`checkpoint.pt` (the trained weights and the input normalization, a plain tensor dict that
+`torch.load(weights_only=True)` reads back). The store lives next to a SQLite database
+(`hpo.db` -> `hpo.db.artifacts/`); for PostgreSQL give a shared folder with $HPO_ARTIFACTS or
+`--artifacts`, otherwise no models are stored. This module moves bytes; the trial makes them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.core.errors import HpoError
+from hpo.core.results import dominates
+from hpo.store.url import parse_url, sqlite_path
+
+ARTIFACTS_ENV = "HPO_ARTIFACTS"
+ONNX_NAME = "folded-model.onnx"
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def artifact_dir(storage_url: str, explicit: str | Path | None = None) -> Path | None:
+    """Where models live: `explicit`, else $HPO_ARTIFACTS, else `<sqlite db>.artifacts`."""
+    chosen = explicit or os.environ.get(ARTIFACTS_ENV)
+    if chosen:
+        return Path(chosen).expanduser()
+    database = sqlite_path(parse_url(storage_url))
+    return database.with_name(database.name + ".artifacts") if database is not None else None
+
+
+def open_store(
+    storage_url: str, explicit: str | Path | None = None, *, create: bool = False
+) -> FileSystemArtifactStore | None:
+    """The artifact store of a storage URL, or None when there is none (yet)."""
+    folder = artifact_dir(storage_url, explicit)
+    if folder is None:
+        return None
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HpoError(f"cannot create the artifact folder {folder}: {exc}") from None
+    elif not folder.is_dir():
+        return None
+    return FileSystemArtifactStore(folder)
+
+
+def is_on_front(accuracy: float, latency_ms: float, others: Sequence[FrozenTrial]) -> bool:
+    """True when no other trial is at least as good on both objectives and better on one."""
+    point = (accuracy, latency_ms)
+    return not any(
+        t.values and len(t.values) == 2 and dominates((t.values[0], t.values[1]), point)
+        for t in others
+    )
+
+
+def upload_bytes(
+    store: FileSystemArtifactStore,
+    trial: optuna.Trial | FrozenTrial,
+    name: str,
+    content: bytes,
+    storage: BaseStorage | None = None,
+) -> str:
+    """Upload `content` as artifact `name` of the trial; returns the artifact id."""
+    with tempfile.TemporaryDirectory(prefix="hpo-artifact-") as folder:
+        path = Path(folder) / name
+        path.write_bytes(content)
+        return upload_artifact(
+            artifact_store=store, file_path=str(path), study_or_trial=trial, storage=storage
+        )
+
+
+def save_if_on_front(
+    store: FileSystemArtifactStore,
+    trial: optuna.Trial,
+    objectives: tuple[float, float],
+    files: dict[str, Callable[[], bytes]],
+) -> bool:
+    """Store the trial's files (made only when needed) if the trial is on the front.
+
+    Called just before the trial completes, so "on the front" means against the trials
+    completed so far: a front trial's model is on disk even if later trials dominate it.
+    """
+    completed = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not is_on_front(*objectives, completed):
+        return False
+    try:
+        for name, make in files.items():
+            upload_bytes(store, trial, name, make())
+    except OSError as exc:
+        # A full disk must not turn a finished trial into a failed one; say why it has no model.
+        trial.set_user_attr("artifact_error", str(exc))
+        return False
+    return True
+
+
+def find_artifact(trial: FrozenTrial, storage: BaseStorage, name: str) -> str | None:
+    """The id of the trial's newest artifact called `name`, or None."""
+    metas = [m for m in get_all_artifact_meta(trial, storage=storage) if m.filename == name]
+    return metas[-1].artifact_id if metas else None
+
+
+def read_artifact(store: FileSystemArtifactStore, artifact_id: str) -> bytes:
+    """The content of a stored artifact."""
+    with store.open_reader(artifact_id) as reader:
+        return reader.read()

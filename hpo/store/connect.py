@@ -1,0 +1,112 @@
+"""Open a study database and the studies in it.
+
+`open_storage` gives a ResilientRDBStorage with heartbeats (a trial whose worker died is marked
+FAIL and retried once) and the engine options of its database; `StoredStudy` keeps a study
+together with the storage it was opened on, which is passed down to whatever needs the database.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial
+from sqlalchemy.engine import Connection
+
+from hpo.core.errors import StorageError
+from hpo.store.resilience import Resilience, ResilientRDBStorage
+from hpo.store.url import engine_kwargs, parse_url, prepare_sqlite, safe_url, scrub, sqlite_path
+
+_T = TypeVar("_T")
+
+
+def open_storage(url: str, *, create: bool = True) -> ResilientRDBStorage:
+    """Connect to the database at `url` (creating Optuna's tables when `create`)."""
+    parsed = parse_url(url)
+    resilience = Resilience.from_env()
+    database = sqlite_path(parsed)
+    if database is not None:
+        if not create and not database.is_file():
+            raise StorageError(f"no SQLite database at {database}")
+        prepare_sqlite(parsed)
+    try:
+        with warnings.catch_warnings():
+            # Heartbeats and their retry callback are marked experimental; they are what we want.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = ResilientRDBStorage(
+                parsed.render_as_string(hide_password=False),
+                engine_kwargs=engine_kwargs(parsed),
+                heartbeat_interval=resilience.heartbeat_interval,
+                grace_period=resilience.grace_period,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
+    except ImportError as exc:
+        raise StorageError(f"no database driver for {safe_url(parsed)}: {exc}") from None
+    except Exception as exc:  # SQLAlchemy/driver errors differ per engine; all mean "unreachable"
+        where = parsed.host or parsed.database or safe_url(parsed)
+        raise StorageError(
+            f"cannot connect to {safe_url(parsed)} (host {where}): {scrub(str(exc), parsed)}"
+        ) from None
+    # Retries start only now: at start a wrong URL must fail at once, not after minutes.
+    storage.where = safe_url(parsed)
+    storage.retry_seconds = resilience.retry_seconds
+    return storage
+
+
+@dataclass(frozen=True)
+class StoredStudy:
+    """An Optuna study with the storage it was opened on and its id in that storage."""
+
+    study: optuna.Study
+    storage: ResilientRDBStorage
+    study_id: int = field(compare=False)
+
+    @classmethod
+    def of(cls, study: optuna.Study, storage: ResilientRDBStorage) -> StoredStudy:
+        """Wrap a study that was created or loaded on `storage`."""
+        return cls(study, storage, storage.get_study_id_from_name(study.study_name))
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+    def frozen_trial(self, number: int) -> FrozenTrial:
+        """The trial numbered `number` as stored now."""
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+        return self.storage.get_trial(trial_id)
+
+
+def retry_of(trial: FrozenTrial) -> int | None:
+    """The number of the dead worker's trial that `trial` redoes, or None."""
+    with warnings.catch_warnings():
+        # Marked experimental since Optuna 2.8; it is the public way to read this.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+
+
+def study_names(storage: ResilientRDBStorage) -> list[str]:
+    """Names of every study in the storage."""
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def load_study(storage: ResilientRDBStorage, name: str) -> StoredStudy:
+    """Load an existing study; an unknown name is a StorageError listing the known ones."""
+    names = study_names(storage)
+    if name not in names:
+        known = ", ".join(sorted(names)) or "none"
+        raise StorageError(f"no study named {name!r} in this storage; studies: {known}")
+    return StoredStudy.of(optuna.load_study(study_name=name, storage=storage), storage)
+
+
+def read(storage: ResilientRDBStorage, query: Callable[[Connection], _T]) -> _T:
+    """Run a read-only `query` on one connection, waiting out outages like Optuna's calls."""
+
+    def run() -> _T:
+        with storage.engine.connect() as connection:
+            return query(connection)
+
+    return storage.retrying(run)

@@ -1,0 +1,28 @@
+"""The one place hpo touches Optuna's private API, each use with the reason it is needed.
+
+Everything else in hpo uses Optuna's public API; `tests/test_layers.py` checks that no other
+module imports a private Optuna module or names the members listed here. pyproject.toml pins
+Optuna to the minor series these uses were checked against.
+"""
+
+from __future__ import annotations
+
+# Private RDBStorage methods that ResilientRDBStorage wraps with its outage retries, next to the
+# public ones: Optuna's caching layer (`_CachedStorage`, which every Study wraps around its
+# storage) calls these instead of the public methods. `_get_trials` serves every
+# `study.get_trials()` and `study.ask()`, `_create_new_trial` every new trial, `_set_trial_param`
+# every `trial.suggest_*`, `_get_best_trial_id` `study.best_trial`, and `_get_stale_trial_ids`
+# `optuna.storages.fail_stale_trials`. Without wrapping them, a database restart during any of
+# these calls would crash the worker.
+PRIVATE_RETRIED_METHODS: tuple[str, ...] = (
+    "_get_trials",
+    "_create_new_trial",
+    "_set_trial_param",
+    "_get_best_trial_id",
+    "_get_stale_trial_ids",
+)
+
+# `optuna.artifacts.upload_artifact` records each artifact as a trial system attribute whose key
+# is this prefix plus the artifact id (`optuna.artifacts._upload.ARTIFACTS_ATTR_PREFIX`); the
+# SQL view's `has_model` column looks for such keys.
+ARTIFACT_ATTR_PREFIX = "artifacts:"

@@ -1,0 +1,150 @@
+"""Latency probes in the study database, shared by every worker (and every study) using it.
+
+Table `hpo_latency_probes` (see `hpo.store.hpo_tables`): one row per probe key (architecture,
+head size, device fingerprint, runtime and protocol; see `hpo.measure.probe`). A worker that
+needs a probe claims its row first (a placeholder), measures, and fills it in; a worker that
+finds the placeholder waits for the result instead of measuring again. A placeholder whose
+worker died is taken over after a while.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from hpo.store.connect import read
+from hpo.store.hpo_tables import probes
+from hpo.store.resilience import ResilientRDBStorage
+
+# A placeholder older than this belongs to a worker that died while probing.
+STALE_AFTER_S = 120.0
+_POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A finished probe: the latency in ms and every latency attribute measured."""
+
+    latency_ms: float
+    attrs: dict[str, Any]
+    cached: bool  # True when another call (or worker) had measured it already
+
+
+def known(storage: ResilientRDBStorage, context_key: str) -> list[tuple[dict[str, Any], float]]:
+    """Every finished probe in this context (device, runtime, protocol, head size): the
+    architecture and its latency in ms."""
+    query = sa.select(probes.c.architecture_json, probes.c.latency_ms).where(
+        (probes.c.context_key == context_key) & probes.c.latency_ms.is_not(None)
+    )
+    rows = read(storage, lambda connection: connection.execute(query).all())
+    return [(json.loads(architecture), float(latency)) for architecture, latency in rows]
+
+
+def get_or_measure(
+    storage: ResilientRDBStorage,
+    key: str,
+    identity: dict[str, Any],
+    context_key: str,
+    measure: Callable[[], dict[str, Any]],
+    worker: str,
+) -> Probe:
+    """The probe `key`: read it, wait for another worker's, or measure it (`measure()`)."""
+    while True:
+        row = _row(storage, key)
+        if row is not None and row.latency_ms is not None:
+            return Probe(float(row.latency_ms), json.loads(row.attrs_json), cached=True)
+        now = datetime.datetime.now()
+        if row is None:
+            if not _claim(storage, key, identity, context_key, worker, now):
+                continue  # another worker claimed it first: read theirs
+        elif (now - row.started).total_seconds() > STALE_AFTER_S:
+            if not _take_over(storage, key, row.started, worker, now):
+                continue
+        else:
+            time.sleep(_POLL_S)  # someone is measuring it right now
+            continue
+        return _measure(storage, key, measure)
+
+
+def _row(storage: ResilientRDBStorage, key: str) -> Any:
+    query = sa.select(probes.c.latency_ms, probes.c.attrs_json, probes.c.started).where(
+        probes.c.probe_key == key
+    )
+    return read(storage, lambda connection: connection.execute(query).first())
+
+
+def _claim(
+    storage: ResilientRDBStorage,
+    key: str,
+    identity: dict[str, Any],
+    context_key: str,
+    worker: str,
+    now: datetime.datetime,
+) -> bool:
+    row = {
+        "probe_key": key,
+        "identity_json": json.dumps(identity, sort_keys=True, default=str),
+        "architecture_json": json.dumps(identity.get("architecture", {}), sort_keys=True),
+        "context_key": context_key,
+        "worker": worker[:255],
+        "started": now,
+    }
+    try:
+        storage.retrying(lambda: _execute(storage, probes.insert().values(**row)))
+    except IntegrityError:
+        return False
+    return True
+
+
+def _take_over(
+    storage: ResilientRDBStorage,
+    key: str,
+    started: datetime.datetime,
+    worker: str,
+    now: datetime.datetime,
+) -> bool:
+    statement = (
+        probes.update()
+        .where((probes.c.probe_key == key) & (probes.c.started == started))
+        .values(worker=worker[:255], started=now)
+    )
+    return storage.retrying(lambda: _execute(storage, statement)) == 1
+
+
+def _measure(
+    storage: ResilientRDBStorage, key: str, measure: Callable[[], dict[str, Any]]
+) -> Probe:
+    started = time.perf_counter()
+    try:
+        attrs = measure()
+    except BaseException:
+        # Let another worker (or a later trial) probe it again.
+        statement = probes.delete().where(
+            (probes.c.probe_key == key) & probes.c.latency_ms.is_(None)
+        )
+        storage.retrying(lambda: _execute(storage, statement))
+        raise
+    latency = float(attrs["latency"]["median_ms"])
+    statement = (
+        probes.update()
+        .where(probes.c.probe_key == key)
+        .values(
+            latency_ms=latency,
+            attrs_json=json.dumps(attrs),
+            seconds=time.perf_counter() - started,
+        )
+    )
+    storage.retrying(lambda: _execute(storage, statement))
+    return Probe(latency, attrs, cached=False)
+
+
+def _execute(storage: ResilientRDBStorage, statement: Any) -> int:
+    with storage.engine.begin() as connection:
+        return connection.execute(statement).rowcount

@@ -1,0 +1,105 @@
+"""Create or load the two-objective study for a spec, with the spec stored in it.
+
+The spec travels in the database (study user attribute `spec`), so a worker needs only the URL
+and the study name; it is also written as the study's note, which optuna-dashboard shows.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import optuna
+
+from hpo.core.errors import HpoError, SpecError
+from hpo.core.names import DIRECTIONS, METRIC_NAMES, SPEC_ATTR
+from hpo.core.spec import Spec, dump_toml, validate
+from hpo.store.connect import StoredStudy, study_names
+from hpo.store.resilience import ResilientRDBStorage
+
+_NOTE_TITLE = "Study spec"
+
+
+def create_or_load_study(spec: Spec, storage: ResilientRDBStorage) -> StoredStudy:
+    """The study named by the spec; created with the spec stored in it, or loaded if it exists.
+
+    A study that exists with a different search space is refused: mixing two spaces in one
+    study would make its Pareto front meaningless.
+    """
+    study = optuna.create_study(
+        storage=storage,
+        study_name=spec.study.name,
+        directions=list(DIRECTIONS),
+        load_if_exists=True,
+    )
+    stored = study.user_attrs.get(SPEC_ATTR)
+    if stored is None:
+        set_metric_names(study)
+        study.set_user_attr(SPEC_ATTR, spec.raw)
+    elif stored.get("search", {}) != spec.raw.get("search", {}):
+        raise SpecError(
+            f"study {spec.study.name!r} already exists with a different [search] table; "
+            f"use another --study-name (or the same search space)"
+        )
+    else:
+        # Keep the stored spec current (e.g. a raised n_trials) for workers that read it.
+        study.set_user_attr(SPEC_ATTR, spec.raw)
+    if stored != spec.raw:
+        write_spec_note(study)
+    return StoredStudy.of(study, storage)
+
+
+def set_metric_names(study: optuna.Study) -> None:
+    """Name the objectives (accuracy, latency_ms), so the dashboard puts them on its axes."""
+    with warnings.catch_warnings():
+        # Marked experimental since Optuna 3.2; it is the public way to name objectives.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(METRIC_NAMES))
+
+
+def stored_spec(study: optuna.Study) -> Spec:
+    """The spec stored in the study when it was created (validated again)."""
+    raw: dict[str, Any] | None = study.user_attrs.get(SPEC_ATTR)
+    if raw is None:
+        raise HpoError(f"study {study.study_name!r} has no stored spec; was it created by hpo?")
+    return validate(raw)
+
+
+def spec_note(raw: dict[str, Any]) -> str:
+    """The note shown on a study's dashboard page: its spec as TOML."""
+    return f"## {_NOTE_TITLE}\n\n```toml\n{dump_toml(raw)}```\n"
+
+
+def write_spec_note(study: optuna.Study) -> bool:
+    """Add the study's spec to its dashboard note when the note has no spec section yet.
+
+    The note is a person's to edit: once the spec section is there (edited or not), nothing is
+    rewritten; a note with other text gets the spec section appended below it. True if written.
+    """
+    from optuna_dashboard import get_note, save_note
+
+    raw = study.user_attrs.get(SPEC_ATTR)
+    if not isinstance(raw, dict):
+        return False
+    current = get_note(study)
+    if _has_spec_section(current):
+        return False
+    body = spec_note(raw)
+    save_note(study, f"{current.rstrip()}\n\n{body}" if current.strip() else body)
+    return True
+
+
+def _has_spec_section(note: str) -> bool:
+    return any(line.strip() == f"## {_NOTE_TITLE}" for line in note.splitlines())
+
+
+def prepare_for_dashboard(storage: ResilientRDBStorage) -> list[str]:
+    """Give every hpo study its spec note and metric names; returns the study names, sorted."""
+    names = study_names(storage)
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=storage)
+        if SPEC_ATTR in study.user_attrs:
+            if study.metric_names is None and len(study.directions) == len(METRIC_NAMES):
+                set_metric_names(study)
+            write_spec_note(study)
+    return sorted(names)

@@ -1,0 +1,104 @@
+"""The training loop of one trial, and top-1 accuracy."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hpo.core.trial_config import TrialConfig
+from hpo.train.data import Split, TensorDataset, augment
+from hpo.train.optim import make_optimizer, make_scheduler
+
+# Checking the loss forces a device sync; every few steps is enough to stop a diverged run early.
+_DIVERGENCE_CHECK_EVERY = 25
+
+
+class Diverged(Exception):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one training run produced."""
+
+    epochs: int
+    steps: int
+    seconds: float
+    images_per_second: float
+    final_loss: float
+
+
+# Called after each epoch with (epoch, epochs, mean training loss).
+EpochCallback = Callable[[int, int, float], None]
+
+
+def train(
+    model: nn.Module,
+    data: TensorDataset,
+    config: TrialConfig,
+    *,
+    epochs: int,
+    seed: int,
+    augment_batches: bool = True,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """Train `model` in place; raises Diverged when the loss stops being finite."""
+    device = data.train.images.device
+    generator = torch.Generator().manual_seed(seed)
+    n = len(data.train)
+    batch_size = min(config.batch_size, n)
+    steps_per_epoch = n // batch_size  # drop the ragged last batch: BatchNorm hates batches of 1
+    optimizer = make_optimizer(config, [p for p in model.parameters() if p.requires_grad])
+    schedule = make_scheduler(config, optimizer, steps_per_epoch=steps_per_epoch, epochs=epochs)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    start, steps, mean_loss = time.perf_counter(), 0, math.nan
+    outside = 0.0  # seconds spent in the epoch callback: not training time
+    for epoch in range(epochs):
+        model.train()  # again each epoch: the epoch callback may have evaluated the model
+        order = torch.randperm(n, generator=generator).to(device)
+        loss_sum = torch.zeros((), device=device)
+        for step in range(steps_per_epoch):
+            index = order[step * batch_size : (step + 1) * batch_size]
+            images = data.normalize(data.train.images[index])
+            if augment_batches:
+                images = augment(images, generator)
+            with autocast:
+                loss = criterion(model(images), data.train.labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.after_batch()
+            loss_sum += loss.detach().float()
+            steps += 1
+            if step % _DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+                raise Diverged(f"loss is {loss_sum.item()} at epoch {epoch + 1}, step {step + 1}")
+        mean_loss = loss_sum.item() / steps_per_epoch
+        if not math.isfinite(mean_loss):
+            raise Diverged(f"loss is {mean_loss} at the end of epoch {epoch + 1}")
+        schedule.after_epoch(mean_loss)
+        if on_epoch is not None:
+            called = time.perf_counter()
+            on_epoch(epoch + 1, epochs, mean_loss)
+            outside += time.perf_counter() - called
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start - outside
+    return TrainResult(epochs, steps, seconds, steps * batch_size / seconds, mean_loss)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, data: TensorDataset, split: Split, batch_size: int = 1000) -> float:
+    """Top-1 accuracy of `model` on `split`, in eval mode."""
+    model.eval()
+    correct = 0
+    for start in range(0, len(split), batch_size):
+        images = data.normalize(split.images[start : start + batch_size])
+        logits = model(images)
+        correct += int((logits.argmax(1) == split.labels[start : start + batch_size]).sum())
+    return correct / len(split)

@@ -1,0 +1,158 @@
+"""The latency-aware sampler: its expected improvement, its architecture space, reproducibility,
+and no duplicate configurations across worker processes on a real database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import optuna
+import pytest
+
+from hpo.core.spec import validate
+from hpo.search.architecture import ArchitectureSpace, architecture_key
+from hpo.search.ehvi import expected_improvement, hypervolume, staircase
+from hpo.search.samplers import sampler_for
+from tests.cells import CELLS, OPS, TableProbe, table_accuracy, table_latency
+from tests.conftest import ROOT
+from tests.pg import pg_url
+
+__all__ = ["pg_url"]  # fixture used below
+
+
+def run_table_study(seed: int, trials: int, startup: int = 5) -> list[dict]:
+    sampler = sampler_for(
+        "latency_aware",
+        seed,
+        architecture=ArchitectureSpace.from_distributions(CELLS),
+        probe=TableProbe(),
+    )
+    sampler.startup_trials = startup
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        cell = {name: trial.suggest_categorical(name, OPS) for name in CELLS}
+        return table_accuracy(cell), table_latency(cell)
+
+    study.optimize(objective, n_trials=trials)
+    return [t.params for t in study.trials]
+
+
+# --- expected hypervolume improvement ----------------------------------------------------------
+
+
+def test_hypervolume_of_a_staircase() -> None:
+    points = np.array([[0.5, 1.0], [0.8, 2.0], [0.4, 3.0]])  # the last one is dominated
+    assert staircase(points, (0.0, 4.0)).tolist() == [[0.5, 1.0], [0.8, 2.0]]
+    assert hypervolume(points, (0.0, 4.0)) == pytest.approx(1.0 * 0.5 + 2.0 * 0.8)
+
+
+def test_expected_improvement_matches_monte_carlo() -> None:
+    front = np.array([[0.5, 1.0], [0.7, 2.0], [0.9, 3.5]])
+    reference = (0.0, 4.0)
+    latency = np.array([0.5, 1.5, 2.5, 3.9, 4.5])
+    mean = np.array([0.4, 0.65, 0.85, 0.95, 0.99])
+    std = np.array([0.05, 0.1, 0.02, 0.2, 0.1])
+    exact = expected_improvement(front, latency, mean, std, reference)
+    rng = np.random.default_rng(0)
+    base = hypervolume(front, reference)
+    for i in range(len(latency)):
+        draws = rng.normal(mean[i], std[i], 20000)
+        gains = [
+            hypervolume(np.vstack([front, [[a, latency[i]]]]), reference) - base for a in draws
+        ]
+        assert exact[i] == pytest.approx(np.mean(gains), abs=0.004)
+    assert exact[-1] == 0.0, "a candidate beyond the reference latency adds nothing"
+
+
+# --- the architecture space ------------------------------------------------------------------
+
+
+def test_architecture_space_of_a_spec() -> None:
+    spec = validate(
+        {
+            "study": {"name": "t"},
+            "search": {"model": ["vgg", "resnet"], "norm": ["batch", "none"], "depth": [8, 14]},
+        }
+    )
+    space = ArchitectureSpace.from_spec(spec)
+    everything = space.enumerate()
+    assert everything is not None and len(everything) == 2 + 4  # depth only for resnet
+    assert all(space.contains(a) for a in everything)
+    assert not space.contains(
+        {"model": "vgg", "norm": "batch", "head": "gap", "width": 1.0, "depth": 8}
+    )
+    rng = np.random.default_rng(0)
+    drawn = [space.draw(rng) for _ in range(50)]
+    assert all(space.contains(a) for a in drawn)
+    features = space.features(drawn)
+    assert features.shape[0] == 50 and np.isfinite(features).all()
+    # Fixed values are one architecture whether written 1 or 1.0.
+    assert architecture_key({"width": 1, "norm": "batch"}) == architecture_key(
+        {"norm": "batch", "width": 1.0}
+    )
+    ranged = validate({"study": {"name": "t"}, "search": {"width": {"low": 0.5, "high": 2.0}}})
+    assert ArchitectureSpace.from_spec(ranged).enumerate() is None
+
+
+# --- the sampler ------------------------------------------------------------------------------
+
+
+def test_same_seed_same_sequence_and_no_duplicates() -> None:
+    first, second = run_table_study(seed=3, trials=14), run_table_study(seed=3, trials=14)
+    assert first == second, "a single-worker study is reproducible with its seed"
+    keys = [architecture_key(p) for p in first]
+    assert len(set(keys)) == len(keys), "the architecture is the whole config: no repeats"
+    assert run_table_study(seed=4, trials=14) != first
+
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from hpo.search.architecture import ArchitectureSpace
+    from hpo.search.samplers import sampler_for
+    from hpo.store.claims import claimer
+    from hpo.store.connect import load_study, open_storage
+    from tests.cells import CELLS, OPS, TableProbe, table_accuracy, table_latency
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    url, seed, trials = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    stored = load_study(open_storage(url), "dup")
+    stored.study.sampler = sampler_for(
+        "latency_aware", seed, architecture=ArchitectureSpace.from_distributions(CELLS),
+        probe=TableProbe(), claim=claimer(stored),
+    )
+    stored.study.sampler.startup_trials = 3
+
+    def objective(trial):
+        cell = {name: trial.suggest_categorical(name, OPS) for name in CELLS}
+        return table_accuracy(cell), table_latency(cell)
+
+    stored.study.optimize(objective, n_trials=trials)
+    """
+)
+
+
+@pytest.mark.postgres
+def test_two_worker_processes_never_run_the_same_configuration(pg_url: str) -> None:
+    optuna.create_study(storage=pg_url, study_name="dup", directions=["maximize", "minimize"])
+    # The same seed in both workers: without the database claim they would choose alike.
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, pg_url, "7", "8"],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=240)
+        assert worker.returncode == 0, stderr
+    trials = optuna.load_study(study_name="dup", storage=pg_url).trials
+    keys = [architecture_key(t.params) for t in trials]
+    assert len(trials) == 16 and len(set(keys)) == 16, "two workers ran the same configuration"

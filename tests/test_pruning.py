@@ -1,0 +1,122 @@
+"""Pareto-aware successive halving: rung decisions on synthetic learning curves, and pruning
+with two worker processes on one real database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from optuna.trial import TrialState
+
+from hpo.run.progress import counts_toward_target
+from hpo.search.pruning import ParetoHalving, crowding_distance, nondominated_ranks
+from hpo.store import queries
+from hpo.store.connect import load_study, open_storage
+from tests.conftest import invoke
+from tests.pg import pg_url, start_cli, wait_all
+from tests.test_workers import create, tiny_spec
+
+__all__ = ["pg_url"]  # fixture used below
+
+
+def test_rungs_grow_by_eta_below_the_last_epoch() -> None:
+    assert ParetoHalving(eta=3, min_epochs=1).rungs(10) == [1, 3, 9]
+    assert ParetoHalving(eta=3, min_epochs=1).rungs(9) == [1, 3]
+    assert ParetoHalving(eta=2, min_epochs=2).rungs(17) == [2, 4, 8, 16]
+    assert ParetoHalving().rungs(1) == []
+
+
+def test_nondominated_sorting_and_crowding() -> None:
+    points = np.array([[0.9, 2.0], [0.5, 1.0], [0.6, 2.5], [0.4, 3.0], [0.7, 1.5]])
+    assert nondominated_ranks(points).tolist() == [0, 0, 1, 2, 0]
+    front = points[[1, 4, 0]]
+    distance = crowding_distance(front)
+    assert np.isinf(distance[0]) and np.isinf(distance[2]) and np.isfinite(distance[1])
+
+
+def test_a_trial_alone_at_a_rung_goes_on() -> None:
+    assert ParetoHalving(eta=3).keeps((0.1, 5.0), [])
+    assert ParetoHalving(eta=3).keeps((0.1, 5.0), [(0.2, 4.0)]) is False
+
+
+def test_only_the_best_third_goes_on() -> None:
+    pruner = ParetoHalving(eta=3)
+    # Nine trials at the same latency: only accuracy decides, and 9 // 3 = 3 go on.
+    others = [(a, 1.0) for a in (0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80)]
+    assert pruner.keeps((0.65, 1.0), others)  # third best of nine
+    assert not pruner.keeps((0.55, 1.0), others)  # fourth best
+
+
+def test_a_faster_trial_survives_a_more_accurate_crowd() -> None:
+    # Exact on the latency axis: the fastest trial is on the front, however inaccurate so far.
+    pruner = ParetoHalving(eta=3)
+    slow_and_good = [(0.6 + 0.01 * i, 2.0) for i in range(8)]
+    assert pruner.keeps((0.2, 0.5), slow_and_good)
+    # As slow as the rest and worse than all of them: dominated, stopped.
+    assert not pruner.keeps((0.2, 2.0), slow_and_good)
+
+
+def test_curves_of_a_synthetic_study() -> None:
+    """Replay synthetic learning curves through the rule, in arrival order."""
+    pruner = ParetoHalving(eta=3)
+    rng = np.random.default_rng(0)
+    rungs = pruner.rungs(9)
+    finals = rng.uniform(0.3, 0.8, 30)
+    latency = rng.choice([1.0, 1.5, 2.0], 30)
+    # Curves rise towards their final value; a trial's rank is kept along its curve.
+    curves = [[f * (1 - 0.5 ** (e + 1)) for e in range(9)] for f in finals]
+    reached: dict[int, list[tuple[float, float]]] = {r: [] for r in rungs}
+    stopped_at: dict[int, int] = {}
+    for index, curve in enumerate(curves):
+        for rung in rungs:
+            point = (curve[rung - 1], float(latency[index]))
+            kept = pruner.keeps(point, reached[rung])
+            reached[rung].append(point)
+            if not kept:
+                stopped_at[index] = rung
+                break
+    survivors = [i for i in range(30) if i not in stopped_at]
+    assert 0 < len(survivors) < 15, "most trials are stopped early"
+    best = int(np.argmax(finals))
+    # The best trial overall goes on unless it met an even better one before it at its speed.
+    assert best in survivors or any(finals[j] >= finals[best] for j in range(best))
+    assert all(rung in rungs for rung in stopped_at.values())
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_workers_prune_one_study(pg_url: str, tiny_npz: Path, tmp_path: Path) -> None:
+    spec = Path(tiny_spec(tmp_path, "halving", 5))
+    body = spec.read_text().replace("epochs = 1\n", "epochs = 2\n")
+    body = body.replace("seed = 0\n", 'seed = 0\npruner = "pareto"\n', 1)
+    spec.write_text(body)
+    create(str(spec), pg_url, tiny_npz)
+    workers = [
+        start_cli("worker", "--storage", pg_url, "--study-name", "halving", log=tmp_path / f"w{i}")
+        for i in range(2)
+    ]
+    assert wait_all(workers, 300) == [0, 0], [p.read_text() for p in tmp_path.glob("w*")]
+    storage = open_storage(pg_url)
+    stored = load_study(storage, "halving")
+    trials = stored.study.get_trials()
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert pruned, "with eta 3, trials below the best third at a rung stop"
+    assert sum(counts_toward_target(t) for t in trials) >= 5, "pruned trials count"
+    for trial in pruned:
+        assert trial.user_attrs["rung"] == 0 and trial.user_attrs["epoch"] == 1
+        assert len(trial.user_attrs["val_accuracy_curve"]) == 1
+        assert trial.user_attrs["stop_reason"].startswith("stopped at rung 0 (epoch 1)")
+        assert trial.user_attrs["latency_ms"] > 0 and "val_accuracy" in trial.user_attrs
+    for trial in complete:
+        assert len(trial.user_attrs["val_accuracy_curve"]) == 2
+        assert trial.user_attrs["val_accuracy_curve"][-1] == trial.values[0]
+    # A pruned trial is never on the front, not even one with the best accuracy so far.
+    front = {r.number for r in queries.best(stored)}
+    assert front and front <= {t.number for t in complete}
+    shown = invoke("best", "--storage", pg_url, "--study-name", "halving", "--format", "json")
+    assert shown.returncode == 0
+    assert {t["number"] for t in json.loads(shown.stdout)} == front
+    storage.engine.dispose()
