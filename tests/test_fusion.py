@@ -7,7 +7,12 @@ import torch
 from torch import nn
 
 import models
-from hpo.measure.fusion import FoldingError, check_equivalence, fold_batchnorm
+from hpo.measure.fusion import (
+    FoldingError,
+    check_equivalence,
+    fold_batchnorm,
+    full_float32_precision,
+)
 from tests.conftest import randomize_batchnorms
 
 
@@ -64,3 +69,26 @@ def test_wrong_fold_is_caught() -> None:
         next(p for p in folded.parameters()).add_(0.5)
     with pytest.raises(AssertionError, match="folding is wrong"):
         check_equivalence(model, folded, torch.randn(4, 3, 32, 32))
+
+
+def test_full_float32_precision_turns_tf32_off_and_restores_it() -> None:
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with full_float32_precision():
+            assert not torch.backends.cudnn.allow_tf32
+            assert not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", models.list_models())
+def test_fold_check_passes_on_cuda_with_tf32_enabled(name: str) -> None:
+    # cuDNN's default TF32 convolutions made the check fail on a GPU before it turned TF32 off.
+    torch.manual_seed(0)
+    model = randomize_batchnorms(models.build_model(name, norm="batch")).cuda()
+    folded, _ = fold_batchnorm(model)
+    torch.backends.cudnn.allow_tf32 = True
+    check_equivalence(model, folded, torch.randn(64, 3, 32, 32, device="cuda"))

@@ -11,6 +11,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from hpo.core.names import LEADING_PARAMS, MISSION_PARAMS
@@ -131,7 +132,20 @@ def print_trials(
     elif fmt == Format.csv:
         console.file.write(trials_csv(results))
     else:
-        console.print(trials_table(results, title, wide=wide))
+        table = trials_table(results, title, wide=wide)
+        # --wide asks for every column whole: let the lines run past the terminal (it wraps
+        # them) rather than have rich shrink the columns and cut their contents.
+        if not wide:
+            console.print(table)
+            return
+        terminal = console.width
+        console.width = max(
+            terminal, Measurement.get(console, console.options.update_width(10_000), table).maximum
+        )
+        try:
+            console.print(table)
+        finally:
+            console.width = terminal
 
 
 def print_studies(console: Console, overviews: Sequence[StudyOverview], fmt: Format) -> None:
