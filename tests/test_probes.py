@@ -57,6 +57,8 @@ def widths_spec(tmp_path: Path, name: str, budget: float | None, n_trials: int) 
     body = Path(tiny_spec(tmp_path, name, n_trials)).read_text()
     body = body.replace("[search]\n", f"[search]\nwidth = {list(WIDTHS)}\n")
     body = body.replace("width = 0.25\n", "")
+    # The budget comes from CPU probes, so the study must time on the CPU too (not CUDA).
+    body = body.replace("[train]\n", '[train]\ndevice = "cpu"\n')
     if budget is not None:
         body = body.replace("seed = 0\n", f"seed = 0\nmax_latency_ms = {budget}\n", 1)
     path = tmp_path / f"{name}-budget.toml"
