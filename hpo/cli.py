@@ -225,6 +225,12 @@ def best(
     except HpoError as exc:
         fail(str(exc))
     chosen = queries.best(stored, max_latency_ms, rank_by)
+    if not chosen:
+        # Programs still get an empty list or header; people get the reason, and exit 1.
+        if fmt != Format.table:
+            print_trials(console, chosen, fmt, "")
+        sys.stderr.write(f"hpo: {queries.why_nothing_chosen(stored, max_latency_ms, rank_by)}\n")
+        raise typer.Exit(1)
     if max_latency_ms is None:
         title = f"Pareto front of {study_name}"
     else:

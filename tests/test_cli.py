@@ -6,6 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import optuna
 import pytest
 
 from tests.conftest import ROOT, FinishedStudy, finished_study_command, invoke
@@ -197,3 +198,29 @@ def test_best_fits_an_80_column_terminal(finished_study: FinishedStudy) -> None:
     wide = in_terminal([*args, "--wide"], 100)
     assert "test acc" in wide and "batch_size" in wide and "…" not in wide, wide
     assert max(len(line) for line in wide.splitlines()) > 100
+
+
+def test_best_with_nothing_to_show_says_why(tmp_path: Path) -> None:
+    from tests import synthetic
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    synthetic.make_studies(url)
+    complete = [
+        t for t in optuna.load_study(study_name="synthetic", storage=url).trials if t.values
+    ]
+    fastest = min(complete, key=lambda t: (t.values[1], t.number))
+    for fmt, stdout in (("table", ""), ("json", "[]\n")):
+        args = ("best", "--storage", url, "--study-name", "synthetic", "--max-latency-ms", "1e-6")
+        result = invoke(*args, "--format", fmt)
+        assert (result.returncode, result.stdout) == (1, stdout)
+        assert result.stderr == (
+            "hpo: no complete trial has latency_ms <= 1e-06 ms; "
+            f"the fastest is trial {fastest.number} at {fastest.values[1]:.3g} ms\n"
+        )
+    failed = optuna.create_study(
+        storage=url, study_name="all failed", directions=["maximize", "minimize"]
+    )
+    failed.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    result = invoke("best", "--storage", url, "--study-name", "all failed")
+    assert result.returncode == 1
+    assert result.stderr == "hpo: no complete trial yet (1 FAIL)\n"

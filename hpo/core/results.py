@@ -71,6 +71,23 @@ def choose(
     return within_budget(results, max_latency, rank_by)
 
 
+def why_empty(
+    results: list[TrialResult],
+    max_latency: float | None,
+    rank_by: str = "latency_ms",
+    study_budget: float | None = None,
+) -> str:
+    """Why `choose` found nothing among `results` (the study's complete trials), in one line."""
+    if not results:
+        return "no complete trial yet"
+    fastest = min(results, key=lambda r: (_latency(r, rank_by), r.number))
+    unit = " ms" if rank_by == "latency_ms" else ""
+    closest = f"the fastest is trial {fastest.number} at {_latency(fastest, rank_by):.3g}{unit}"
+    if max_latency is not None:
+        return f"no complete trial has {rank_by} <= {max_latency:g}{unit}; {closest}"
+    return f"no complete trial within the study's latency budget ({study_budget:g} ms); {closest}"
+
+
 @dataclass(frozen=True)
 class StudyOverview:
     """A study's name and trial counts per state."""

@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Connection, func, select
 
 from hpo.core.names import SPEC_ATTR
-from hpo.core.results import StudyOverview, TrialResult, choose
+from hpo.core.results import StudyOverview, TrialResult, choose, why_empty
 from hpo.core.trial_config import CONFIG_ATTR, stored_params
 from hpo.store.connect import StoredStudy, read
 from hpo.store.resilience import ResilientRDBStorage
@@ -86,6 +86,19 @@ def best(
         return _hydrate(connection, stored.study_id, chosen)
 
     return read(stored.storage, query)
+
+
+def why_nothing_chosen(
+    stored: StoredStudy, max_latency: float | None, rank_by: str = "latency_ms"
+) -> str:
+    """One line saying why `best` found no trial: no complete trial, or none fast enough."""
+    found = read(stored.storage, lambda c: _objectives(c, stored.study_id))
+    reason = why_empty(found, max_latency, rank_by, study_budget(stored))
+    if found:
+        return reason
+    states = Counter(t.state.name for t in stored.study.get_trials(deepcopy=False))
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    return f"{reason} ({counts})" if counts else f"{reason}: the study has no trials"
 
 
 def study_budget(stored: StoredStudy) -> float | None:
