@@ -114,6 +114,8 @@ def run(
         summary = run_study(spec_path, overrides or [], storage, console, values, figures)
     except HpoError as exc:
         fail(str(exc))
+    except Exception as exc:
+        _fail_on_trial_error(exc, storage)
     if summary.front:
         print_trials(console, summary.front, Format.table, "Pareto front")
 
@@ -173,11 +175,7 @@ def worker(
     except HpoError as exc:
         fail(str(exc))
     except Exception as exc:
-        from hpo.store.resilience import is_transient, outage_message
-
-        if not is_transient(exc):
-            raise
-        fail(outage_message(exc, storage), code=1)  # not bad input: the database went away
+        _fail_on_trial_error(exc, storage)
     done = summary.worker
     console.print(
         f"worker ran {done.trials_run} trial(s); study {study_name} has {done.finished} of "
@@ -396,10 +394,42 @@ def db_views(
 
 
 def quiet_libraries() -> None:
-    """Keep Optuna's per-trial INFO lines out of the output: the worker prints its own."""
+    """Keep Optuna's per-trial lines out of the output: the worker prints its own, one a trial."""
+    import logging
+
     import optuna
 
+    from hpo.store.optuna_internals import FAILED_TRIAL_LOG_PREFIX, OPTIMIZE_LOGGER
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    failed_trials = logging.getLogger(OPTIMIZE_LOGGER)
+    if not any(isinstance(f, _FailedTrialRecords) for f in failed_trials.filters):
+        failed_trials.addFilter(_FailedTrialRecords(FAILED_TRIAL_LOG_PREFIX))
+
+
+class _FailedTrialRecords:
+    """Drops Optuna's "Trial N failed ..." records (with their tracebacks)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def filter(self, record: object) -> bool:
+        return not str(getattr(record, "msg", "")).startswith(self.prefix)
+
+
+def _fail_on_trial_error(exc: Exception, storage: str) -> NoReturn:
+    """One line (exit 1) for a trial that crashed or a database that stayed away; else re-raise.
+
+    Neither is bad input, hence exit 1, not 2.
+    """
+    from hpo.run.objective import TrialCrashed
+    from hpo.store.resilience import is_transient, outage_message
+
+    if is_transient(exc):
+        fail(outage_message(exc, storage), code=1)
+    if isinstance(exc, TrialCrashed):
+        fail(str(exc), code=1)
+    raise exc
 
 
 def main() -> None:

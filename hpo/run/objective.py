@@ -14,6 +14,7 @@ networks to whatever the runner wants done with them (e.g. store them as artifac
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,21 @@ _BACKEND_CHECK_IMAGES = 8
 
 class TrialDiverged(Exception):
     """A trial's training diverged; the study goes on (the reason is in `fail_reason`)."""
+
+
+# The user attribute that keeps an unexpected error's traceback (the terminal gets one line).
+TRACEBACK_ATTR = "traceback"
+
+
+class TrialCrashed(Exception):
+    """A trial raised an unexpected error. It would fail every trial alike (a data error, a
+    bug), so the run stops after it; `fail_reason` and `traceback` say what happened."""
+
+    def __init__(self, number: int, reason: str) -> None:
+        super().__init__(
+            f"trial {number} failed: {reason} (the traceback is in its user attribute "
+            f"{TRACEBACK_ATTR!r})"
+        )
 
 
 # Constraint name for the latency budget: probe latency - budget (feasible when <= 0).
@@ -195,6 +211,13 @@ class Objective:
             # Optuna marks the trial FAIL and re-raises; say why for whoever reads the study.
             trial.set_user_attr("fail_reason", "interrupted")
             raise
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            trial.set_user_attr("fail_reason", reason)
+            trial.set_user_attr(TRACEBACK_ATTR, traceback.format_exc())
+            raise TrialCrashed(trial.number, reason) from exc
         for key, value in outcome.attrs.items():
             trial.set_user_attr(key, value)
         if self.on_complete is not None:

@@ -26,3 +26,9 @@ PRIVATE_RETRIED_METHODS: tuple[str, ...] = (
 # is this prefix plus the artifact id (`optuna.artifacts._upload.ARTIFACTS_ATTR_PREFIX`); the
 # SQL view's `has_model` column looks for such keys.
 ARTIFACT_ATTR_PREFIX = "artifacts:"
+
+# The logger of `optuna.study.optimize`'s private module: it logs every failed trial as a warning
+# with its traceback. hpo prints its own line per failed trial (and keeps the traceback of an
+# unexpected error in the trial), so the CLI filters these two records out of that logger.
+OPTIMIZE_LOGGER = "optuna.study._optimize"
+FAILED_TRIAL_LOG_PREFIX = "Trial "
