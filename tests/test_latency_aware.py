@@ -95,6 +95,14 @@ def test_architecture_space_of_a_spec() -> None:
     )
     ranged = validate({"study": {"name": "t"}, "search": {"width": {"low": 0.5, "high": 2.0}}})
     assert ArchitectureSpace.from_spec(ranged).enumerate() is None
+    # Every point of a stepped range is inside it (0.7 is 1.9999999 steps of 0.1 from 0.5).
+    stepped = validate(
+        {"study": {"name": "t"}, "search": {"width": {"low": 0.5, "high": 1.5, "step": 0.1}}}
+    )
+    points = ArchitectureSpace.from_spec(stepped).enumerate()
+    assert points is not None and len(points) == 11
+    assert all(ArchitectureSpace.from_spec(stepped).contains(a) for a in points)
+    assert not ArchitectureSpace.from_spec(stepped).contains({**points[0], "width": 0.55})
 
 
 # --- the sampler ------------------------------------------------------------------------------
@@ -106,6 +114,39 @@ def test_same_seed_same_sequence_and_no_duplicates() -> None:
     keys = [architecture_key(p) for p in first]
     assert len(set(keys)) == len(keys), "the architecture is the whole config: no repeats"
     assert run_table_study(seed=4, trials=14) != first
+
+
+def test_trials_the_pruner_stopped_end_the_random_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from optuna.trial import TrialState, create_trial
+
+    sampler = sampler_for(
+        "latency_aware", 0, architecture=ArchitectureSpace.from_distributions(CELLS),
+        probe=TableProbe(),
+    )  # fmt: skip
+    sampler.startup_trials = 3
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    cells = [{"op0": a, "op1": "a", "op2": "a"} for a in OPS[:3]]
+    study.add_trial(
+        create_trial(params=cells[0], distributions=CELLS, values=[0.3, table_latency(cells[0])])
+    )
+    for cell in cells[1:]:  # trained one epoch, then stopped at the first rung
+        study.add_trial(
+            create_trial(
+                state=TrialState.PRUNED,
+                params=cell,
+                distributions=CELLS,
+                user_attrs={"val_accuracy_curve": [0.2]},
+            )
+        )
+    chosen_by_model = []
+    rank = sampler._by_expected_improvement
+    monkeypatch.setattr(
+        sampler, "_by_expected_improvement", lambda *a: chosen_by_model.append(1) or rank(*a)
+    )
+    trial = study.ask()
+    for name in CELLS:
+        trial.suggest_categorical(name, OPS)
+    assert chosen_by_model, "1 complete + 2 stopped trials = 3 trained: the model chooses"
 
 
 WORKER = textwrap.dedent(

@@ -184,3 +184,24 @@ def test_two_worker_processes_share_one_probe(pg_url: str) -> None:
         rows = connection.exec_driver_sql("SELECT worker, latency_ms FROM hpo_latency_probes").all()
     storage.engine.dispose()
     assert len(rows) == 1 and rows[0][1] == results[0]["latency_ms"]
+
+
+def test_a_probe_without_the_fold_speedup_gets_it_at_training(
+    tmp_path: Path, tiny_npz: Path
+) -> None:
+    """A probe cached under another study's budget (over it: no speedup measured) still gives
+    the trial that trains this architecture its fold speedup."""
+    from hpo.run.objective import run_trial
+
+    spec = validate(_read(tiny_spec(tmp_path, "speedup", 1)))
+    config = TrialConfig.from_params(
+        {"model": "simple_cnn", "norm": "batch", "width": 0.25, "lr": 0.01, "batch_size": 32}
+    )
+    network = seeded(lambda: build_network(config, 10))
+    over_budget = probe_network(network, spec.latency, CPU, max_latency=1e-9)
+    assert "speedup" not in over_budget
+    section = spec.data.model_copy(update={"dataset": str(tiny_npz)})
+    data = prepare(load_raw(section), section, CPU)
+    outcome = run_trial(config, spec, data, CPU, latency=over_budget)
+    assert outcome.attrs["speedup"] > 0 and "latency_unfused_eager" in outcome.attrs
+    assert outcome.latency_ms == over_budget["latency"]["median_ms"]

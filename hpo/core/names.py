@@ -48,6 +48,8 @@ LATENCY_BACKENDS: tuple[str, ...] = ("auto", "eager", "torchscript", "onnxruntim
 # The study's two objectives, in Optuna's order, and how they are optimized.
 METRIC_NAMES: tuple[str, ...] = ("accuracy", "latency_ms")
 DIRECTIONS: tuple[str, ...] = ("maximize", "minimize")
+# Trial user attribute: validation accuracy after each epoch, rewritten while the trial trains.
+VAL_CURVE_ATTR = "val_accuracy_curve"
 # Study user attribute holding the spec as given (after overrides): workers read it from there.
 SPEC_ATTR = "spec"
 # The params people look at first, in this order (tables, views, reports); others follow.

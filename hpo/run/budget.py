@@ -56,7 +56,9 @@ class BudgetWatch:
             probed.get(canonical_json(_canonical(a)), 0.0) > self.budget for a in everything
         )
         if exhausted or self.in_a_row >= MAX_OVER_BUDGET_IN_A_ROW:
-            fastest = min(known, key=lambda item: item[1], default=None)
+            # Probes of other studies on this device may lie outside this search space.
+            mine = [(a, ms) for a, ms in known if self.space.contains(a)]
+            fastest = min(mine, key=lambda item: item[1], default=None)
             where = ""
             if fastest is not None:
                 shown = " ".join(f"{k}={v}" for k, v in fastest[0].items())

@@ -199,7 +199,11 @@ def _contains(distribution: BaseDistribution, value: Any) -> bool:
     if not distribution.low <= value <= distribution.high:
         return False
     step = getattr(distribution, "step", None)
-    return step is None or math.isclose((value - distribution.low) / step % 1, 0, abs_tol=1e-8)
+    if step is None:
+        return True
+    # Compare with the nearest whole number of steps: `% 1` of 2.9999999 is ~1, not 0.
+    steps = (value - distribution.low) / step
+    return math.isclose(steps, round(steps), abs_tol=1e-8)
 
 
 def _draw(distribution: BaseDistribution, rng: np.random.Generator) -> Any:

@@ -31,6 +31,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.core.names import VAL_CURVE_ATTR
 from hpo.search.architecture import Architecture, ArchitectureSpace, architecture_key
 from hpo.search.ehvi import expected_improvement
 from hpo.search.surrogate import AccuracySurrogate
@@ -157,7 +158,12 @@ class LatencyAwareSampler(BaseSampler):
         complete = [
             t for t in trials if t.state == TrialState.COMPLETE and t.values and len(t.values) == 2
         ]
-        if len(complete) >= self.startup_trials:
+        # Trials stopped early by the pruner were trained too: they end the random start, else
+        # a pruned study (2 of 3 trials stopped at the first rung) would stay random for long.
+        stopped = sum(
+            t.state == TrialState.PRUNED and bool(t.user_attrs.get(VAL_CURVE_ATTR)) for t in trials
+        )
+        if complete and len(complete) + stopped >= self.startup_trials:
             candidates, latencies = self._candidates(rng, taken)
             if candidates:
                 order = self._by_expected_improvement(trials, complete, candidates, latencies)
@@ -211,7 +217,11 @@ class LatencyAwareSampler(BaseSampler):
                 continue
             if self.max_latency is None or latency <= self.max_latency:
                 chosen[key] = (architecture, latency)
-        self._allowance = min(self._allowance, 10 * self.probe_seconds_per_trial)
+        # Bounded both ways: a long wait (e.g. on a dead worker's probe) must not stop probing
+        # for hundreds of trials, nor idle trials save up minutes of probing.
+        self._allowance = min(
+            max(self._allowance, -self.probe_seconds_per_trial), 10 * self.probe_seconds_per_trial
+        )
         self._latency_of = {key: latency for key, (_, latency) in known.items()}
         architectures = [a for a, _ in chosen.values()]
         return architectures, np.array([latency for _, latency in chosen.values()])
