@@ -205,3 +205,32 @@ def test_a_probe_without_the_fold_speedup_gets_it_at_training(
     outcome = run_trial(config, spec, data, CPU, latency=over_budget)
     assert outcome.attrs["speedup"] > 0 and "latency_unfused_eager" in outcome.attrs
     assert outcome.latency_ms == over_budget["latency"]["median_ms"]
+
+
+def test_a_failed_probe_leaves_a_placeholder_taken_over_by_another_worker(tmp_path: Path) -> None:
+    """Worker A's probe looked stale, B took it over; A then fails: B's placeholder stays."""
+    from hpo.store import probes
+    from hpo.store.hpo_tables import ensure_tables
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'p.db'}")
+    ensure_tables(storage)
+
+    def taken_over_then_failing() -> dict:
+        (started,) = read_started(storage)
+        assert probes._take_over(storage, "k", started, "worker-b", started)
+        raise RuntimeError("worker A's measurement failed")
+
+    with pytest.raises(RuntimeError):
+        probes.get_or_measure(storage, "k", {}, "ctx", taken_over_then_failing, "worker-a")
+    with storage.engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT worker FROM hpo_latency_probes").all()
+    assert rows == [("worker-b",)]
+
+
+def read_started(storage: object) -> tuple:
+    import sqlalchemy as sa
+
+    from hpo.store.hpo_tables import probes
+
+    with storage.engine.connect() as connection:  # type: ignore[attr-defined]
+        return connection.execute(sa.select(probes.c.started)).one()

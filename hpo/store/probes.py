@@ -60,7 +60,8 @@ def get_or_measure(
         row = _row(storage, key)
         if row is not None and row.latency_ms is not None:
             return Probe(float(row.latency_ms), json.loads(row.attrs_json), cached=True)
-        now = datetime.datetime.now()
+        # UTC, so workers on hosts in different time zones agree on a placeholder's age.
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
         if row is None:
             if not _claim(storage, key, identity, context_key, worker, now):
                 continue  # another worker claimed it first: read theirs
@@ -70,7 +71,7 @@ def get_or_measure(
         else:
             time.sleep(_POLL_S)  # someone is measuring it right now
             continue
-        return _measure(storage, key, measure)
+        return _measure(storage, key, measure, worker)
 
 
 def _row(storage: ResilientRDBStorage, key: str) -> Any:
@@ -119,15 +120,18 @@ def _take_over(
 
 
 def _measure(
-    storage: ResilientRDBStorage, key: str, measure: Callable[[], dict[str, Any]]
+    storage: ResilientRDBStorage, key: str, measure: Callable[[], dict[str, Any]], worker: str
 ) -> Probe:
     started = time.perf_counter()
     try:
         attrs = measure()
     except BaseException:
-        # Let another worker (or a later trial) probe it again.
+        # Let another worker (or a later trial) probe it again; only our own placeholder goes:
+        # one another worker took over (ours looked stale) is theirs to fill.
         statement = probes.delete().where(
-            (probes.c.probe_key == key) & probes.c.latency_ms.is_(None)
+            (probes.c.probe_key == key)
+            & probes.c.latency_ms.is_(None)
+            & (probes.c.worker == worker[:255])
         )
         storage.retrying(lambda: _execute(storage, statement))
         raise
