@@ -197,3 +197,18 @@ def test_two_worker_processes_never_run_the_same_configuration(pg_url: str) -> N
     trials = optuna.load_study(study_name="dup", storage=pg_url).trials
     keys = [architecture_key(t.params) for t in trials]
     assert len(trials) == 16 and len(set(keys)) == 16, "two workers ran the same configuration"
+
+
+def test_a_new_study_on_a_reused_id_has_no_claims(tmp_path) -> None:
+    from hpo.store.claims import claimer
+    from hpo.store.connect import open_storage
+    from hpo.store.studies import create_or_load_study
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'c.db'}")
+    spec = validate({"study": {"name": "again"}})
+    first = create_or_load_study(spec, storage)
+    assert claimer(first)("config-1") and not claimer(first)("config-1")
+    optuna.delete_study(study_name="again", storage=storage)
+    second = create_or_load_study(spec, storage)
+    assert second.study_id == first.study_id  # SQLite hands the freed id out again
+    assert claimer(second)("config-1"), "the deleted study's claims are gone"

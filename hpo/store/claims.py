@@ -35,3 +35,16 @@ def claimer(stored: StoredStudy) -> Callable[[str], bool]:
         return True
 
     return claim
+
+
+def forget_claims(stored: StoredStudy) -> None:
+    """Drop every claim filed under this study's id: a new study on SQLite can reuse the id of
+    a deleted one, and must not inherit its claims."""
+    ensure_tables(stored.storage)
+    statement = claims.delete().where(claims.c.study_id == stored.study_id)
+
+    def delete() -> None:
+        with stored.storage.engine.begin() as connection:
+            connection.execute(statement)
+
+    stored.storage.retrying(delete)

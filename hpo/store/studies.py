@@ -14,6 +14,7 @@ import optuna
 from hpo.core.errors import HpoError, SpecError
 from hpo.core.names import DIRECTIONS, METRIC_NAMES, SPEC_ATTR
 from hpo.core.spec import Spec, dump_toml, validate
+from hpo.store.claims import forget_claims
 from hpo.store.connect import StoredStudy, study_names
 from hpo.store.resilience import ResilientRDBStorage
 
@@ -34,6 +35,7 @@ def create_or_load_study(spec: Spec, storage: ResilientRDBStorage) -> StoredStud
     )
     stored = study.user_attrs.get(SPEC_ATTR)
     if stored is None:
+        forget_claims(StoredStudy.of(study, storage))
         set_metric_names(study)
         study.set_user_attr(SPEC_ATTR, spec.raw)
     elif stored.get("search", {}) != spec.raw.get("search", {}):
