@@ -175,7 +175,7 @@ def sample_run(sampler_name: str, seed: int, args: argparse.Namespace, folder: P
     run = run_spec(args.spec, values, args.set or [], folder / f"{sampler_name}-{seed}.db")
     trial_seconds = run.trial_seconds()
     sampler = sum(t.user_attrs.get("suggest_seconds", 0.0) for t in run.trials)
-    probes = sum(t.user_attrs.get("latency_probe", {}).get("seconds", 0.0) for t in run.trials)
+    probes = sum(t.user_attrs.get("latency_probe_seconds", 0.0) for t in run.trials)
     return {
         "sampler": sampler_name,
         "seed": seed,

@@ -41,7 +41,8 @@ def test_run_then_best_end_to_end(finished_study: FinishedStudy, sample_path: Pa
             ).fetchall()
         )
     assert count == 2
-    assert {"test_accuracy", "fold_report", "speedup", "latency_backend", "cpu_model"} <= set(attrs)
+    assert {"test_accuracy", "details", "speedup", "latency_backend", "cpu_model"} <= set(attrs)
+    assert "fold_report" in json.loads(attrs["details"])  # structures sit in one attribute
 
     listing = invoke("studies", "--storage", storage, "--format", "json")
     assert listing.returncode == 0, listing.stderr

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import models
+from hpo.core.trial_attrs import flat
 from hpo.core.trial_config import TrialConfig, stored_params
 from hpo.measure.fusion import fold_batchnorm
 from hpo.measure.serialize import load_torchscript, onnx_bytes, torchscript_bytes
@@ -119,7 +120,7 @@ def test_export_round_trip(finished_study: FinishedStudy, tmp_path: Path) -> Non
     assert card["params"]["model"] == "simple_cnn" and "model" not in trial.params
     assert card["metrics"]["accuracy"] == trial.values[0]
     assert card["metrics"]["latency_ms"] == trial.values[1]
-    assert card["fold_report"]["n_folded"] == trial.user_attrs["fold_report"]["n_folded"]
+    assert card["fold_report"]["n_folded"] == flat(trial.user_attrs)["fold_report"]["n_folded"]
     assert card["latency"]["latency_backend"] == trial.user_attrs["latency_backend"]
     assert card["data"]["dataset"] == trial.user_attrs["dataset"]
     assert card["data"]["train_size"] == 256 and card["data"]["num_classes"] == 10

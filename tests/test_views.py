@@ -164,7 +164,10 @@ def finished_rows_match(rows: list[dict[str, Any]], study: optuna.Study) -> None
         assert row["lr"] == pytest.approx(trial.params["lr"])
         attrs = trial.user_attrs
         assert row["test_accuracy"] == pytest.approx(attrs["test_accuracy"])
-        assert row["latency_iqr_ms"] == pytest.approx(attrs["latency"]["iqr_ms"])
+        assert row["latency_iqr_ms"] == pytest.approx(attrs["latency_iqr_ms"])
+        assert attrs["latency_iqr_ms"] == pytest.approx(
+            attrs["details"]["latency"]["iqr_ms"], rel=1e-3
+        )
         assert row["latency_ratio"] == pytest.approx(attrs["latency_ratio"])
         assert (row["n_params"], row["macs"]) == (attrs["n_params"], attrs["macs"])
         assert row["fail_reason"] is None and row["stop_reason"] is None

@@ -26,6 +26,7 @@ import models
 from hpo.core.classes import class_names
 from hpo.core.errors import HpoError
 from hpo.core.spec import with_values
+from hpo.core.trial_attrs import flat
 from hpo.core.trial_config import TrialConfig, stored_params
 from hpo.device import prepare_process, resolve_device
 from hpo.measure import fusion
@@ -193,7 +194,7 @@ def model_card(
     files: dict[str, bytes],
 ) -> dict[str, Any]:
     """The JSON model card: what the model is, how good and fast it was, and where it came from."""
-    attrs = trial.user_attrs
+    attrs = flat(trial.user_attrs)
     spec = stored_spec(study)  # validated: defaults filled in, unlike the raw stored dict
     accuracy, latency_ms = trial.values
     runtime = {k: v for k, v in attrs.items() if k.startswith("latency") or k in _RUNTIME_ATTRS}

@@ -24,6 +24,7 @@ import torch
 
 import models
 from hpo.core.spec import Spec
+from hpo.core.trial_attrs import readable
 from hpo.core.trial_config import TrialConfig
 from hpo.measure import cost, fusion
 from hpo.measure.fused import (
@@ -83,6 +84,12 @@ class TrialOutcome:
     # The trained and the folded network, for the runner's hook (never recorded as attributes).
     model: torch.nn.Module | None = field(default=None, repr=False)
     folded: torch.nn.Module | None = field(default=None, repr=False)
+
+
+def record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """Set `attrs` as user attributes, laid out for people (`hpo.core.trial_attrs`)."""
+    for key, value in readable(attrs).items():
+        trial.set_user_attr(key, value)
 
 
 # Called with a trial that finished training and its outcome, just before the trial completes.
@@ -197,7 +204,7 @@ class Objective:
         started = time.perf_counter()
         config = space.suggest(trial, self.spec)
         # The sampler runs inside suggest: its cost per trial, next to the training time.
-        trial.set_user_attr("suggest_seconds", time.perf_counter() - started)
+        record(trial, {"suggest_seconds": time.perf_counter() - started})
         if self.on_trial_start is not None:
             self.on_trial_start(trial, config)
         try:
@@ -218,8 +225,7 @@ class Objective:
             trial.set_user_attr("fail_reason", reason)
             trial.set_user_attr(TRACEBACK_ATTR, traceback.format_exc())
             raise TrialCrashed(trial.number, reason) from exc
-        for key, value in outcome.attrs.items():
-            trial.set_user_attr(key, value)
+        record(trial, outcome.attrs)
         if self.on_complete is not None:
             self.on_complete(trial, outcome)
         return outcome.accuracy, outcome.latency_ms
@@ -232,16 +238,22 @@ class Objective:
         started = time.perf_counter()
         probe = self.probe(config.architecture())
         seconds = time.perf_counter() - started
-        trial.set_user_attr("latency_probe", {"cached": probe.cached, "seconds": seconds})
-        # Known before training: the dashboard shows it for a running trial, the pruner uses it.
-        trial.set_user_attr("latency_ms", probe.latency_ms)
+        # latency_ms is known before training: the dashboard shows it for a running trial, and
+        # the pruner compares it.
+        record(
+            trial,
+            {
+                "latency_probe_cached": probe.cached,
+                "latency_probe_seconds": seconds,
+                "latency_ms": probe.latency_ms,
+            },
+        )
         budget = self.spec.study.max_latency_ms
         if budget is not None:
             # Samplers that read constraints (TPE, NSGA-II, GP) learn where the budget lies.
             trial.set_constraint(BUDGET_CONSTRAINT, probe.latency_ms - budget)
             if probe.latency_ms > budget:
-                for key, value in probe.attrs.items():
-                    trial.set_user_attr(key, value)
+                record(trial, probe.attrs)
                 reason = over_budget_reason(probe.latency_ms, budget)
                 trial.set_user_attr("stop_reason", reason)
                 raise optuna.TrialPruned(reason)
@@ -278,10 +290,7 @@ class Objective:
         others = self.rung_points(epoch, trial.number)
         if self.pruner.keeps((accuracy, latency_ms), others):
             return
-        for key, value in latency.items():
-            trial.set_user_attr(key, value)
-        trial.set_user_attr("val_accuracy", accuracy)
-        trial.set_user_attr("rung", rung)
+        record(trial, {**latency, "val_accuracy": accuracy, "rung": rung})
         reason = (
             f"stopped at rung {rung} (epoch {epoch}): accuracy {accuracy:.2%} at "
             f"{latency_ms:.3f} ms is not in the best 1/{self.pruner.eta} of the "

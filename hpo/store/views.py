@@ -38,7 +38,7 @@ OBJECTIVE_COLUMNS = METRIC_NAMES  # objective 0 and 1
 # Columns read from a trial's user attributes: (column, attribute, key inside it or None, type).
 ATTRIBUTE_COLUMNS: tuple[tuple[str, str, str | None, str], ...] = (
     ("test_accuracy", "test_accuracy", None, "float"),
-    ("latency_iqr_ms", "latency", "iqr_ms", "float"),
+    ("latency_iqr_ms", "latency_iqr_ms", None, "float"),
     ("latency_ratio", "latency_ratio", None, "float"),
     ("n_params", "n_params", None, "integer"),
     ("macs", "macs", None, "integer"),
