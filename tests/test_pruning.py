@@ -120,3 +120,25 @@ def test_two_workers_prune_one_study(pg_url: str, tiny_npz: Path, tmp_path: Path
     assert shown.returncode == 0
     assert {t["number"] for t in json.loads(shown.stdout)} == front
     storage.engine.dispose()
+
+
+def test_a_trial_is_judged_against_trials_started_before_it(tmp_path: Path) -> None:
+    """Two trials at a rung at the same instant must not stop each other: each sees only the
+    trials numbered below it."""
+    from optuna.trial import create_trial
+
+    from hpo.core.spec import validate
+    from hpo.store.connect import open_storage
+    from hpo.store.queries import rung_points
+    from hpo.store.studies import create_or_load_study
+
+    stored = create_or_load_study(
+        validate({"study": {"name": "rungs"}}), open_storage(f"sqlite:///{tmp_path / 'r.db'}")
+    )
+    for accuracy in (0.3, 0.3, 0.5):  # trials 0 and 1 are equal at epoch 1
+        attrs = {"val_accuracy_curve": [accuracy], "latency_ms": 0.4}
+        stored.study.add_trial(create_trial(state=TrialState.PRUNED, user_attrs=attrs))
+    assert rung_points(stored, 1, before=0) == []
+    assert rung_points(stored, 1, before=1) == [(0.3, 0.4)]
+    assert sorted(rung_points(stored, 1, before=3)) == [(0.3, 0.4), (0.3, 0.4), (0.5, 0.4)]
+    assert rung_points(stored, 2, before=3) == []  # nobody reached epoch 2

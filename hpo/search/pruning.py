@@ -3,11 +3,11 @@
 Optuna cannot prune a multi-objective study (`trial.report` raises), so this is hpo's own rule,
 after asynchronous successive halving (ASHA) and its multi-objective form (MOASHA). Rungs are at
 `min_epochs * eta**k` epochs, below the trial's last epoch. When a trial reaches a rung, it is
-compared with every trial that reached that rung before it (running, finished or stopped), on
-(accuracy at that rung, latency): all points are ranked by non-dominated sorting (ties within a
-front broken by crowding distance, as in NSGA-II), and the trial goes on only if it is among the
-best max(1, n // eta) of the n points. Latency is known before training, so the comparison is
-exact on that axis; only accuracy is provisional. Nothing waits: the rung holds whatever has
+compared with every trial started before it that reached that rung (running, finished or
+stopped), on (accuracy at that rung, latency): all points are ranked by non-dominated sorting
+(ties within a front broken by crowding distance, as in NSGA-II), and the trial goes on only if
+it is among the best max(1, n // eta) of the n points. Latency is known before training, so the
+comparison is exact on that axis; only accuracy is provisional. Nothing waits: the rung holds whatever has
 reached it so far, so the first trials always go on.
 """
 

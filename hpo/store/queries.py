@@ -132,14 +132,18 @@ def study_overviews(storage: ResilientRDBStorage) -> list[StudyOverview]:
     return overviews
 
 
-def rung_points(stored: StoredStudy, epoch: int, exclude: int) -> list[tuple[float, float]]:
-    """(validation accuracy after `epoch` epochs, latency ms) of every trial that got that far,
-    running, finished or stopped, but trial `exclude`."""
+def rung_points(stored: StoredStudy, epoch: int, before: int) -> list[tuple[float, float]]:
+    """(validation accuracy after `epoch` epochs, latency ms) of every trial numbered below
+    `before` that got that far, running, finished or stopped.
+
+    Only earlier trials: two trials reaching a rung at the same instant on two workers would
+    otherwise each count the other, and with equal points both would be stopped.
+    """
     query = (
         sa.select(trials.c.number, trial_user_attributes.c.key, trial_user_attributes.c.value_json)
         .join(trial_user_attributes, trial_user_attributes.c.trial_id == trials.c.trial_id)
         .where(trials.c.study_id == stored.study_id)
-        .where(trials.c.number != exclude)
+        .where(trials.c.number < before)
         .where(trial_user_attributes.c.key.in_(("val_accuracy_curve", "latency_ms")))
     )
     found: dict[int, dict[str, Any]] = {}
