@@ -7,8 +7,8 @@ compared with every trial started before it that reached that rung (running, fin
 stopped), on (accuracy at that rung, latency): all points are ranked by non-dominated sorting
 (ties within a front broken by crowding distance, as in NSGA-II), and the trial goes on only if
 it is among the best max(1, n // eta) of the n points. Latency is known before training, so the
-comparison is exact on that axis; only accuracy is provisional. Nothing waits: the rung holds whatever has
-reached it so far, so the first trials always go on.
+comparison is exact on that axis; only accuracy is provisional. Nothing waits: the rung holds
+whatever has reached it so far, so the first trials always go on.
 """
 
 from __future__ import annotations
