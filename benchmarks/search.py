@@ -177,6 +177,7 @@ def sample_run(sampler_name: str, seed: int, args: argparse.Namespace, folder: P
     sampler = sum(t.user_attrs.get("suggest_seconds", 0.0) for t in run.trials)
     probes = sum(t.user_attrs.get("latency_probe_seconds", 0.0) for t in run.trials)
     return {
+        "run": run,
         "sampler": sampler_name,
         "seed": seed,
         "points": run.points().tolist(),
@@ -191,6 +192,8 @@ def sample_run(sampler_name: str, seed: int, args: argparse.Namespace, folder: P
 def sample(args: argparse.Namespace) -> list[dict[str, Any]]:
     import tempfile
 
+    from studies import common_reference
+
     runs = []
     with tempfile.TemporaryDirectory(prefix="hpo-search-") as folder:
         for seed in range(args.sample_seeds):
@@ -204,9 +207,8 @@ def sample(args: argparse.Namespace) -> list[dict[str, Any]]:
                         f"+ probes {r['probe_share']:.1%} of trial time",
                         flush=True,
                     )
-    # One reference point for every run: accuracy 0, 1.1 x the slowest trial of any run.
-    slowest = max(p[1] for r in runs for p in r["points"])
-    reference = (0.0, 1.1 * slowest)
+    # One reference point for every run (accuracy 0, 1.1 x the slowest trial of any run).
+    reference = common_reference([r.pop("run") for r in runs])
     rows = []
     for name in args.sample_samplers.split(","):
         mine = [r for r in runs if r["sampler"] == name]
