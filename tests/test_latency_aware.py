@@ -15,7 +15,7 @@ from hpo.core.spec import validate
 from hpo.search.architecture import ArchitectureSpace, architecture_key
 from hpo.search.ehvi import expected_improvement, hypervolume, staircase
 from hpo.search.samplers import sampler_for
-from tests.cells import CELLS, OPS, TableProbe, table_accuracy, table_latency
+from tests.cells import CELLS, OPS, FunctionProbe, TableProbe, table_accuracy, table_latency
 from tests.conftest import ROOT
 from tests.pg import pg_url
 
@@ -149,6 +149,30 @@ def test_trials_the_pruner_stopped_end_the_random_start(monkeypatch: pytest.Monk
     assert chosen_by_model, "1 complete + 2 stopped trials = 3 trained: the model chooses"
 
 
+def test_architecture_is_chosen_given_the_trials_training_params() -> None:
+    """Block "a" trains well only with optimizer "x", block "b" only with "y" (same latency):
+    once the surrogate knows that, each trial's block follows its optimizer."""
+    blocks = {"block": optuna.distributions.CategoricalDistribution(["a", "b"])}
+    partner = {"x": "a", "y": "b"}
+    sampler = sampler_for(
+        "latency_aware", 0, architecture=ArchitectureSpace.from_distributions(blocks),
+        probe=FunctionProbe(lambda architecture: 1.0),
+    )  # fmt: skip
+    sampler.startup_trials = 6
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        optimizer = trial.suggest_categorical("optimizer", ["x", "y"])
+        block = trial.suggest_categorical("block", ["a", "b"])
+        return (0.9 if partner[optimizer] == block else 0.1), 1.0
+
+    study.optimize(objective, n_trials=20)
+    modelled = [t.params for t in study.trials[8:]]
+    matched = sum(partner[p["optimizer"]] == p["block"] for p in modelled)
+    assert {p["optimizer"] for p in modelled} == {"x", "y"}
+    assert matched == len(modelled), f"{matched}/{len(modelled)} blocks matched the optimizer"
+
+
 WORKER = textwrap.dedent(
     """
     import sys
@@ -158,7 +182,7 @@ WORKER = textwrap.dedent(
     from hpo.search.samplers import sampler_for
     from hpo.store.claims import claimer
     from hpo.store.connect import load_study, open_storage
-    from tests.cells import CELLS, OPS, TableProbe, table_accuracy, table_latency
+    from tests.cells import CELLS, OPS, FunctionProbe, TableProbe, table_accuracy, table_latency
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     url, seed, trials = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

@@ -15,8 +15,11 @@ second (a probe), while training it takes minutes. So for each trial this sample
    database-wide unique key, when a claim function is given), so no two trials, on any
    worker, run the same one. Otherwise the training params make each configuration new.
 
-Training hyperparameters (lr, optimizer, ...) come from a base sampler (TPE). Until a few trials
-have finished, architectures are drawn at random (never one known to be over the budget).
+Training hyperparameters (lr, optimizer, ...) come from a base sampler (TPE), drawn before the
+architecture: the surrogate sees them too, so it learns how much of a trial's accuracy came from
+its training settings rather than its architecture, and it predicts each candidate architecture
+with this trial's settings. Until a few trials have finished, architectures are drawn at random
+(never one known to be over the budget).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
+from optuna.search_space import intersection_search_space
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.core.names import VAL_CURVE_ATTR
@@ -87,6 +91,8 @@ class LatencyAwareSampler(BaseSampler):
         self.probe_seconds_per_trial = probe_seconds_per_trial
         self._allowance = 0.0
         self._chosen: dict[int, Architecture] = {}
+        # Per trial: training params drawn ahead, with the distribution each was drawn from.
+        self._training: dict[int, dict[str, tuple[BaseDistribution, Any]]] = {}
         self._latency_of: dict[str, float] = {}
         self.seconds = 0.0  # time spent choosing architectures (probes included), for reports
 
@@ -115,9 +121,11 @@ class LatencyAwareSampler(BaseSampler):
         if not self.space.searched():
             return params
         started = time.perf_counter()
-        architecture = self._choose(study, trial, params)
+        training = self._training_params(study, trial, params)
+        architecture = self._choose(study, trial, params, training)
         self.seconds += time.perf_counter() - started
         self._chosen[trial.number] = architecture
+        self._training[trial.number] = training
         return {**params, **{k: v for k, v in architecture.items() if k in search_space}}
 
     def sample_independent(
@@ -130,6 +138,10 @@ class LatencyAwareSampler(BaseSampler):
         chosen = self._chosen.get(trial.number, {})
         if param_name in chosen:
             return chosen[param_name]
+        drawn = self._training.get(trial.number, {}).get(param_name)
+        # Drawn ahead from the same distribution (a changed spec asks with another one).
+        if drawn is not None and drawn[0] == param_distribution:
+            return drawn[1]
         return self.base.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -143,12 +155,38 @@ class LatencyAwareSampler(BaseSampler):
         values: Sequence[float] | None,
     ) -> None:
         self._chosen.pop(trial.number, None)
+        self._training.pop(trial.number, None)
         self.base.after_trial(study, trial, state, values)
 
     # --- choosing the architecture --------------------------------------------------------
 
+    def _training_params(
+        self, study: optuna.Study, trial: FrozenTrial, relative: dict[str, Any]
+    ) -> dict[str, tuple[BaseDistribution, Any]]:
+        """This trial's training params that every finished trial has (the unconditional ones),
+        drawn now by the base sampler so the architecture can be chosen given them, each with
+        its distribution. Conditional ones (momentum, ...) are drawn later, when asked for."""
+        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not finished:
+            return {}
+        shared = intersection_search_space(finished)
+        return {
+            name: (
+                distribution,
+                relative[name]
+                if name in relative
+                else self.base.sample_independent(study, trial, name, distribution),
+            )
+            for name, distribution in sorted(shared.items())
+            if name not in self.space.names and not distribution.single()
+        }
+
     def _choose(
-        self, study: optuna.Study, trial: FrozenTrial, params: dict[str, Any]
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        params: dict[str, Any],
+        training: dict[str, tuple[BaseDistribution, Any]],
     ) -> Architecture:
         rng = np.random.default_rng(None if self.seed is None else [self.seed, trial.number])
         trials = study.get_trials(deepcopy=False)
@@ -166,7 +204,9 @@ class LatencyAwareSampler(BaseSampler):
         if complete and len(complete) + stopped >= self.startup_trials:
             candidates, latencies = self._candidates(rng, taken)
             if candidates:
-                order = self._by_expected_improvement(trials, complete, candidates, latencies)
+                order = self._by_expected_improvement(
+                    trials, complete, candidates, latencies, training
+                )
                 for index in order:
                     architecture = candidates[int(index)]
                     if not whole or self._claimed(architecture):
@@ -232,27 +272,43 @@ class LatencyAwareSampler(BaseSampler):
         complete: list[FrozenTrial],
         candidates: list[Architecture],
         latencies: np.ndarray,
+        training: dict[str, tuple[BaseDistribution, Any]],
     ) -> np.ndarray:
-        """Candidate indices, largest expected hypervolume improvement first."""
-        observed = [self.space.of(t.params) for t in complete]
+        """Candidate indices, largest expected hypervolume improvement first, each candidate
+        predicted with this trial's `training` params."""
+        settings = TrainingFeatures(training)
         accuracy = np.array([t.values[0] for t in complete])
         points = np.array([[t.values[0], t.values[1]] for t in complete])
         seed = None if self.seed is None else self.seed + len(trials)
-        surrogate = AccuracySurrogate(seed).fit(self.space.features(observed), accuracy)
+        surrogate = AccuracySurrogate(seed).fit(
+            settings.join(
+                self.space.features([self.space.of(t.params) for t in complete]),
+                [t.params for t in complete],
+            ),
+            accuracy,
+        )
         # Other workers' running trials count at their predicted accuracy (a constant liar).
         known = self._latency_of
         running = [
-            self.space.of(t.params)
+            t
             for t in trials
-            if t.state == TrialState.RUNNING and architecture_key(self.space.of(t.params)) in known
+            if t.state == TrialState.RUNNING
+            and architecture_key(self.space.of(t.params)) in known
+            and settings.covers(t.params)
         ]
         if running:
-            predicted, _ = surrogate.predict(self.space.features(running))
+            architectures = [self.space.of(t.params) for t in running]
+            predicted, _ = surrogate.predict(
+                settings.join(self.space.features(architectures), [t.params for t in running])
+            )
             pending = [
-                [m, known[architecture_key(a)]] for m, a in zip(predicted, running, strict=True)
+                [m, known[architecture_key(a)]]
+                for m, a in zip(predicted, architectures, strict=True)
             ]
             points = np.vstack([points, np.array(pending)])
-        mean, std = surrogate.predict(self.space.features(candidates))
+        mean, std = surrogate.predict(
+            settings.join(self.space.features(candidates), [settings.values] * len(candidates))
+        )
         slowest = max(float(latencies.max()), float(points[:, 1].max()))
         reference = (0.0, self.max_latency or _REFERENCE_MARGIN * slowest)
         gain = expected_improvement(points, latencies, mean, std, reference)
@@ -261,6 +317,26 @@ class LatencyAwareSampler(BaseSampler):
 
     def _claimed(self, configuration: dict[str, Any]) -> bool:
         return self.claim is None or self.claim(architecture_key(configuration))
+
+
+class TrainingFeatures:
+    """Surrogate columns for the training params this trial drew (those every finished trial
+    has), appended to the architecture's columns."""
+
+    def __init__(self, training: dict[str, tuple[BaseDistribution, Any]]) -> None:
+        self.space = ArchitectureSpace.from_distributions(
+            {name: distribution for name, (distribution, _) in training.items()}
+        )
+        self.values = {name: value for name, (_, value) in training.items()}
+
+    def covers(self, params: dict[str, Any]) -> bool:
+        """Whether `params` holds every training param the surrogate reads."""
+        return all(name in params for name in self.space.names)
+
+    def join(self, architecture: np.ndarray, params: list[dict[str, Any]]) -> np.ndarray:
+        if not self.space.names:
+            return architecture
+        return np.hstack([architecture, self.space.features(params)])
 
 
 def _other_params(trials: list[FrozenTrial], names: tuple[str, ...]) -> bool:
