@@ -7,17 +7,20 @@ fast); only later outages are retried. Passwords never appear in messages.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from optuna.exceptions import StorageInternalError
 from optuna.storages import RDBStorage
+from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -69,7 +72,8 @@ def env_number(name: str, default: float, *, integer: bool, allow_zero: bool = F
         value = int(text) if integer else float(text)
     except ValueError:
         value = -1
-    if value < 0 or (value == 0 and not allow_zero):
+    # float() also reads "nan" and "inf", which would make every deadline meaningless.
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         kind = "whole number of seconds" if integer else "number of seconds"
         least = ">= 0" if allow_zero else "> 0"
         raise StorageError(f"{name}={text!r}: expected a {kind} {least}")
@@ -135,47 +139,92 @@ class ResilientRDBStorage(RDBStorage):
     """RDBStorage whose calls wait out a database outage (up to `retry_seconds`) and go on.
 
     `pool_pre_ping` throws away connections the restart killed; this class covers the seconds
-    while the server is down, when every new connection is refused.
+    while the server is down, when every new connection is refused. The budget is per outage,
+    not per call: it starts when any call (of any thread) first finds the database gone and
+    ends when any call gets through, so a worker gives up about `retry_seconds` after the
+    database went away however many calls it makes meanwhile.
     """
 
     retry_seconds: float = 0.0
     where: str = "the database"
     _local = threading.local()
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._outage_lock = threading.Lock()
+        self._outage_started: float | None = None
+        super().__init__(*args, **kwargs)
+
     def retrying(self, call: Callable[[], _T]) -> _T:
-        """`call()`, retried while the database is unreachable, for up to `retry_seconds`."""
+        """`call()`, retried while the database is unreachable, until the outage is
+        `retry_seconds` old."""
         if getattr(self._local, "active", False) or self.retry_seconds <= 0:
             return call()  # an outer call already retries (methods call each other)
         self._local.active = True
-        deadline = time.monotonic() + self.retry_seconds
-        delay, outage_started = 0.25, 0.0
+        delay = 0.25
         try:
             while True:
                 try:
                     result = call()
                 except (StorageInternalError, DBAPIError) as exc:
-                    if not is_transient(exc) or time.monotonic() + delay > deadline:
+                    if not is_transient(exc):
                         raise
-                    if not outage_started:
-                        outage_started = time.monotonic()
-                        _log.warning(
-                            "hpo: %s unreachable (%s); retrying for up to %.0f s",
-                            self.where,
-                            scrub(str(transient_cause(exc) or exc), make_url(self.url)),
-                            self.retry_seconds,
-                        )
-                    time.sleep(delay)
+                    left = self._outage_seen(exc) + self.retry_seconds - time.monotonic()
+                    if left <= 0:
+                        raise
+                    # The last try falls on the deadline itself, not a backoff step before it.
+                    time.sleep(min(delay, left))
                     delay = min(delay * 2, 2.0)
                     continue
-                if outage_started:
-                    _log.warning(
-                        "hpo: %s reachable again after %.1f s",
-                        self.where,
-                        time.monotonic() - outage_started,
-                    )
+                self._outage_over()
                 return result
         finally:
             self._local.active = False
+
+    def outage_seconds(self) -> float | None:
+        """How long the database has been unreachable, or None when it is not."""
+        with self._outage_lock:
+            started = self._outage_started
+        return None if started is None else time.monotonic() - started
+
+    def _outage_seen(self, exc: BaseException) -> float:
+        """When the current outage started (now, if this is its first failed call)."""
+        with self._outage_lock:
+            if self._outage_started is None:
+                self._outage_started = time.monotonic()
+                _log.warning(
+                    "hpo: %s unreachable (%s); retrying for up to %.0f s",
+                    self.where,
+                    scrub(str(transient_cause(exc) or exc), make_url(self.url)),
+                    self.retry_seconds,
+                )
+            return self._outage_started
+
+    def _outage_over(self) -> None:
+        with self._outage_lock:
+            if self._outage_started is None:
+                return
+            seconds = time.monotonic() - self._outage_started
+            self._outage_started = None
+        _log.warning("hpo: %s reachable again after %.1f s", self.where, seconds)
+
+    @contextlib.contextmanager
+    def amending(self, trial_id: int) -> Iterator[None]:
+        """Let this thread write attributes of the finished trial `trial_id` for a moment.
+
+        A worker that fails a silent trial records why (and the number of its retry) right
+        after: the trial must be FAIL first, since that write decides which worker failed it.
+        Optuna refuses writes to a finished trial through `check_trial_is_updatable`.
+        """
+        self._local.amending = trial_id
+        try:
+            yield
+        finally:
+            self._local.amending = None
+
+    def check_trial_is_updatable(self, trial_id: int, trial_state: TrialState) -> None:
+        if getattr(self._local, "amending", None) == trial_id:
+            return
+        super().check_trial_is_updatable(trial_id, trial_state)
 
 
 def _retry_method(name: str) -> Callable[..., Any]:
