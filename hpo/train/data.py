@@ -6,23 +6,26 @@ time (as in airbench): no DataLoader worker processes, which only cost time on 2
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.lib.npyio import NpzFile
 from torch import Tensor
 
 from hpo.core.errors import DataError
 from hpo.core.spec import DataSection
+from hpo.train.data_check import ARRAY_KEYS, check_arrays, check_split
 
 TORCHVISION_DATASETS: dict[str, int] = {"cifar10": 10, "cifar100": 100}
-NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+TORCHVISION_TRAIN_IMAGES = 50_000  # CIFAR-10 and CIFAR-100 alike
 
 
 @dataclass(frozen=True)
 class RawDataset:
-    """HWC uint8 images and integer labels, as loaded from disk."""
+    """HWC uint8 images and int64 labels as loaded from disk, checked (hpo/train/data_check.py)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -60,26 +63,40 @@ class TensorDataset:
         return (images.float() / 255.0 - self.mean) / self.std
 
 
-def _load_npz(path: Path) -> RawDataset:
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The four arrays of a keras-layout .npz (allow_pickle stays off: no code runs on load)."""
+    layout = f"an .npz needs {', '.join(ARRAY_KEYS)} (keras layout, HWC uint8)"
     try:
-        with np.load(path) as archive:
-            missing = [key for key in NPZ_KEYS if key not in archive]
+        archive = np.load(path)
+        if not isinstance(archive, NpzFile):
+            raise DataError(f"{path}: a single array, not an .npz archive; {layout}")
+        with archive:
+            missing = [key for key in ARRAY_KEYS if key not in archive]
             if missing:
-                raise DataError(
-                    f"{path}: missing array(s) {', '.join(missing)}; "
-                    f"an .npz needs {', '.join(NPZ_KEYS)} (keras layout, HWC uint8)"
-                )
-            arrays = {key: archive[key] for key in NPZ_KEYS}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {path} as .npz: {exc}") from None
-    for key in ("x_train", "x_test"):
-        shape = arrays[key].shape
-        if arrays[key].ndim != 4 or shape[-1] != 3:
-            raise DataError(f"{path}: {key} has shape {shape}; expected (N, H, W, 3) uint8 images")
-    for key in ("y_train", "y_test"):
-        arrays[key] = arrays[key].reshape(-1).astype(np.int64)
-    num_classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
-    return RawDataset(**arrays, num_classes=num_classes, source=str(path))
+                raise DataError(f"{path}: missing array(s) {', '.join(missing)}; {layout}")
+            return {key: archive[key] for key in ARRAY_KEYS}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot read {path} as .npz ({reason}); {layout}") from None
+
+
+def _raw(arrays: dict[str, np.ndarray], source: str, num_classes: int | None) -> RawDataset:
+    """A checked RawDataset (labels flattened to int64)."""
+    count = check_arrays(arrays, source, num_classes)
+    labels = {key: arrays[key].reshape(-1).astype(np.int64) for key in ("y_train", "y_test")}
+    return RawDataset(
+        x_train=arrays["x_train"],
+        y_train=labels["y_train"],
+        x_test=arrays["x_test"],
+        y_test=labels["y_test"],
+        num_classes=count,
+        source=source,
+    )
+
+
+def read_npz(path: Path) -> RawDataset:
+    """Read and check an .npz (layout, dtypes, labels; the split is checked against a spec)."""
+    return _raw(_read_npz(path), str(path), None)
 
 
 def _load_torchvision(name: str, root: Path) -> RawDataset:
@@ -94,18 +111,16 @@ def _load_torchvision(name: str, root: Path) -> RawDataset:
             f"cannot download {name} into {root} ({type(exc).__name__}); offline, pass a local "
             f"copy with --data PATH.npz (keras layout x_train, y_train, x_test, y_test)"
         ) from None
-    return RawDataset(
-        x_train=np.asarray(train.data),
-        y_train=np.asarray(train.targets, dtype=np.int64),
-        x_test=np.asarray(test.data),
-        y_test=np.asarray(test.targets, dtype=np.int64),
-        num_classes=TORCHVISION_DATASETS[name],
-        source=f"torchvision:{name}",
-    )
+    arrays = {
+        "x_train": np.asarray(train.data),
+        "y_train": np.asarray(train.targets),
+        "x_test": np.asarray(test.data),
+        "y_test": np.asarray(test.targets),
+    }
+    return _raw(arrays, f"torchvision:{name}", TORCHVISION_DATASETS[name])
 
 
-def check_dataset(section: DataSection) -> None:
-    """Fail early (before any study is created) when the dataset cannot be found."""
+def _check_found(section: DataSection) -> None:
     if section.dataset in TORCHVISION_DATASETS:
         return
     path = Path(section.dataset).expanduser()
@@ -117,12 +132,39 @@ def check_dataset(section: DataSection) -> None:
         )
 
 
-def load_raw(section: DataSection) -> RawDataset:
-    """Load the dataset named by the spec from torchvision or an .npz file."""
-    check_dataset(section)
+def check_dataset(section: DataSection) -> None:
+    """Check the spec's data where it is named, without keeping it (for `hpo create`).
+
+    An .npz is read and checked whole. cifar10/cifar100 are downloaded by each worker, so only
+    the split is checked here, against their 50,000 training images.
+    """
+    _check_found(section)
     if section.dataset in TORCHVISION_DATASETS:
-        return _load_torchvision(section.dataset, Path(section.root).expanduser())
-    return _load_npz(Path(section.dataset).expanduser())
+        check_split(TORCHVISION_TRAIN_IMAGES, section, f"torchvision:{section.dataset}")
+    else:
+        load_raw(section)
+
+
+def load_raw(section: DataSection) -> RawDataset:
+    """Load the dataset named by the spec (torchvision or an .npz) and check all of it."""
+    _check_found(section)
+    if section.dataset in TORCHVISION_DATASETS:
+        raw = _load_torchvision(section.dataset, Path(section.root).expanduser())
+    else:
+        raw = read_npz(Path(section.dataset).expanduser())
+    check_split(len(raw.y_train), section, raw.source)
+    return raw
+
+
+def local_npz(data: Path | None) -> RawDataset | None:
+    """The .npz a command got with --data, read and checked before any database is opened.
+
+    None without --data or when it names a torchvision dataset (loaded with the spec's root).
+    """
+    if data is None or str(data) in TORCHVISION_DATASETS:
+        return None
+    _check_found(DataSection(dataset=str(data)))
+    return read_npz(data.expanduser())
 
 
 def _to_split(images: np.ndarray, labels: np.ndarray, device: torch.device) -> Split:
@@ -133,11 +175,7 @@ def _to_split(images: np.ndarray, labels: np.ndarray, device: torch.device) -> S
 def prepare(raw: RawDataset, section: DataSection, device: torch.device) -> TensorDataset:
     """Seeded validation split (and optional train subset), moved to `device`."""
     n_train = len(raw.y_train)
-    if section.val_size >= n_train:
-        raise DataError(
-            f"[data] val_size: {section.val_size} leaves no training images "
-            f"({n_train} in {raw.source}); allowed: 1..{n_train - 1}"
-        )
+    check_split(n_train, section, raw.source)
     order = np.random.default_rng(section.split_seed).permutation(n_train)
     val_idx, train_idx = order[: section.val_size], order[section.val_size :]
     if section.train_size is not None:
