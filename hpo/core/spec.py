@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hpo.core.db_limits import name_problem, shorten, text_problem
 from hpo.core.errors import SpecError
 from hpo.core.names import DEVICES, LATENCY_BACKENDS, PRUNERS, SAMPLERS
 from hpo.core.params import BY_NAME, CATALOG, Hyperparameter
@@ -206,7 +207,18 @@ def _section_error(name: str, section: type[_Section], exc: ValidationError) -> 
         )
     if error["type"] == "missing":
         return SpecError(f"[{name}] {key}: is required")
-    return SpecError(f"[{name}] {key}: {error['msg'].lower()} (got {value!r})")
+    return SpecError(f"[{name}] {key}: {error['msg'].lower()} (got {shorten(value)})")
+
+
+def _storable_problem(study: StudySection, raw: dict[str, Any]) -> str | None:
+    """Why the spec could not be stored in every supported database, or None."""
+    if problem := name_problem(study.name):
+        return f"[study] name {shorten(study.name)} {problem}"
+    # Optuna stores the spec as JSON (ASCII, escaped); `default=str` sizes any TOML date too.
+    size = len(json.dumps(raw, default=str))
+    if problem := text_problem(size):
+        return f"the spec {problem}"
+    return None
 
 
 def validate(raw: dict[str, Any]) -> Spec:
@@ -225,6 +237,8 @@ def validate(raw: dict[str, Any]) -> Spec:
         except ValidationError as exc:
             raise _section_error(name, section, exc) from None
     search = parse_search(raw.get("search", {}))
+    if problem := _storable_problem(sections["study"], raw):  # type: ignore[arg-type]
+        raise SpecError(problem)
     return Spec(**sections, search=search, raw=raw)  # type: ignore[arg-type]
 
 

@@ -13,8 +13,10 @@ import math
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
+from hpo.core.db_limits import MAX_NAME_LENGTH
+
 # Optuna's `String(MAX_INDEXED_STRING_LENGTH)` columns: study names, attribute keys, param names.
-MAX_INDEXED_STRING_LENGTH = 512
+MAX_INDEXED_STRING_LENGTH = MAX_NAME_LENGTH
 
 
 class TrialValueType(enum.Enum):
