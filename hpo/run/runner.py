@@ -8,7 +8,7 @@ command leaves nothing behind.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,14 +23,15 @@ from hpo.device import prepare_process, select_device
 from hpo.measure.serialize import deliverable_onnx
 from hpo.run.objective import CompleteHook, TrialOutcome
 from hpo.run.progress import TargetCounts, target_counts
-from hpo.run.worker import AfterTrial, WorkerSummary, run_worker
+from hpo.run.worker import AfterTrial, WorkerSummary, run_worker, study_target
 from hpo.search.samplers import check_sampler
 from hpo.store import artifacts, queries
 from hpo.store.connect import StoredStudy, load_study, open_storage
 from hpo.store.studies import create_or_load_study, stored_spec
 from hpo.store.url import safe_url
 from hpo.train.checkpoint import checkpoint_bytes
-from hpo.train.data import RawDataset, TensorDataset, check_dataset, load_raw, prepare
+from hpo.train.data import RawDataset, TensorDataset, check_dataset, load_raw, local_npz, prepare
+from hpo.train.data_check import check_split
 
 
 @dataclass
@@ -82,13 +83,21 @@ def work_on(
     after_trial: AfterTrial | None = None,
 ) -> RunSummary:
     """Run one worker on an existing study with already-loaded data."""
+    target, counts = study_target(spec), target_counts(stored)
+    if counts.finished >= target and not counts.running and not counts.waiting:
+        console.print(
+            f"study {stored.name} is finished: {counts.finished} of {target} trials; "
+            f"raise its n_trials (hpo create SPEC --n-trials N) to run more"
+        )
+        done = WorkerSummary(0, counts.finished, target, 0.0)
+        return RunSummary(done, results.pareto_front(queries.completed(stored)))
     device = select_device(spec.train.device)
     prepare_process(device)
     data = prepare(raw, spec.data, device)
     console.print(
         f"study [bold]{stored.name}[/]: {spec.study.n_trials} trials, sampler "
-        f"{spec.study.sampler}, {len(data.train)} train / {len(data.val)} val images from "
-        f"{data.source}, {spec.train.epochs} epochs on {device}"
+        f"{spec.study.sampler}, {len(data.train)} train / {len(data.val)} val images "
+        f"({data.num_classes} classes) from {data.source}, {spec.train.epochs} epochs on {device}"
     )
     summary = run_worker(
         stored,
@@ -113,13 +122,26 @@ def run_study(
 ) -> RunSummary:
     """Create (or resume) the study described by the spec and run trials in this process."""
     spec = load_spec(spec_path, overrides, values)
-    # Load the data before touching the database: a missing file must not leave a study behind.
+    # Load and check the data before touching the database: bad data must not leave a study.
     raw = load_raw(spec.data)
     select_device(spec.train.device)
     check_sampler(spec)  # e.g. grid over a continuous range: refuse before any study exists
     stored = create_or_load_study(spec, open_storage(storage_url))
     console.print(f"storage {safe_url(storage_url)}")
+    spec = with_target_of(stored, spec, console.print)
     return work_on(stored, spec, raw, storage_url, console, after_trial=after_trial)
+
+
+def with_target_of(stored: StoredStudy, spec: Spec, note: Callable[[str], None]) -> Spec:
+    """`spec` with the study's stored n_trials, which a smaller given one does not lower."""
+    target = stored_spec(stored.study).study.n_trials
+    if target == spec.study.n_trials:
+        return spec
+    note(
+        f"study {stored.name} keeps its target of {target} trials (given: "
+        f"{spec.study.n_trials}); a target is only raised"
+    )
+    return with_values(spec, {"study.n_trials": target})
 
 
 @dataclass
@@ -127,7 +149,8 @@ class CreateSummary:
     """The study `hpo create` made (or found) and where it stands."""
 
     name: str
-    target: int
+    target: int  # the stored n_trials
+    given: int  # the spec's n_trials: lower than `target` when a raised target was kept
     counts: TargetCounts
 
 
@@ -140,14 +163,15 @@ def create_study(
     """Create the study described by the spec (or find it) and store the spec in it; no training.
 
     Idempotent: creating an existing study again updates its stored spec (e.g. a raised
-    n_trials) but refuses a different search space.
+    n_trials; a smaller one keeps the stored target) but refuses a different search space.
     """
     spec = load_spec(spec_path, overrides, values)
-    # Only check the dataset is there: workers load it, maybe on other machines.
+    # Workers load the data, maybe on other machines; check here what can be checked.
     check_dataset(spec.data)
     check_sampler(spec)
     stored = create_or_load_study(spec, open_storage(storage_url))
-    return CreateSummary(stored.name, spec.study.n_trials, target_counts(stored))
+    target = stored_spec(stored.study).study.n_trials
+    return CreateSummary(stored.name, target, spec.study.n_trials, target_counts(stored))
 
 
 def worker_spec(study: optuna.Study, data: Path | None) -> Spec:
@@ -169,9 +193,14 @@ def join_study(
     after_trial: AfterTrial | None = None,
 ) -> RunSummary:
     """Join an existing study as one more worker, with the spec read from the database."""
+    local = local_npz(data)  # a bad --data fails before the database is opened
     stored = load_study(open_storage(storage_url, create=False), study_name)
     spec = worker_spec(stored.study, data)
-    raw = load_raw(spec.data)
+    if local is None:
+        raw = load_raw(spec.data)
+    else:
+        raw = local
+        check_split(len(raw.y_train), spec.data, raw.source)
     console.print(f"storage {safe_url(storage_url)}")
     return work_on(
         stored, spec, raw, storage_url, console, seed_salt=seed_salt, after_trial=after_trial

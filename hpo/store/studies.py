@@ -45,10 +45,23 @@ def create_or_load_study(spec: Spec, storage: ResilientRDBStorage) -> StoredStud
         )
     else:
         # Keep the stored spec current (e.g. a raised n_trials) for workers that read it.
-        study.set_user_attr(SPEC_ATTR, spec.raw)
+        study.set_user_attr(SPEC_ATTR, kept_target(spec.raw, stored))
     if stored != spec.raw:
         write_spec_note(study)
     return StoredStudy.of(study, storage)
+
+
+def kept_target(raw: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with the stored spec's n_trials when that is higher: a study's target only rises.
+
+    Running the original command again (or an older spec) must not undo a target someone
+    raised, which other workers may be working towards.
+    """
+    given = validate(raw).study.n_trials
+    before = validate(stored).study.n_trials
+    if before <= given:
+        return raw
+    return {**raw, "study": {**raw.get("study", {}), "n_trials": before}}
 
 
 def set_metric_names(study: optuna.Study) -> None:
