@@ -3,17 +3,59 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
+from hpo.core.db_limits import name_problem, shorten
 from hpo.core.errors import HpoError, find_in_chain
 from hpo.present.output import Format, SummaryFormat, print_studies, print_summary, print_trials
 from hpo.store.url import DEFAULT_STORAGE
 
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr, then exit (2 = bad input)."""
+    sys.stderr.write(f"hpo: error: {message}\n")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _usage_errors_in_one_line() -> Iterator[None]:
+    """Click's usage errors (a bad option value, a missing option) as one line, exit 2.
+
+    Typer would draw them as a box of 5-6 lines; every other error is one line already.
+    """
+    try:
+        yield
+    except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            raise  # `hpo` or `hpo db` without a command: the help, as Typer shows it
+        ctx = getattr(exc, "ctx", None)
+        where = f"; see {ctx.command_path} --help" if ctx is not None else ""
+        # Typer words a failed conversion "Value error, ..."; the rest of its message says it.
+        message = " ".join(exc.format_message().replace("Value error, ", "").split()).rstrip(".")
+        fail(f"{message}{where}", exc.exit_code)
+
+
+class _OneLineErrors(TyperGroup):
+    """The command group, with usage errors in the same one-line format as every other error."""
+
+    def make_context(self, info_name: str | None, args: list[str], *a: Any, **kw: Any) -> Any:
+        with _usage_errors_in_one_line():
+            return super().make_context(info_name, args, *a, **kw)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _usage_errors_in_one_line():
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     help="Hyperparameter optimization for CIFAR CNNs: validation accuracy vs fused-inference "
     "latency, in an Optuna study stored in SQL.",
     no_args_is_help=True,
@@ -39,7 +81,18 @@ StorageOption = Annotated[
         help="Database URL, e.g. sqlite:///hpo.db or postgresql://user:pass@host:5432/db.",
     ),
 ]
-StudyNameOption = Annotated[str, typer.Option("--study-name", help="Name of the study.")]
+
+
+def _study_name(name: str | None) -> str | None:
+    """A study name every supported database can store (checked before any lookup or write)."""
+    if name is not None and (problem := name_problem(name)):
+        raise typer.BadParameter(f"{shorten(name)} {problem}")
+    return name
+
+
+StudyNameOption = Annotated[
+    str, typer.Option("--study-name", help="Name of the study.", callback=_study_name)
+]
 FormatOption = Annotated[
     Format, typer.Option("--format", help="table for people; json or csv for programs.")
 ]
@@ -62,7 +115,8 @@ OutOption = Annotated[Path, typer.Option("--out", help="Folder to write into (cr
 # Options shared by `run` and `create` (same spec, same overrides).
 SpecArgument = Annotated[Path, typer.Argument(metavar="SPEC", help="Study spec (TOML).")]
 StudyNameOverride = Annotated[
-    str | None, typer.Option("--study-name", help=r"Override \[study] name.")
+    str | None,
+    typer.Option("--study-name", help=r"Override \[study] name.", callback=_study_name),
 ]
 NTrialsOverride = Annotated[
     int | None, typer.Option("--n-trials", min=1, help=r"Override \[study] n_trials (total).")
@@ -77,14 +131,12 @@ SetOverrides = Annotated[
 ]
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
-    """One line on stderr, then exit (2 = bad input)."""
-    sys.stderr.write(f"hpo: error: {message}\n")
-    raise typer.Exit(code)
-
-
 def _warn(message: str) -> None:
     notes.print(f"hpo: warning: {message}", markup=False, highlight=False)
+
+
+def _note(message: str) -> None:
+    notes.print(f"hpo: {message}", markup=False, highlight=False)
 
 
 def _flag_values(
@@ -139,6 +191,11 @@ def create(
     except HpoError as exc:
         fail(str(exc))
     state = summary.counts
+    if summary.given < summary.target:
+        _note(
+            f"study {summary.name} keeps its target of {summary.target} trials (given: "
+            f"{summary.given}); a target is only raised"
+        )
     console.print(
         f"study {summary.name} ready in {safe_url(storage)}: target {summary.target} trials, "
         f"{state.finished} finished, {state.running} running, {state.waiting} waiting"
@@ -359,8 +416,10 @@ def export(
     from hpo.present.export import export_trial
     from hpo.store.artifacts import open_store
     from hpo.store.connect import load_study, open_storage
+    from hpo.train.data import local_npz
 
     try:
+        local_npz(data)  # a bad --data fails before the database is opened
         stored = load_study(open_storage(storage, create=False), study_name)
         store = open_store(storage, artifacts)
         result = export_trial(stored, trial, out, store, data, notify=notes.print)
@@ -434,9 +493,14 @@ def _fail_on_trial_error(exc: Exception, storage: str) -> NoReturn:
 
 def main() -> None:
     """Console-script entry point."""
+    from hpo.run.signals import sigterm_as_interrupt
+
     quiet_libraries()
     try:
-        app()
+        # SIGTERM ends every command like Ctrl-C: one line, exit 143 (a worker turns it into
+        # FAIL `interrupted` for its running trial), also while it is still starting.
+        with sigterm_as_interrupt():
+            app()
     except (KeyboardInterrupt, SystemExit) as exc:
         # Typer turns Ctrl-C into exit code 130 (SystemExit chained to the KeyboardInterrupt);
         # find the interrupt to tell SIGTERM (143) from Ctrl-C (130).
@@ -445,5 +509,5 @@ def main() -> None:
             raise
         from hpo.run.signals import Terminated
 
-        sys.stderr.write("hpo: interrupted; the running trial was marked FAIL (interrupted)\n")
+        sys.stderr.write("hpo: interrupted; a running trial was marked FAIL (interrupted)\n")
         sys.exit(143 if isinstance(interrupt, Terminated) else 130)
