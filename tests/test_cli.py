@@ -33,6 +33,7 @@ def test_run_then_best_end_to_end(finished_study: FinishedStudy, sample_path: Pa
     # Running the same command again does nothing on a finished study.
     again = invoke(*finished_study_command(sample_path, db))
     assert again.returncode == 0, again.stderr
+    assert "study quickstart is finished: 2 of 2 trials;" in again.stdout
     with sqlite3.connect(db) as connection:
         (count,) = connection.execute("SELECT COUNT(*) FROM trials").fetchone()
         attrs = dict(
@@ -116,7 +117,8 @@ def test_missing_data_exits_2(tmp_path: Path) -> None:
     ],
 )
 def test_bad_storage_exits_2_without_password(url: str, expected: str, tiny_npz: Path) -> None:
-    result = invoke("run", QUICKSTART, "--data", str(tiny_npz), "--storage", url)
+    split = ("--set", "data.val_size=32", "--set", "data.train_size=64")  # fits tiny_npz
+    result = invoke("run", QUICKSTART, "--data", str(tiny_npz), "--storage", url, *split)
     assert result.returncode == 2
     assert expected in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
