@@ -93,6 +93,59 @@ def test_conv_bn_activation_folds(
     assert folded.get_submodule("0").bias is not None  # the BN shift lives in the conv bias now
 
 
+@FAST
+@given(
+    shape=conv_shapes(),
+    affine=st.booleans(),
+    eps=st.sampled_from([1e-5, 1e-3, 0.1]),
+    seed=st.integers(0, 2**16),
+)
+def test_batchnorm_folds_forward_into_a_conv_without_padding(
+    shape: dict[str, int | bool], affine: bool, eps: float, seed: int
+) -> None:
+    torch.manual_seed(seed)
+    in_channels = int(shape["in_channels"])
+    model = randomize_batchnorms(
+        nn.Sequential(
+            nn.ReLU(),  # the BN follows no conv: only the forward fold can remove it
+            nn.BatchNorm2d(in_channels, eps=eps, affine=affine),
+            nn.Conv2d(**{**shape, "padding": 0}),  # type: ignore[arg-type]
+        ),
+        seed,
+    )
+    folded, report = fold_batchnorm(model)
+    check_equivalence(model, folded, torch.randn(2, in_channels, 11, 11))
+    assert report.n_kept == 0 and batchnorms(folded) == 0
+    assert report.folded == [
+        {
+            "layer": "1",
+            "type": "BatchNorm2d",
+            "into": "2",
+            "into_type": "Conv2d",
+            "direction": "forward",
+        }
+    ]
+
+
+@settings(max_examples=10, deadline=None)
+@given(channels=st.integers(1, 8), padding=st.integers(1, 2), seed=st.integers(0, 2**16))
+def test_batchnorm_before_a_padded_conv_is_kept(channels: int, padding: int, seed: int) -> None:
+    # Zero padding of the normalized map is -shift/scale padding of the raw one: no fold.
+    model = randomize_batchnorms(
+        nn.Sequential(
+            nn.ReLU(), nn.BatchNorm2d(channels), nn.Conv2d(channels, 3, 3, padding=padding)
+        ),
+        seed,
+    )
+    folded, report = fold_batchnorm(model)
+    check_equivalence(model, folded, torch.randn(2, channels, 7, 7))
+    assert report.n_folded == 0 and batchnorms(folded) == 1
+    assert report.kept[0]["reason"] == (
+        "follows ReLU, not a conv/linear; "
+        "then Conv2d, which pads (the fold would change the border)"
+    )
+
+
 class Residual(nn.Module):
     """conv-BN-ReLU, conv-BN, plus a shortcut (identity or 1x1 conv-BN), added, then ReLU."""
 

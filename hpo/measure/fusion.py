@@ -5,8 +5,12 @@ BatchNorm1d follows a Linear) it can be folded into that layer's weights and bia
 traced with torch.fx and each BatchNorm node is matched to the node that produces its input, so
 residual adds, depthwise/pointwise convs and convs with or without bias are handled by the graph,
 not by guessing from module order; the arithmetic is torch's own `fuse_conv_bn_eval` /
-`fuse_linear_bn_eval`. Group, layer and instance norms use per-sample statistics and cannot be
-folded; they, and every BatchNorm that cannot be folded, are kept and listed with the reason.
+`fuse_linear_bn_eval`. A BatchNorm that does not follow a conv (e.g. one reading a concatenation,
+as in pre-activation DenseNet) folds forward into the conv it feeds when nothing is between them
+and that conv does not pad: zero padding would pad the normalized map with zeros, which the
+folded conv could only reproduce by padding the raw map with -shift/scale. Group, layer and
+instance norms use per-sample statistics and cannot be folded; they, and every BatchNorm that
+cannot be folded either way, are kept and listed with the reasons.
 """
 
 from __future__ import annotations
@@ -118,6 +122,68 @@ def _foldable_producer(
     return source, ""
 
 
+def _foldable_consumer(
+    graph_module: fx.GraphModule, bn_node: fx.Node, bn: _BatchNorm
+) -> tuple[fx.Node | None, str]:
+    """The conv node this BN can fold forward into (the BN's only user, a conv without
+    padding), or None and the reason it cannot."""
+    if len(bn_node.args) != 1 or not isinstance(bn_node.args[0], fx.Node) or bn_node.kwargs:
+        return None, "input is not a single layer output"
+    if len(bn_node.users) != 1:
+        return None, "its output is used by several layers"
+    (user,) = bn_node.users
+    consumer = _module(graph_module, user)
+    if consumer is None:
+        what = user.target if user.op == "call_function" else user.op
+        return None, f"then {getattr(what, '__name__', what)}, not a conv"
+    kind = type(consumer).__name__
+    if not isinstance(consumer, _ConvNd) or consumer.transposed:
+        return None, f"then {kind}, not a conv"
+    expected = _CONV_BN.get(type(consumer))
+    if expected is None or not isinstance(bn, expected) or user.args[0] is not bn_node:
+        return None, f"then {kind}: dimensions differ from {type(bn).__name__}"
+    if _pads(consumer):
+        return None, f"then {kind}, which pads (the fold would change the border)"
+    calls = sum(n.op == "call_module" and n.target == user.target for n in graph_module.graph.nodes)
+    if calls != 1:
+        return None, f"then {user.target}, called {calls} times (shared weights)"
+    if not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
+        return None, "no running statistics"
+    return user, ""
+
+
+def _pads(conv: _ConvNd) -> bool:
+    """Whether the conv pads its input (padding given as numbers, or as 'same'/'valid')."""
+    if isinstance(conv.padding, str):
+        return conv.padding != "valid"
+    return any(conv.padding)
+
+
+def _fuse_bn_conv(bn: _BatchNorm, conv: _ConvNd) -> _ConvNd:
+    """A conv computing conv(bn(x)): the BN's per-channel scale and shift folded into the
+    conv's input side (valid only for a conv without padding)."""
+    fused = copy.deepcopy(conv)
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    # Weight is (out, in / groups, *kernel); out channel o reads the inputs of its group.
+    groups, out_channels = conv.groups, conv.out_channels
+    per_group = conv.in_channels // groups
+    expand = (groups, out_channels // groups, per_group)
+    scale_w = scale.view(groups, 1, per_group).expand(expand).reshape(out_channels, per_group)
+    shift_w = shift.view(groups, 1, per_group).expand(expand).reshape(out_channels, per_group)
+    weight = conv.weight.detach()
+    trailing = (1,) * (weight.dim() - 2)
+    bias = conv.bias.detach() if conv.bias is not None else torch.zeros(out_channels)
+    shift_term = (weight * shift_w.view(*shift_w.shape, *trailing)).flatten(1).sum(1)
+    fused.weight = nn.Parameter(weight * scale_w.view(*scale_w.shape, *trailing))
+    fused.bias = nn.Parameter(bias.to(weight) + shift_term)
+    return fused
+
+
 def _fuse_linear_bn(linear: nn.Linear, bn: _BatchNorm) -> nn.Linear:
     """torch's fuse_linear_bn_eval, also for a BatchNorm without affine parameters."""
     # torch.nn.utils.fusion.fuse_linear_bn_weights needs the BN weight and bias (affine=False
@@ -185,7 +251,25 @@ def fold_batchnorm(model: nn.Module) -> tuple[fx.GraphModule, FoldReport]:
             continue
         producer_node, reason = _foldable_producer(graph_module, node, norm)
         if producer_node is None:
-            report.kept.append({"layer": str(node.target), "type": kind, "reason": reason})
+            consumer_node, forward_reason = _foldable_consumer(graph_module, node, norm)
+            if consumer_node is None:
+                reasons = f"{reason}; {forward_reason}"
+                report.kept.append({"layer": str(node.target), "type": kind, "reason": reasons})
+                continue
+            consumer = graph_module.get_submodule(str(consumer_node.target))
+            fused = _fuse_bn_conv(norm, consumer)  # type: ignore[arg-type]
+            _replace_submodule(graph_module, str(consumer_node.target), fused)
+            node.replace_all_uses_with(node.args[0])  # type: ignore[arg-type]
+            graph_module.graph.erase_node(node)
+            report.folded.append(
+                {
+                    "layer": str(node.target),
+                    "type": kind,
+                    "into": str(consumer_node.target),
+                    "into_type": type(consumer).__name__,
+                    "direction": "forward",
+                }
+            )
             continue
         producer = graph_module.get_submodule(str(producer_node.target))
         fuse = _fuse_linear_bn if isinstance(producer, nn.Linear) else fuse_conv_bn_eval
