@@ -8,9 +8,11 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from models.catalog import FAMILIES, family_names
+from models.catalog import FAMILIES, FAMILY_OPTIONS, families_with, family_names
 
 ModelFactory = Callable[..., nn.Module]
+# Keyword arguments every family takes (besides norm and num_classes).
+COMMON_OPTIONS: tuple[str, ...] = ("width", "dropout", "head")
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,18 @@ def model_info(name: str) -> ModelInfo:
 
 
 def build_model(name: str, *, norm: str, num_classes: int = 10, **kwargs: object) -> nn.Module:
-    """Build the registered model `name` with the given norm layer and head size."""
-    return model_info(name).factory(norm=norm, num_classes=num_classes, **kwargs)
+    """Build the registered model `name` with the given norm layer and head size.
+
+    An option the family does not take (e.g. `kernel` for resnet) is a ValueError that names
+    the families taking it.
+    """
+    info = model_info(name)
+    for option in kwargs:
+        if option not in COMMON_OPTIONS and option not in FAMILY_OPTIONS.get(name, ()):
+            takers = families_with(option)
+            where = f"{option} applies to {', '.join(takers)}" if takers else "no family takes it"
+            raise ValueError(f"model {name!r} has no {option} choice; {where}")
+    return info.factory(norm=norm, num_classes=num_classes, **kwargs)
 
 
 def count_parameters(model: nn.Module) -> int:

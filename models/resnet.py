@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from models.layers import ConvNormAct, conv_output_size, make_head
+from models.layers import (
+    ConvNormAct,
+    SqueezeExcite,
+    bottlenecked,
+    check_attention,
+    conv_output_size,
+    make_head,
+    make_pool,
+    resolve_pool,
+)
 from models.norm import scaled
 from models.registry import register_model
 
@@ -13,14 +22,33 @@ _IMAGE_SIZE = 32
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 conv-norm layers plus a shortcut (identity, or 1x1 conv-norm when shapes change)."""
+    """Two 3x3 conv-norm layers plus a shortcut (identity, or 1x1 conv-norm when shapes change).
 
-    def __init__(self, in_channels: int, out_channels: int, *, stride: int, norm: str) -> None:
+    Each 3x3 conv may sit behind a 1x1 bottleneck (`bottleneck` > 0), and squeeze-and-excitation
+    (`se_ratio`) may scale the body's channels before the shortcut is added (SE-ResNet).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        stride: int,
+        norm: str,
+        bottleneck: float = 0.0,
+        se_ratio: int | None = None,
+    ) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            ConvNormAct(in_channels, out_channels, 3, norm=norm, stride=stride),
-            ConvNormAct(out_channels, out_channels, 3, norm=norm, activation=False),
+            *bottlenecked(
+                in_channels, out_channels, 3, norm=norm, stride=stride, bottleneck=bottleneck
+            ),
+            *bottlenecked(
+                out_channels, out_channels, 3, norm=norm, bottleneck=bottleneck, activation=False
+            ),
         )
+        if se_ratio is not None:
+            self.body.append(SqueezeExcite(out_channels, se_ratio))
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = ConvNormAct(
@@ -41,18 +69,39 @@ def resnet(
     dropout: float = 0.0,
     head: str = "gap",
     depth: int = 14,
+    pool: str = "auto",
+    bottleneck: float = 0.0,
+    attention: str = "none",
+    se_ratio: int = 8,
 ) -> nn.Module:
     """CIFAR ResNet with basic blocks; `depth` is 6n+2 (8, 14, 20, 32, ...)."""
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"resnet depth must be 6n+2 with n >= 1 (8, 14, 20, ...), got {depth}")
+    check_attention(attention, se_ratio)
+    # `conv`: the stage's first block convolves with stride 2 (He et al.); max/avg: a 2x2
+    # pooling layer halves the maps before that block, which then keeps stride 1.
+    pool = resolve_pool("resnet", pool)
     blocks_per_stage = (depth - 2) // 6
     channels = [scaled(c, width) for c in _STAGES]
     layers: list[nn.Module] = [ConvNormAct(3, channels[0], 3, norm=norm)]
     in_channels, size = channels[0], _IMAGE_SIZE
     for stage, out_channels in enumerate(channels):
         for block in range(blocks_per_stage):
-            stride = 2 if stage > 0 and block == 0 else 1
-            layers.append(BasicBlock(in_channels, out_channels, stride=stride, norm=norm))
+            downsample = stage > 0 and block == 0
+            if downsample and pool != "conv":
+                layers.append(make_pool(pool))
+                size = conv_output_size(size, 2, 2)
+            stride = 2 if downsample and pool == "conv" else 1
+            layers.append(
+                BasicBlock(
+                    in_channels,
+                    out_channels,
+                    stride=stride,
+                    norm=norm,
+                    bottleneck=bottleneck,
+                    se_ratio=se_ratio if attention == "se" else None,
+                )
+            )
             size = conv_output_size(size, 3, stride, 1)
             in_channels = out_channels
     layers.append(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from models.layers import ConvNormAct, conv_output_size, make_head
-from models.norm import scaled
+from models.layers import resolve_pool
 from models.registry import register_model
+from models.stages import plain_network
 
 _STAGES = (32, 64, 128)
-_IMAGE_SIZE = 32
 
 
 @register_model("vgg")
@@ -20,22 +19,23 @@ def vgg(
     width: float = 1.0,
     dropout: float = 0.0,
     head: str = "gap",
+    pool: str = "auto",
+    kernel: str = "auto",
+    bottleneck: float = 0.0,
+    attention: str = "none",
+    se_ratio: int = 8,
 ) -> nn.Module:
     """Three stages of (conv3x3 -> norm -> ReLU) x 2 -> maxpool, then a linear head."""
-    layers: list[nn.Module] = []
-    in_channels, size = 3, _IMAGE_SIZE
-    for base in _STAGES:
-        out_channels = scaled(base, width)
-        layers += [
-            ConvNormAct(in_channels, out_channels, 3, norm=norm),
-            ConvNormAct(out_channels, out_channels, 3, norm=norm),
-            nn.MaxPool2d(2),
-        ]
-        size = conv_output_size(size, 2, 2)
-        in_channels = out_channels
-    layers.append(
-        make_head(
-            head, channels=in_channels, spatial=size, num_classes=num_classes, dropout=dropout
-        )
+    return plain_network(
+        stages=_STAGES,
+        kernel="3x3" if kernel == "auto" else kernel,
+        pool=resolve_pool("vgg", pool),
+        norm=norm,
+        num_classes=num_classes,
+        width=width,
+        dropout=dropout,
+        head=head,
+        bottleneck=bottleneck,
+        attention=attention,
+        se_ratio=se_ratio,
     )
-    return nn.Sequential(*layers)

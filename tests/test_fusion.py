@@ -28,7 +28,13 @@ def test_folded_model_is_equivalent(name: str, norm: str) -> None:
     norms_before = sum(
         isinstance(m, nn.BatchNorm2d | nn.GroupNorm | nn.InstanceNorm2d) for m in model.modules()
     )
-    if norm == "batch":
+    if norm == "batch" and name == "densenet":
+        # DenseNet's own pre-activation order: every BatchNorm reads a concatenation (or a conv
+        # output the concatenation keeps too) and feeds a ReLU, so none folds either way.
+        assert report.n_kept == remaining_bn == norms_before > 0 and report.n_folded == 0
+        assert all(k["reason"].endswith("; then ReLU, not a conv") for k in report.kept)
+        assert any(k["reason"].startswith("follows cat, not a conv") for k in report.kept)
+    elif norm == "batch":
         assert report.n_folded == norms_before > 0
         assert remaining_bn == 0 and report.n_kept == 0
     elif norm == "none":
@@ -37,6 +43,33 @@ def test_folded_model_is_equivalent(name: str, norm: str) -> None:
         assert report.n_folded == 0
         assert report.n_kept == norms_before > 0
         assert all(k["reason"] == "per-sample statistics" for k in report.kept)
+
+
+def test_densenet_post_activation_folds_every_batchnorm() -> None:
+    torch.manual_seed(0)
+    for bottleneck in (0.0, 0.5):
+        model = randomize_batchnorms(
+            models.build_model("densenet", norm="batch", dense_order="post", bottleneck=bottleneck)
+        )
+        folded, report = fold_batchnorm(model)
+        check_equivalence(model, folded, torch.randn(4, 3, 32, 32))
+        assert report.n_folded == sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+        assert report.n_kept == 0 and not any(
+            isinstance(m, nn.BatchNorm2d) for m in folded.modules()
+        )
+
+
+def test_densenet_pre_activation_folds_what_follows_a_bottleneck_conv() -> None:
+    torch.manual_seed(0)
+    model = randomize_batchnorms(
+        models.build_model("densenet", norm="batch", dense_order="pre", bottleneck=0.5)
+    )
+    folded, report = fold_batchnorm(model)
+    check_equivalence(model, folded, torch.randn(4, 3, 32, 32))
+    # Each dense layer: norm -> ReLU -> 1x1 conv -> norm -> ReLU -> 3x3 conv. The second norm
+    # follows the 1x1 conv and folds into it; the first reads the concatenation and is kept.
+    assert report.n_folded == 3 * 4 and report.n_kept > 0
+    assert all(f["into_type"] == "Conv2d" and ".layers." in f["layer"] for f in report.folded)
 
 
 def test_train_mode_is_refused() -> None:

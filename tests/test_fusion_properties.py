@@ -307,6 +307,8 @@ def test_every_model_and_norm_folds_equivalently(
 ) -> None:
     torch.manual_seed(seed)
     extra = {"depth": 8} if name == "resnet" else {}
+    if name == "densenet":
+        extra = {"dense_order": "post", "dense_layers": 2}  # pre-activation: test_fusion.py
     model = randomize_batchnorms(
         models.build_model(name, norm=norm, width=width, head=head, **extra), seed
     )

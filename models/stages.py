@@ -1,0 +1,71 @@
+"""Plain conv stages, the body of simple_cnn and vgg: per stage the convs (two stacked 3x3 or one
+5x5, each optionally behind a 1x1 bottleneck), optional squeeze-and-excitation, then the
+downsampling (2x2 max/avg pooling, or stride 2 in the stage's last conv)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from models.catalog import KERNELS
+from models.layers import (
+    SqueezeExcite,
+    bottlenecked,
+    check_attention,
+    check_choice,
+    conv_output_size,
+    make_head,
+    make_pool,
+)
+from models.norm import scaled
+
+IMAGE_SIZE = 32
+# `kernel` -> the kernel sizes of a stage's convs (both have a 5x5 receptive field).
+_STAGE_KERNELS = {"3x3": (3, 3), "5x5": (5,)}
+
+
+def plain_network(
+    *,
+    stages: tuple[int, ...],
+    kernel: str,
+    pool: str,
+    norm: str,
+    num_classes: int,
+    width: float,
+    dropout: float,
+    head: str,
+    bottleneck: float,
+    attention: str,
+    se_ratio: int,
+) -> nn.Sequential:
+    """Stages of `stages` base channels (scaled by `width`), then the head; `pool` is resolved
+    (max, avg or conv) and `kernel` is 3x3 or 5x5."""
+    check_choice("kernel", kernel, KERNELS[1:])
+    check_attention(attention, se_ratio)
+    kernels = _STAGE_KERNELS[kernel]
+    layers: list[nn.Module] = []
+    in_channels, size = 3, IMAGE_SIZE
+    for base in stages:
+        out_channels = scaled(base, width)
+        for index, kernel_size in enumerate(kernels):
+            stride = 2 if pool == "conv" and index == len(kernels) - 1 else 1
+            layers += bottlenecked(
+                in_channels,
+                out_channels,
+                kernel_size,
+                norm=norm,
+                stride=stride,
+                bottleneck=bottleneck,
+            )
+            size = conv_output_size(size, kernel_size, stride, kernel_size // 2)
+            in_channels = out_channels
+        if attention == "se":
+            layers.append(SqueezeExcite(out_channels, se_ratio))
+        if pool != "conv":
+            layers.append(make_pool(pool))
+            size = conv_output_size(size, 2, 2)
+    layers.append(
+        make_head(
+            head, channels=in_channels, spatial=size, num_classes=num_classes, dropout=dropout
+        )
+    )
+    return nn.Sequential(*layers)
