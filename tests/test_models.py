@@ -222,6 +222,17 @@ def test_an_option_the_family_does_not_take_names_the_ones_that_do() -> None:
         models.build_model("vgg", norm="batch", pool="min")
 
 
+def test_family_defaults_are_the_catalog_defaults() -> None:
+    import inspect
+
+    from hpo.core.params import BY_NAME
+
+    for name in models.list_models():
+        signature = inspect.signature(models.model_info(name).factory)
+        for option in FAMILY_OPTIONS[name]:
+            assert signature.parameters[option].default == BY_NAME[option].default, (name, option)
+
+
 def test_resnet_depth_must_be_6n_plus_2() -> None:
     with pytest.raises(ValueError, match="6n\\+2"):
         models.build_model("resnet", norm="batch", depth=10)

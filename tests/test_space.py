@@ -73,9 +73,13 @@ def test_architecture_params_are_the_ones_that_change_the_network() -> None:
     import models
     from hpo.core.params import ARCHITECTURE, BY_NAME
 
-    assert ARCHITECTURE == ("model", "norm", "head", "width", "depth")
+    expected = ("model", "norm", "head", "width", "depth", "pool", "kernel", "bottleneck")
+    expected += ("attention", "se_ratio", "growth_rate", "dense_layers", "compression")
+    assert expected + ("dense_order",) == ARCHITECTURE
     # Dropout is not one: in eval mode it is the identity, so the timed graph is the same.
     assert not BY_NAME["dropout"].architecture
+    # Nor is the loss: it changes the weights training finds, never the graph.
+    assert not BY_NAME["loss"].architecture
     torch.manual_seed(0)
     plain = models.build_model("vgg", norm="batch", dropout=0.0).eval()
     torch.manual_seed(0)
@@ -83,3 +87,67 @@ def test_architecture_params_are_the_ones_that_change_the_network() -> None:
     image = torch.randn(1, 3, 32, 32)
     with torch.inference_mode():
         assert torch.equal(plain(image), dropped(image))
+
+
+DESIGN_SPACE = {
+    "model": ["simple_cnn", "vgg", "resnet", "mobilenet", "densenet"],
+    "depth": 8,
+    "pool": ["max", "avg", "conv"],
+    "kernel": ["3x3", "5x5"],
+    "bottleneck": [0.0, 0.5],
+    "attention": ["none", "se"],
+    "se_ratio": [4, 16],
+    "growth_rate": [8, 12],
+    "dense_layers": [2, 3],
+    "compression": {"low": 0.5, "high": 1.0},
+    "dense_order": ["pre", "post"],
+    "loss": ["cross_entropy", "nll", "multi_margin", "bce", "mse", "kl"],
+    "label_smoothing": [0.0, 0.1],
+}
+
+
+def test_design_options_apply_where_the_family_takes_them() -> None:
+    from hpo.train.model import build_network
+    from models.catalog import FAMILY_OPTIONS
+
+    for trial in run_space(DESIGN_SPACE, n_trials=40):
+        config = TrialConfig.from_trial(trial.params, trial.user_attrs)
+        params = trial.user_attrs["config"]
+        taken = FAMILY_OPTIONS[params["model"]]
+        for option in ("depth", "pool", "kernel", "bottleneck", "attention", "growth_rate"):
+            assert (option in params) == (option in taken), (option, params)
+        assert ("dense_order" in params) == (params["model"] == "densenet")
+        assert ("se_ratio" in params) == (params.get("attention") == "se")
+        assert ("label_smoothing" in params) == (params["loss"] in ("cross_entropy", "kl"))
+        # The options reach the family (a misrouted one would be refused by the registry).
+        build_network(config, num_classes=10)
+
+
+def test_the_latency_aware_space_holds_the_design_options_but_not_the_loss() -> None:
+    from hpo.search.architecture import ArchitectureSpace
+
+    spec = validate({"study": {"name": "t"}, "search": DESIGN_SPACE})
+    space = ArchitectureSpace.from_spec(spec)
+    assert {"pool", "kernel", "bottleneck", "attention", "se_ratio", "dense_order"} <= set(
+        space.names
+    )
+    assert "loss" not in space.names and "label_smoothing" not in space.names
+    config = TrialConfig.from_params({"model": "densenet", "attention": "se", "loss": "kl"})
+    assert "loss" not in config.architecture()
+    assert config.architecture()["se_ratio"] == 8 and config.architecture()["pool"] == "auto"
+
+
+def test_a_config_stored_before_the_design_options_rebuilds_the_same_network() -> None:
+    # Studies made before these options stored no pool, kernel, attention or loss: the
+    # defaults rebuild the network they trained, and cross-entropy with their smoothing.
+    config = TrialConfig.from_params({"model": "simple_cnn", "label_smoothing": 0.2})
+    assert config.model_kwargs() == {
+        "width": 1.0,
+        "dropout": 0.0,
+        "head": "gap",
+        "pool": "auto",
+        "kernel": "auto",
+        "bottleneck": 0.0,
+        "attention": "none",
+    }
+    assert config.loss == "cross_entropy" and config.label_smoothing == 0.2

@@ -45,6 +45,18 @@ def test_domains_parse() -> None:
         (spec(lrr=0.1), "[search] unknown key 'lrr'; allowed: model, norm"),
         (spec(optimizer={"low": 1, "high": 2}), "is a choice"),
         (spec(optimizer=[]), "list of choices is empty"),
+        (spec(pool="min"), "[search] pool: unknown value 'min'; allowed: auto, max, avg, conv"),
+        (
+            spec(model="resnet", kernel="5x5"),
+            "[search] kernel: model resnet has no kernel choice; kernel applies to simple_cnn, vgg",
+        ),
+        (
+            spec(model=["vgg", "resnet"], growth_rate=[12, 24]),
+            "[search] growth_rate: models vgg, resnet have no growth_rate choice; growth_rate "
+            "applies to densenet",
+        ),
+        (spec(kernel="3x3"), "[search] kernel: model resnet has no kernel choice"),  # default
+        (spec(loss="hinge"), "[search] loss: unknown value 'hinge'; allowed: cross_entropy, nll"),
         ({"study": {"name": "t", "sampler": "bayes"}}, "[study] sampler: unknown value 'bayes'"),
         ({"study": {"name": "t", "colour": 1}}, "[study] unknown key 'colour'; allowed: name"),
         ({"study": {}}, "[study] name: is required"),

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import models
-from hpo.core.names import OPTIMIZERS, SCHEDULERS
+from hpo.core.names import LOSSES, OPTIMIZERS, SCHEDULERS
 from hpo.core.spec import DataSection
 from hpo.core.trial_config import TrialConfig
 from hpo.train.data import load_raw, prepare
@@ -44,6 +44,16 @@ def test_every_optimizer_trains(optimizer: str, tiny_data) -> None:
     before = [p.detach().clone() for p in model.parameters()]
     result = train(model, tiny_data, config(optimizer=optimizer, lr=1e-3), epochs=1, seed=0)
     assert result.steps == 4
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_loss_trains(loss: str, tiny_data) -> None:
+    torch.manual_seed(0)
+    model = models.build_model("simple_cnn", norm="batch", width=0.25)
+    before = [p.detach().clone() for p in model.parameters()]
+    result = train(model, tiny_data, config(loss=loss), epochs=1, seed=0)
+    assert result.steps == 4 and result.final_loss > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 

@@ -248,3 +248,53 @@ def test_view_on_a_finished_study_copied_to_postgresql(
     rows = postgres_rows(pg_url, "SELECT * FROM hpo_trials ORDER BY accuracy DESC")
     assert len(rows) == finished_study.n_trials
     finished_rows_match(rows, optuna.load_study(study_name=finished_study.name, storage=pg_url))
+
+
+def test_best_and_the_view_decode_the_design_options(tmp_path: Path) -> None:
+    """Trials over pooling, kernels, bottleneck, attention, DenseNet and loss (suggested by hpo's
+    own search space, no training): `hpo best` and the view give each value, never an index."""
+    from hpo.core.spec import validate
+    from hpo.search.space import suggest
+    from hpo.store.connect import open_storage
+    from hpo.store.studies import create_or_load_study
+
+    search = {
+        "model": ["vgg", "densenet"],
+        "pool": ["max", "avg", "conv"],
+        "kernel": ["3x3", "5x5"],
+        "bottleneck": [0.0, 0.25],
+        "attention": ["none", "se"],
+        "se_ratio": [4, 16],
+        "growth_rate": [8, 12],
+        "dense_order": ["pre", "post"],
+        "loss": ["cross_entropy", "nll", "multi_margin", "bce", "mse", "kl"],
+    }
+    url = f"sqlite:///{tmp_path / 'design.db'}"
+    storage = open_storage(url)
+    spec = validate({"study": {"name": "design", "n_trials": 12}, "search": search})
+    study = create_or_load_study(spec, storage).study
+    study.sampler = optuna.samplers.RandomSampler(seed=3)
+    study.optimize(lambda t: (suggest(t, spec).width * t.number / 20, 1.0 + t.number), n_trials=12)
+    storage.engine.dispose()
+    trials = {t.number: t for t in study.get_trials()}
+
+    create_views(url)
+    rows = sqlite_rows(tmp_path / "design.db", "SELECT * FROM hpo_trials ORDER BY number")
+    assert len(rows) == 12
+    seen = set()
+    for row in rows:
+        params = trials[row["number"]].params
+        for name in search:
+            assert row[name] == params.get(name), (name, row)  # values, never choice indices
+            seen.add((name, row[name]))
+    assert {("pool", "conv"), ("attention", "se"), ("model", "densenet")} <= seen
+
+    result = invoke("best", "--study-name", "design", "--storage", url, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    for shown in json.loads(result.stdout):
+        trial = trials[shown["number"]]
+        # Searched params and the fixed rest of the configuration, all decoded.
+        assert shown["params"] == {**trial.user_attrs["config"], **trial.params}
+        assert shown["params"]["loss"] in search["loss"]
+        assert "pool" in shown["params"]
+        assert ("kernel" in shown["params"]) == (shown["params"]["model"] == "vgg")

@@ -30,6 +30,11 @@ SCHEDULERS: tuple[str, ...] = (
 DECAY_SCHEDULERS: tuple[str, ...] = ("step", "multistep", "exponential", "plateau")
 CYCLIC_SCHEDULERS: tuple[str, ...] = ("cyclic", "onecycle")
 
+# Training criteria for single-label classification (see the README for the rest of torch.nn's).
+LOSSES: tuple[str, ...] = ("cross_entropy", "nll", "multi_margin", "bce", "mse", "kl")
+# The criteria whose targets are label-smoothed (`label_smoothing` applies to them).
+SMOOTHED_LOSSES: tuple[str, ...] = ("cross_entropy", "kl")
+
 SAMPLERS: tuple[str, ...] = (
     "auto",
     "latency_aware",

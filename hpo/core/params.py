@@ -15,11 +15,22 @@ from hpo.core.names import (
     ADAM_FAMILY,
     CYCLIC_SCHEDULERS,
     DECAY_SCHEDULERS,
+    LOSSES,
     MOMENTUM_OPTIMIZERS,
     OPTIMIZERS,
     SCHEDULERS,
+    SMOOTHED_LOSSES,
 )
-from models.catalog import HEADS, NORMS, family_names
+from models.catalog import (
+    ATTENTIONS,
+    DENSE_ORDERS,
+    HEADS,
+    KERNELS,
+    NORMS,
+    POOLS,
+    families_with,
+    family_names,
+)
 
 Kind = Literal["categorical", "float", "int"]
 Chosen = Mapping[str, Any]
@@ -51,6 +62,8 @@ class Hyperparameter:
     # True when the value changes the network's inference graph, so its latency: latency
     # probes are keyed by these params alone (training settings never change latency).
     architecture: bool = False
+    # For an option only some model families take: those families (it applies only to them).
+    families: tuple[str, ...] = ()
 
     def check_value(self, value: Any) -> str | None:
         """Why `value` is not allowed for this hyperparameter, or None when it is."""
@@ -82,6 +95,31 @@ class Hyperparameter:
 _MOMENTUM = _when("optimizer", MOMENTUM_OPTIMIZERS)
 _ADAM = _when("optimizer", ADAM_FAMILY)
 
+
+ALL_FAMILIES = tuple(family_names())
+
+
+def _condition(key: str, values: tuple[str, ...]) -> str:
+    """How the reference says when a param applies: `key = v` or `key in v1, v2`."""
+    return f"{key} = {values[0]}" if len(values) == 1 else f"{key} in {', '.join(values)}"
+
+
+def _family_option(name: str, kind: Kind, default: Any, help: str, **domain: Any) -> Hyperparameter:
+    """An architecture param that applies to the model families taking option `name`."""
+    families = families_with(name)
+    return Hyperparameter(
+        name,
+        kind,
+        default,
+        help,
+        applies=_when("model", families),
+        applies_when="always" if families == ALL_FAMILIES else _condition("model", families),
+        architecture=True,
+        families=families,
+        **domain,
+    )
+
+
 # Order matters: a parameter's condition may only look at parameters listed before it.
 CATALOG: tuple[Hyperparameter, ...] = (
     Hyperparameter(
@@ -89,7 +127,7 @@ CATALOG: tuple[Hyperparameter, ...] = (
         "categorical",
         "resnet",
         "model family (registry name)",
-        choices=tuple(family_names()),
+        choices=ALL_FAMILIES,
         architecture=True,
     ),
     Hyperparameter(
@@ -118,15 +156,83 @@ CATALOG: tuple[Hyperparameter, ...] = (
         maximum=8.0,
         architecture=True,
     ),
+    _family_option("depth", "int", 14, "ResNet depth (6n+2)", choices=(8, 14, 20, 26, 32, 44, 56)),
+    _family_option(
+        "pool",
+        "categorical",
+        "auto",
+        "downsampling: 2x2 max or average pooling, or conv = a stride-2 convolution; auto = "
+        "the family's own (max: simple_cnn, vgg; conv: resnet, mobilenet; avg: densenet)",
+        choices=POOLS,
+    ),
+    _family_option(
+        "kernel",
+        "categorical",
+        "auto",
+        "a stage's convs: two stacked 3x3 or one 5x5 (same receptive field); auto = the "
+        "family's own (3x3: vgg; 5x5: simple_cnn)",
+        choices=KERNELS,
+    ),
+    _family_option(
+        "bottleneck",
+        "float",
+        0.0,
+        "a 1x1 conv before each 3x3/5x5 conv cuts its input to this ratio of the channels "
+        "(where that cuts any); 0 = none",
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    _family_option(
+        "attention",
+        "categorical",
+        "none",
+        "se = squeeze-and-excitation in each stage or block (before a residual add; after "
+        "the depthwise conv in mobilenet)",
+        choices=ATTENTIONS,
+    ),
     Hyperparameter(
-        "depth",
+        "se_ratio",
         "int",
-        14,
-        "ResNet depth (6n+2)",
-        choices=(8, 14, 20, 26, 32, 44, 56),
-        applies=_when("model", ("resnet",)),
-        applies_when="model = resnet",
+        8,
+        "squeeze-and-excitation reduction: hidden units = channels / se_ratio (at least 8)",
+        minimum=1,
+        maximum=64,
+        applies=_when("attention", ("se",)),
+        applies_when="attention = se",
         architecture=True,
+    ),
+    _family_option(
+        "growth_rate",
+        "int",
+        12,
+        "DenseNet: channels each layer adds (times width)",
+        minimum=1,
+        maximum=128,
+    ),
+    _family_option(
+        "dense_layers",
+        "int",
+        4,
+        "DenseNet: layers in each of the three dense blocks",
+        minimum=1,
+        maximum=64,
+    ),
+    _family_option(
+        "compression",
+        "float",
+        0.5,
+        "DenseNet: fraction of the channels a transition keeps",
+        minimum=0.0,
+        exclusive_minimum=True,
+        maximum=1.0,
+    ),
+    _family_option(
+        "dense_order",
+        "categorical",
+        "pre",
+        "DenseNet unit order: pre = norm -> ReLU -> conv (DenseNet's; its BatchNorms read "
+        "concatenations and are kept), post = conv -> norm -> ReLU (every BatchNorm folds)",
+        choices=DENSE_ORDERS,
     ),
     Hyperparameter(
         "dropout", "float", 0.0, "dropout before the linear head", minimum=0.0, maximum=0.9
@@ -272,7 +378,23 @@ CATALOG: tuple[Hyperparameter, ...] = (
     ),
     Hyperparameter("batch_size", "int", 128, "training batch size", minimum=1, maximum=65536),
     Hyperparameter(
-        "label_smoothing", "float", 0.1, "cross-entropy label smoothing", minimum=0.0, maximum=0.9
+        "loss",
+        "categorical",
+        "cross_entropy",
+        "training criterion: cross_entropy, nll (on log-softmax), multi_margin (multi-class "
+        "hinge), bce (with logits, one-hot targets), mse (softmax vs one-hot), kl (to "
+        "label-smoothed targets)",
+        choices=LOSSES,
+    ),
+    Hyperparameter(
+        "label_smoothing",
+        "float",
+        0.1,
+        "label smoothing of the targets (cross_entropy, kl)",
+        minimum=0.0,
+        maximum=0.9,
+        applies=_when("loss", SMOOTHED_LOSSES),
+        applies_when=_condition("loss", SMOOTHED_LOSSES),
     ),
 )
 

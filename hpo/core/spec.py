@@ -190,7 +190,26 @@ def parse_search(table: Any) -> dict[str, Domain]:
         raise SpecError(
             f"[search] unknown key {unknown[0]!r}; allowed: {', '.join(p.name for p in CATALOG)}"
         )
-    return {key: _parse_domain(BY_NAME[key], value) for key, value in table.items()}
+    search = {key: _parse_domain(BY_NAME[key], value) for key, value in table.items()}
+    if problem := _family_problem(search):
+        raise SpecError(problem)
+    return search
+
+
+def _family_problem(search: dict[str, Domain]) -> str | None:
+    """Why a family option in [search] could never apply: no model of the spec takes it."""
+    model = search.get("model", Fixed(BY_NAME["model"].default))
+    names = model.values if isinstance(model, Choice) else (model.value,)
+    for key in search:
+        families = BY_NAME[key].families
+        if families and not set(names) & set(families):
+            which = (
+                f"model {names[0]} has" if len(names) == 1 else f"models {', '.join(names)} have"
+            )
+            return (
+                f"[search] {key}: {which} no {key} choice; {key} applies to {', '.join(families)}"
+            )
+    return None
 
 
 def _section_error(name: str, section: type[_Section], exc: ValidationError) -> SpecError:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from hpo.core.params import CATALOG, Hyperparameter
+from models.catalog import FAMILY_OPTIONS
 
 # The trial user attribute holding the whole configuration (trial params hold the searched part).
 CONFIG_ATTR = "config"
@@ -33,6 +34,15 @@ class TrialConfig:
     head: str
     width: float
     depth: int | None
+    pool: str | None
+    kernel: str | None
+    bottleneck: float | None
+    attention: str | None
+    se_ratio: int | None
+    growth_rate: int | None
+    dense_layers: int | None
+    compression: float | None
+    dense_order: str | None
     dropout: float
     optimizer: str
     lr: float
@@ -50,13 +60,16 @@ class TrialConfig:
     warmup_fraction: float | None
     power: float | None
     batch_size: int
-    label_smoothing: float
+    loss: str
+    label_smoothing: float | None
 
     def model_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `models.build_model` (besides name, norm, num_classes)."""
+        """Keyword arguments for `models.build_model` (besides name, norm, num_classes): the
+        common ones and every option of the model's family that applies."""
         kwargs: dict[str, Any] = {"width": self.width, "dropout": self.dropout, "head": self.head}
-        if self.depth is not None:
-            kwargs["depth"] = self.depth
+        for option in FAMILY_OPTIONS[self.model]:
+            if getattr(self, option) is not None:
+                kwargs[option] = getattr(self, option)
         return kwargs
 
     def architecture(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from torch import nn
 
 from hpo.core.trial_config import TrialConfig
 from hpo.train.data import Split, TensorDataset, augment
+from hpo.train.losses import make_criterion
 from hpo.train.optim import make_optimizer, make_scheduler
 
 # Checking the loss forces a device sync; every few steps is enough to stop a diverged run early.
@@ -55,7 +56,7 @@ def train(
     steps_per_epoch = n // batch_size  # drop the ragged last batch: BatchNorm hates batches of 1
     optimizer = make_optimizer(config, [p for p in model.parameters() if p.requires_grad])
     schedule = make_scheduler(config, optimizer, steps_per_epoch=steps_per_epoch, epochs=epochs)
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    criterion = make_criterion(config)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     start, steps, mean_loss = time.perf_counter(), 0, math.nan
     outside = 0.0  # seconds spent in the epoch callback: not training time
