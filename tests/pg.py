@@ -113,6 +113,11 @@ class Cluster:
     def stop(self) -> None:
         self._pg_ctl("-m", "fast", "stop")
 
+    def reload(self) -> None:
+        """Make the server read its configuration (e.g. pg_hba.conf) again."""
+        self._pg_ctl("reload")
+        time.sleep(0.5)  # pg_ctl reload only signals the server
+
 
 def _pg_bin() -> Path | None:
     for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):

@@ -7,6 +7,8 @@ together with the storage it was opened on, which is passed down to whatever nee
 
 from __future__ import annotations
 
+import random
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +18,10 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from hpo.core.errors import StorageError
+from hpo.store.refusals import refusal_message
 from hpo.store.resilience import Resilience, ResilientRDBStorage
 from hpo.store.url import engine_kwargs, parse_url, prepare_sqlite, safe_url, scrub, sqlite_path
 
@@ -34,19 +38,21 @@ def open_storage(url: str, *, create: bool = True) -> ResilientRDBStorage:
             raise StorageError(f"no SQLite database at {database}")
         prepare_sqlite(parsed)
     try:
-        with warnings.catch_warnings():
-            # Heartbeats and their retry callback are marked experimental; they are what we want.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = ResilientRDBStorage(
+        storage = _first_use_safely(
+            lambda: ResilientRDBStorage(
                 parsed.render_as_string(hide_password=False),
                 engine_kwargs=engine_kwargs(parsed),
                 heartbeat_interval=resilience.heartbeat_interval,
                 grace_period=resilience.grace_period,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
             )
+        )
     except ImportError as exc:
         raise StorageError(f"no database driver for {safe_url(parsed)}: {exc}") from None
-    except Exception as exc:  # SQLAlchemy/driver errors differ per engine; all mean "unreachable"
+    except Exception as exc:  # SQLAlchemy/driver errors differ per engine
+        refused = refusal_message(exc, parsed)
+        if refused is not None:
+            raise StorageError(refused) from None
         where = parsed.host or parsed.database or safe_url(parsed)
         raise StorageError(
             f"cannot connect to {safe_url(parsed)} (host {where}): {scrub(str(exc), parsed)}"
@@ -55,6 +61,40 @@ def open_storage(url: str, *, create: bool = True) -> ResilientRDBStorage:
     storage.where = safe_url(parsed)
     storage.retry_seconds = resilience.retry_seconds
     return storage
+
+
+# How often opening a new database is tried while other processes create its tables.
+_FIRST_USE_TRIES = 10
+
+
+def _first_use_safely(open_: Callable[[], _T]) -> _T:
+    """`open_()`, tried again when it lost a race to create the schema of a new database.
+
+    Optuna creates its tables (and a version row) on first use; several workers or `hpo
+    create` started together on a new database collide there ("table already exists",
+    PostgreSQL's duplicate pg_type entry, a duplicate version row). The loser's transaction
+    is rolled back; a moment later the tables are there and opening succeeds.
+    """
+    attempt = 1
+    while True:
+        try:
+            with warnings.catch_warnings():
+                # Heartbeats and their retry callback are marked experimental; they are
+                # what we want.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return open_()
+        except (IntegrityError, ProgrammingError, OperationalError) as exc:
+            if attempt >= _FIRST_USE_TRIES or not _lost_schema_race(exc):
+                raise
+        time.sleep(random.uniform(0.05, 0.25) * attempt)
+        attempt += 1
+
+
+def _lost_schema_race(exc: BaseException) -> bool:
+    """Whether `exc` says another process created the same schema object just now."""
+    if isinstance(exc, IntegrityError):
+        return True  # only concurrent creation inserts conflicting rows while opening
+    return "already exists" in str(getattr(exc, "orig", None) or exc)
 
 
 @dataclass(frozen=True)

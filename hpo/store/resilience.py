@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from hpo.core.errors import StorageError, find_in_chain
 from hpo.store.optuna_internals import PRIVATE_RETRIED_METHODS
+from hpo.store.refusals import is_refusal, refusal_message
 from hpo.store.url import parse_url, safe_url, scrub
 
 HEARTBEAT_INTERVAL_S = 20
@@ -152,39 +153,50 @@ class ResilientRDBStorage(RDBStorage):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._outage_lock = threading.Lock()
         self._outage_started: float | None = None
+        self._outage_ended = -math.inf
         super().__init__(*args, **kwargs)
 
     def retrying(self, call: Callable[[], _T]) -> _T:
         """`call()`, retried while the database is unreachable, until the outage is
-        `retry_seconds` old."""
-        if getattr(self._local, "active", False) or self.retry_seconds <= 0:
+        `retry_seconds` old. A refused login or a missing privilege is a StorageError that
+        says so (retrying would not help)."""
+        if getattr(self._local, "active", False):
             return call()  # an outer call already retries (methods call each other)
         self._local.active = True
-        delay = 0.25
         try:
-            while True:
-                try:
-                    result = call()
-                except (StorageInternalError, DBAPIError) as exc:
-                    if not is_transient(exc):
-                        raise
-                    left = self._outage_seen(exc) + self.retry_seconds - time.monotonic()
-                    if left <= 0:
-                        raise
-                    # The last try falls on the deadline itself, not a backoff step before it.
-                    time.sleep(min(delay, left))
-                    delay = min(delay * 2, 2.0)
-                    continue
-                self._outage_over()
-                return result
+            return self._retry(call)
+        except (StorageInternalError, DBAPIError) as exc:
+            refused = refusal_message(exc, make_url(self.url))
+            if refused is None:
+                raise
+            raise StorageError(refused) from exc
         finally:
             self._local.active = False
 
-    def outage_seconds(self) -> float | None:
-        """How long the database has been unreachable, or None when it is not."""
+    def _retry(self, call: Callable[[], _T]) -> _T:
+        delay = 0.25
+        while True:
+            try:
+                result = call()
+            except (StorageInternalError, DBAPIError) as exc:
+                if not is_transient(exc) or self.retry_seconds <= 0 or is_refusal(exc):
+                    raise
+                left = self._outage_seen(exc) + self.retry_seconds - time.monotonic()
+                if left <= 0:
+                    raise
+                # The last try falls on the deadline itself, not a backoff step before it.
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 2.0)
+                continue
+            self._outage_over()
+            return result
+
+    def cut_off_within(self, seconds: float) -> bool:
+        """Whether the database is unreachable now or was within the last `seconds`."""
         with self._outage_lock:
-            started = self._outage_started
-        return None if started is None else time.monotonic() - started
+            if self._outage_started is not None:
+                return True
+            return time.monotonic() - self._outage_ended < seconds
 
     def _outage_seen(self, exc: BaseException) -> float:
         """When the current outage started (now, if this is its first failed call)."""
@@ -203,7 +215,8 @@ class ResilientRDBStorage(RDBStorage):
         with self._outage_lock:
             if self._outage_started is None:
                 return
-            seconds = time.monotonic() - self._outage_started
+            self._outage_ended = time.monotonic()
+            seconds = self._outage_ended - self._outage_started
             self._outage_started = None
         _log.warning("hpo: %s reachable again after %.1f s", self.where, seconds)
 
