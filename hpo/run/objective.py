@@ -7,12 +7,13 @@ not timed again (a probe and a post-training measurement agree within their spre
 tests/test_probes.py).
 
 `run_trial` knows nothing about Optuna; `Objective` adapts it to a trial (ask the search space,
-record user attributes, turn divergence into a FAIL with its reason) and hands the finished
-networks to whatever the runner wants done with them (e.g. store them as artifacts).
+record user attributes, turn a failure into a FAIL with a reason people can read) and hands the
+finished networks to whatever the runner wants done with them (e.g. store them as artifacts).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from collections.abc import Callable
@@ -21,8 +22,10 @@ from typing import Any
 
 import optuna
 import torch
+from optuna.exceptions import UpdateFinishedTrialError
 
 import models
+from hpo.core.errors import DataError
 from hpo.core.spec import Spec
 from hpo.core.trial_attrs import readable
 from hpo.core.trial_config import TrialConfig
@@ -35,6 +38,7 @@ from hpo.measure.fused import (
 from hpo.search import space
 from hpo.search.pruning import ParetoHalving
 from hpo.store.probes import Probe
+from hpo.store.resilience import is_transient
 from hpo.train.data import TensorDataset
 from hpo.train.loop import Diverged, evaluate
 from hpo.train.model import seeded_network, train_network
@@ -45,12 +49,19 @@ _EQUIVALENCE_IMAGES = 256
 _BACKEND_CHECK_IMAGES = 8
 
 
-class TrialDiverged(Exception):
-    """A trial's training diverged; the study goes on (the reason is in `fail_reason`)."""
+class TrialFailed(Exception):
+    """A trial failed because of its own configuration (it diverged, or did not fit in
+    memory): the study goes on with other configurations; `fail_reason` says why."""
 
 
-# The user attribute that keeps an unexpected error's traceback (the terminal gets one line).
+# The user attribute that says why a trial is FAIL, and the one that keeps an unexpected
+# error's traceback (the terminal gets one line).
+FAIL_REASON_ATTR = "fail_reason"
 TRACEBACK_ATTR = "traceback"
+# Reasons of failures that belong to the configuration: such a trial is a result (this
+# configuration diverges, or does not fit) and counts towards the study's target.
+DIVERGED = "diverged"
+OUT_OF_MEMORY = "out of memory"
 
 
 class TrialCrashed(Exception):
@@ -62,6 +73,40 @@ class TrialCrashed(Exception):
             f"trial {number} failed: {reason} (the traceback is in its user attribute "
             f"{TRACEBACK_ATTR!r})"
         )
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line saying why a trial failed with `exc`, for people."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, Diverged):
+        return f"{DIVERGED}: {exc}"
+    if is_out_of_memory(exc):
+        return f"{OUT_OF_MEMORY}: {first_line(exc)}"
+    if isinstance(exc, DataError):
+        return f"data error: {first_line(exc)}"
+    return f"{type(exc).__name__}: {first_line(exc)}"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` says the device (or the host) ran out of memory."""
+    return isinstance(exc, torch.OutOfMemoryError | MemoryError)
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message, cut to `limit` characters."""
+    lines = str(exc).strip().splitlines()
+    line = lines[0] if lines else "(no message)"
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def note_failure(trial: optuna.Trial, reason: str, details: str | None = None) -> None:
+    """Record why the trial failed; nothing when another worker finished it meanwhile (the
+    worker loop reports that, and the reason that worker recorded stays)."""
+    with contextlib.suppress(UpdateFinishedTrialError):
+        trial.set_user_attr(FAIL_REASON_ATTR, reason)
+        if details is not None:
+            trial.set_user_attr(TRACEBACK_ATTR, details)
 
 
 # Constraint name for the latency budget: probe latency - budget (feasible when <= 0).
@@ -201,30 +246,39 @@ class Objective:
         )
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
+        try:
+            return self._run(trial)
+        except (optuna.TrialPruned, UpdateFinishedTrialError):
+            # Stopped by the pruning rules; or finished by another worker, which took this one
+            # for dead (the worker loop drops the trial with one line).
+            raise
+        except KeyboardInterrupt:
+            # The worker loop marks the trial FAIL and re-raises; say why for whoever reads it.
+            note_failure(trial, failure_reason(KeyboardInterrupt()))
+            raise
+        except Exception as exc:
+            if is_transient(exc):
+                raise  # the database, not the trial: the worker rides it out or stops
+            reason = failure_reason(exc)
+            if isinstance(exc, Diverged) or is_out_of_memory(exc):
+                # Another configuration may train (or fit): the study goes on.
+                if is_out_of_memory(exc) and torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                note_failure(trial, reason)
+                raise TrialFailed(reason) from None
+            note_failure(trial, reason, traceback.format_exc())
+            raise TrialCrashed(trial.number, reason) from exc
+
+    def _run(self, trial: optuna.Trial) -> tuple[float, float]:
         started = time.perf_counter()
         config = space.suggest(trial, self.spec)
         # The sampler runs inside suggest: its cost per trial, next to the training time.
         record(trial, {"suggest_seconds": time.perf_counter() - started})
         if self.on_trial_start is not None:
             self.on_trial_start(trial, config)
-        try:
-            latency = self._probe(trial, config)
-            on_epoch = self._epoch_hook(trial, latency)
-            outcome = run_trial(config, self.spec, self.data, self.device, on_epoch, latency)
-        except Diverged as exc:
-            trial.set_user_attr("fail_reason", f"diverged: {exc}")
-            raise TrialDiverged(str(exc)) from None
-        except KeyboardInterrupt:
-            # Optuna marks the trial FAIL and re-raises; say why for whoever reads the study.
-            trial.set_user_attr("fail_reason", "interrupted")
-            raise
-        except optuna.TrialPruned:
-            raise
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            trial.set_user_attr("fail_reason", reason)
-            trial.set_user_attr(TRACEBACK_ATTR, traceback.format_exc())
-            raise TrialCrashed(trial.number, reason) from exc
+        latency = self._probe(trial, config)
+        on_epoch = self._epoch_hook(trial, latency)
+        outcome = run_trial(config, self.spec, self.data, self.device, on_epoch, latency)
         record(trial, outcome.attrs)
         if self.on_complete is not None:
             self.on_complete(trial, outcome)

@@ -7,24 +7,26 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.run.objective import OVER_BUDGET
+from hpo.run.objective import DIVERGED, FAIL_REASON_ATTR, OUT_OF_MEMORY, OVER_BUDGET
 from hpo.store.connect import StoredStudy
 from hpo.store.queries import beating_trial_numbers
 from hpo.store.resilience import resilience_of
 
 
 def counts_toward_target(trial: FrozenTrial) -> bool:
-    """Finished trials with a result: COMPLETE, or FAIL by a recorded divergence.
+    """Finished trials with a result: COMPLETE, or FAIL because the configuration diverged or
+    ran out of memory (running it again would fail the same way).
 
-    Crashed or interrupted trials do not count, so running the study again redoes them; nor do
-    trials stopped untrained because their architecture is over the latency budget.
+    Crashed, interrupted or lost trials do not count, so running the study again (or the
+    retry of a lost one) redoes them; nor do trials stopped untrained because their
+    architecture is over the latency budget.
     """
     if trial.state == TrialState.COMPLETE:
         return True
     if trial.state == TrialState.PRUNED:
         return not str(trial.user_attrs.get("stop_reason", "")).startswith(OVER_BUDGET)
-    reason = str(trial.user_attrs.get("fail_reason", ""))
-    return trial.state == TrialState.FAIL and reason.startswith("diverged")
+    reason = str(trial.user_attrs.get(FAIL_REASON_ATTR, ""))
+    return trial.state == TrialState.FAIL and reason.startswith((DIVERGED, OUT_OF_MEMORY))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from hpo.core.spec import Spec
 from hpo.core.trial_config import TrialConfig
 from hpo.run.budget import BudgetWatch
 from hpo.run.display import TrialDisplay
-from hpo.run.objective import CompleteHook, Objective, TrialDiverged
+from hpo.run.objective import CompleteHook, Objective, TrialFailed
 from hpo.run.probing import StudyProbe
 from hpo.run.progress import TargetCounts, target_counts
 from hpo.run.signals import sigterm_as_interrupt
@@ -179,7 +179,7 @@ def run_worker(
             stored,
             objective,
             target,
-            catch=(TrialDiverged,),
+            catch=(TrialFailed,),
             callbacks=[trial_ended],
             on_wait=display.waiting,
             on_lost=display.lost,
