@@ -1,25 +1,34 @@
-"""Faults around the database: the outage budget, concurrent first use, refusals.
+"""Faults around the database: lost trials, the outage budget, concurrent first use, refusals.
 
-These drive the storage layer in this process against real SQLite files and the PostgreSQL
-server (or a private cluster where the server's settings must change).
+End-to-end cases run the real `hpo worker` processes (a paused worker, a database that stays
+down); the rest drive the storage layer in this process against real SQLite files and the
+PostgreSQL server (or a private cluster where the server's settings must change).
 """
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
+import subprocess
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import optuna
 import psycopg
 import pytest
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
 from psycopg import sql
 from sqlalchemy.exc import OperationalError
 
 from hpo.core.errors import StorageError
 from hpo.core.spec import validate
-from hpo.store.connect import open_storage
+from hpo.run.worker import work_until_target
+from hpo.store.connect import StoredStudy, open_storage, retry_of
+from hpo.store.lost import GRACE_ATTR, fail_silent_trials
 from hpo.store.studies import create_or_load_study
 from tests.conftest import invoke
 from tests.pg import (
@@ -30,11 +39,32 @@ from tests.pg import (
     pg_url,
     private_postgres,
     server_problem,
+    wait_all,
 )
 from tests.synthetic import SPEC
-from tests.test_workers import tiny_spec
+from tests.test_workers import (
+    WORKER_TIMEOUT_S,
+    heartbeat,
+    running_on,
+    start_workers,
+    tiny_spec,
+    trials_of,
+    worker_logs,
+)
 
 __all__ = ["pg_url", "private_postgres"]  # fixtures used below
+
+
+def two_objectives(trial: optuna.Trial) -> tuple[float, float]:
+    return trial.suggest_float("x", 0.0, 1.0), 1.0
+
+
+def new_study(url: str) -> StoredStudy:
+    storage = open_storage(url)
+    study = optuna.create_study(
+        storage=storage, study_name="s", directions=["maximize", "minimize"]
+    )
+    return StoredStudy.of(study, storage)
 
 
 # --- the outage budget -----------------------------------------------------------------------
@@ -71,6 +101,163 @@ def test_the_retry_budget_is_per_outage_not_per_call(tmp_path: Path) -> None:
     started = time.monotonic()
     call_later(0.0)
     assert 1.8 <= gave_up[-1] <= 2.6, gave_up
+
+
+# --- lost trials -----------------------------------------------------------------------------
+
+
+def start_trial(stored: StoredStudy, grace: int) -> int:
+    """A trial started as a worker with grace period `grace` starts one: params, worker,
+    grace period, first heartbeat. Its number."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)  # on purpose
+        trial = stored.study.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    trial.set_user_attr("worker", f"host:{grace}")
+    trial_id = stored.storage.get_trial_id_from_study_id_trial_number(stored.study_id, trial.number)
+    stored.storage.set_trial_system_attr(trial_id, GRACE_ATTR, grace)
+    stored.storage.record_heartbeat(trial_id)
+    return trial.number
+
+
+def test_silent_trials_are_judged_by_their_own_workers_grace_period(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # This worker would call a trial lost after 2 s of silence; each trial's worker says how
+    # long its own silence may last.
+    heartbeat(monkeypatch, interval=1, grace=2)
+    stored = new_study(f"sqlite:///{tmp_path / 's.db'}")
+    short, long = start_trial(stored, grace=1), start_trial(stored, grace=30)
+    time.sleep(2.2)  # SQLite's clock has whole seconds: silent for 2 s > 1 s
+
+    lost = fail_silent_trials(stored)
+
+    assert [t.number for t in lost] == [short], "only the trial silent past its own grace"
+    assert fail_silent_trials(stored) == [], "a failed trial is failed once"
+    trials = stored.study.get_trials()
+    assert [trials[short].state, trials[long].state] == [TrialState.FAIL, TrialState.RUNNING]
+    retry = trials[2]
+    assert retry.state == TrialState.WAITING and retry_of(retry) == short
+    assert retry.params == trials[short].params, "the retry runs the lost trial's params"
+    assert "worker" not in retry.user_attrs, "the retry starts clean"
+    reason = trials[short].user_attrs["fail_reason"]
+    assert reason.startswith("worker lost: no heartbeat for ") and lost[0].reason == reason
+    assert reason.endswith(" s from host:1; retried as trial 2"), reason
+
+    # The retry loses its worker too: the configuration is not retried a second time.
+    assert start_trial(stored, grace=1) == retry.number, "a worker takes the queued retry first"
+    time.sleep(2.2)
+    assert [t.retry for t in fail_silent_trials(stored)] == [None]
+    trials = stored.study.get_trials()
+    assert len(trials) == 3 and trials[long].state == TrialState.RUNNING
+    assert (
+        trials[retry.number]
+        .user_attrs["fail_reason"]
+        .endswith(f"; not retried again (it was the retry of trial {short})")
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
+def test_a_dead_workers_trial_is_failed_while_the_survivor_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    heartbeat(monkeypatch, interval=1, grace=2)
+    stored = new_study(f"sqlite:///{tmp_path / 's.db'}")
+    # A worker that started a trial, beat once, and died.
+    dead = stored.study.ask()
+    dead.suggest_float("x", 0.0, 1.0)
+    stored.storage.record_heartbeat(
+        stored.storage.get_trial_id_from_study_id_trial_number(stored.study_id, dead.number)
+    )
+    noticed: list[float] = []
+
+    def long_trial(trial: optuna.Trial) -> tuple[float, float]:
+        started = time.monotonic()
+        while not noticed and time.monotonic() - started < 15:
+            if stored.frozen_trial(dead.number).state == TrialState.FAIL:
+                noticed.append(time.monotonic() - started)
+            time.sleep(0.1)
+        return two_objectives(trial)
+
+    assert work_until_target(stored, long_trial, target=2) == 2, "one new trial, one retry"
+    # Failed by the background check about a grace period after its last beat (2 s + up to
+    # one interval), while this worker's first trial still ran; not when that trial ended.
+    assert noticed and noticed[0] < 6, noticed
+    retries = [t for t in stored.study.get_trials() if retry_of(t) == dead.number]
+    assert [t.state for t in retries] == [TrialState.COMPLETE]
+
+
+@pytest.mark.slow
+def test_a_paused_worker_drops_its_lost_trial_and_goes_on(
+    tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    heartbeat(monkeypatch, interval=1, grace=3)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    created = invoke(
+        "create", tiny_spec(tmp_path, "pause", 2), "--storage", url, "--data", str(tiny_npz)
+    )
+    assert created.returncode == 0, created.stderr
+    workers = start_workers(2, url, "pause", tmp_path)
+    paused, survivor = workers
+    storage = open_storage(url)
+    try:
+        number = pause_mid_trial(paused, storage, "pause", timeout=180)
+        stopped = time.monotonic()
+        lost = wait_for_fail(storage, "pause", number, timeout=60)
+        noticed = time.monotonic() - stopped
+        os.kill(paused.pid, signal.SIGCONT)
+        codes = wait_all(workers, WORKER_TIMEOUT_S)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                os.kill(worker.pid, signal.SIGCONT)
+                worker.kill()
+    log = (tmp_path / "worker-0.log").read_text()
+    assert codes == [0, 0], worker_logs(tmp_path)
+    assert "Traceback" not in worker_logs(tmp_path)
+    # Grace period 3 s, checks every 1 s; the rest is this test's polling on a busy machine.
+    assert noticed < 3 + 1 + 5, noticed
+    dropped = [line for line in log.splitlines() if "dropped" in line]
+    assert len(dropped) == 1 and f"trial {number:>3}  dropped" in dropped[0], log
+    assert "worker lost: no heartbeat for" in dropped[0]
+
+    trials = trials_of(storage, "pause")
+    storage.engine.dispose()
+    retry = next(t for t in trials if retry_of(t) == number)
+    reason = lost.user_attrs["fail_reason"]
+    assert reason.startswith("worker lost: no heartbeat for ")
+    assert reason.endswith(f":{paused.pid}; retried as trial {retry.number}"), reason
+    assert retry.state == TrialState.COMPLETE and retry.params == lost.params
+    assert {t.state for t in trials} == {TrialState.COMPLETE, TrialState.FAIL}
+    assert sum(t.state == TrialState.FAIL for t in trials) == 1, "only the lost trial"
+
+
+def pause_mid_trial(
+    worker: subprocess.Popen, storage: RDBStorage, name: str, timeout: float
+) -> int:
+    """SIGSTOP `worker` while it runs a trial; the number of that trial."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert worker.poll() is None, "the worker exited before it could be paused"
+        if running_on(storage, name, worker.pid):
+            os.kill(worker.pid, signal.SIGSTOP)
+            mine = running_on(storage, name, worker.pid)
+            if mine:
+                return mine[0].number
+            os.kill(worker.pid, signal.SIGCONT)
+        time.sleep(0.1)
+    raise AssertionError(f"worker {worker.pid} never ran a trial within {timeout} s")
+
+
+def wait_for_fail(storage: RDBStorage, name: str, number: int, timeout: float) -> FrozenTrial:
+    """Trial `number` once it is FAIL."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        trial = trials_of(storage, name)[number]
+        if trial.state == TrialState.FAIL:
+            return trial
+        time.sleep(0.1)
+    raise AssertionError(f"trial {number} was not failed within {timeout} s")
 
 
 # --- first use of a new database -------------------------------------------------------------

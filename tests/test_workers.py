@@ -19,7 +19,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.store.connect import open_storage, retry_of
-from tests.conftest import run_cli
+from tests.conftest import invoke, run_cli
 from tests.pg import Cluster, create_database, pg_url, private_postgres, start_cli, wait_all
 
 __all__ = ["pg_url", "private_postgres"]  # fixtures used below
@@ -235,22 +235,52 @@ def test_worker_gives_up_with_one_line_when_the_database_stays_down(
     private_postgres: Cluster, tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     heartbeat(monkeypatch, interval=1, grace=20)
-    monkeypatch.setenv("HPO_DB_RETRY_SECONDS", "3")
+    budget = 4
+    monkeypatch.setenv("HPO_DB_RETRY_SECONDS", str(budget))
     server = private_postgres.server
     url = f"{server}/{create_database(server)}".replace("postgres@", "postgres:hunter2@", 1)
-    create(tiny_spec(tmp_path, "down", 50), url, tiny_npz)
-    (worker,) = start_workers(1, url, "down", tmp_path)
+    spec = tiny_spec(tmp_path, "down", 2)
+    # A long trial: the database goes away while the worker trains.
+    result = invoke(
+        *("create", spec, "--storage", url, "--data", str(tiny_npz)),
+        *("--set", "train.epochs=500"),
+    )
+    assert result.returncode == 0, result.stderr
+    log = tmp_path / "worker.log"
+    worker = start_cli("worker", "--storage", url, "--study-name", "down", log=log)
     storage = open_storage(url)
     try:
-        wait_for_complete(storage, "down", at_least=1, timeout=180)
+        wait_for_training(storage, "down", worker, timeout=180)
         storage.engine.dispose()
         private_postgres.stop()
-        code = worker.wait(timeout=120)
+        stopped = time.monotonic()
+        error_after = None
+        while worker.poll() is None and time.monotonic() - stopped < 120:
+            if error_after is None and "hpo: error:" in log.read_text():
+                error_after = time.monotonic() - stopped
+            time.sleep(0.05)
+        code = worker.wait(timeout=30)
     finally:
         if worker.poll() is None:
             worker.kill()
-    log = worker_logs(tmp_path)
-    assert code == 1, log
-    errors = [line for line in log.splitlines() if line.startswith("hpo: error:")]
-    assert len(errors) == 1 and "lost the database" in errors[0], log
-    assert "hunter2" not in log
+    text = log.read_text()
+    assert code == 1, text
+    errors = [line for line in text.splitlines() if line.startswith("hpo: error:")]
+    assert len(errors) == 1 and "lost the database" in errors[0], text
+    assert "hunter2" not in text and "Traceback" not in text, text
+    # The budget is the outage's, shared by every call and the heartbeat thread; a budget per
+    # call let a worker with 10 s run on for 35-46 s.
+    assert error_after is not None and error_after < budget + 2, (error_after, text)
+
+
+def wait_for_training(
+    storage: RDBStorage, name: str, worker: subprocess.Popen, timeout: float
+) -> None:
+    """Return once `worker` has trained its trial for an epoch."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert worker.poll() is None, "the worker ended before it trained"
+        if any("epoch" in t.user_attrs for t in running_on(storage, name, worker.pid)):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no trial trained an epoch within {timeout} s")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.progress import (
@@ -21,6 +20,7 @@ from rich.progress import Progress as ProgressBar
 from hpo.core.trial_config import TrialConfig
 from hpo.run.progress import TargetCounts
 from hpo.store.connect import StoredStudy, retry_of
+from hpo.store.lost import LostTrial
 
 
 def describe(config: TrialConfig) -> str:
@@ -93,8 +93,19 @@ class TrialDisplay:
                 description=f"waiting for {counts.running} trial(s) of other workers",
             )
 
-    def lost(self, error: UpdateFinishedTrialError) -> None:
+    def lost(self, trial: FrozenTrial) -> None:
+        """One line for a trial of this worker that another worker finished meanwhile."""
+        reason = trial.user_attrs.get("fail_reason") or "no reason recorded"
         self.console.print(
-            f"[yellow]a trial of this worker was already finished by another worker "
-            f"(its heartbeat went silent); its retry redoes it[/] ({error})"
+            f"[yellow]trial {trial.number:>3}  dropped:[/] another worker marked it "
+            f"{trial.state.name} while this worker ran it ({reason})",
+            highlight=False,
         )
+        self.bar.update(self.task, description="")
+
+    def lost_elsewhere(self, lost: list[LostTrial]) -> None:
+        """One line per trial of another worker that this worker failed for its silence."""
+        for trial in lost:
+            self.console.print(
+                f"trial {trial.number:>3}  [red]FAIL[/]: {trial.reason}", highlight=False
+            )

@@ -1,9 +1,11 @@
-"""SIGTERM delivered like Ctrl-C, so a stopped worker ends its trial as FAIL (interrupted)."""
+"""Signals of a worker: SIGTERM delivered like Ctrl-C, so a stopped worker ends its trial as FAIL
+(interrupted); and a way for the worker's background thread to stop the main thread."""
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -24,3 +26,48 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class StoppedBy(BaseException):
+    """Raised in the main thread when a background thread must end the worker with `error`.
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` on the way (the
+    objective's, a library's) mistakes it for a failure of the trial.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+# The signal that carries the stop to the main thread (Python runs handlers only there).
+_STOP_SIGNAL = signal.SIGUSR1
+
+
+@contextmanager
+def main_thread_stopper() -> Iterator[Callable[[BaseException], None]]:
+    """A function any thread may call to raise `StoppedBy(error)` in the main thread.
+
+    The main thread may be training, far from any database call, when the worker's heartbeat
+    thread finds the database gone for longer than its retry budget: a signal interrupts it
+    within a moment. Outside the main thread (no signal handler can be set there) the
+    function does nothing and the main thread finds the outage at its next call.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda error: None
+        return
+    stops: list[BaseException] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stops:
+            raise StoppedBy(stops.pop())
+
+    def stop(error: BaseException) -> None:
+        stops.append(error)
+        signal.pthread_kill(threading.main_thread().ident or 0, _STOP_SIGNAL)
+
+    previous = signal.signal(_STOP_SIGNAL, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(_STOP_SIGNAL, previous)

@@ -4,8 +4,9 @@ The target counts across all workers sharing the study. Before each trial a work
 finished trials and the ones other workers are running, and starts one only while their sum is
 below the target; two workers that count at the same instant may both start one, so with W
 workers the study overshoots by at most W - 1 trials. When the rest of the target is in flight
-elsewhere, the worker waits: those trials finish, or their worker died, the heartbeat marks the
-trial FAIL and queues one retry with the same params (WAITING), and a waiting worker runs it.
+elsewhere, the worker waits: those trials finish, or their worker died (its heartbeat went
+silent), another worker's background check marks the trial FAIL and queues one retry with the
+same params (WAITING), and a waiting worker runs it.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 
 import optuna
 import torch
-from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
-from optuna.trial import FrozenTrial
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
 from hpo.core.spec import Spec
@@ -31,12 +32,15 @@ from hpo.run.display import TrialDisplay
 from hpo.run.objective import CompleteHook, Objective, TrialFailed
 from hpo.run.probing import StudyProbe
 from hpo.run.progress import TargetCounts, target_counts
-from hpo.run.signals import sigterm_as_interrupt
+from hpo.run.pulse import Pulse
+from hpo.run.signals import StoppedBy, main_thread_stopper, sigterm_as_interrupt
 from hpo.search.architecture import ArchitectureSpace
 from hpo.search.samplers import make_sampler
 from hpo.search.space import grid_search_space
 from hpo.store.claims import claimer
 from hpo.store.connect import StoredStudy
+from hpo.store.lost import LostTrial
+from hpo.store.optuna_internals import trial_id
 from hpo.store.queries import rung_points
 from hpo.store.resilience import resilience_of
 from hpo.train.data import TensorDataset
@@ -57,57 +61,133 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def fail_stale_trials(study: optuna.Study) -> None:
-    """Mark trials whose worker stopped beating FAIL (each is queued for one retry)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-
-
 def poll_seconds(stored: StoredStudy) -> float:
     """How often a waiting worker looks again: about a heartbeat, between 0.5 and 5 s."""
     return min(5.0, max(0.5, float(resilience_of(stored.storage).heartbeat_interval)))
 
 
+# Called with a trial this worker ran that another worker finished meanwhile (as stored).
+OnLost = Callable[[FrozenTrial], None]
+ObjectiveFunction = Callable[[optuna.Trial], float | Sequence[float]]
+
+
 def work_until_target(
     stored: StoredStudy,
-    objective: Callable[[optuna.Trial], float | Sequence[float]],
+    objective: ObjectiveFunction,
     target: int,
     *,
     catch: tuple[type[Exception], ...] = (),
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
     on_wait: Callable[[TargetCounts], None] | None = None,
-    on_lost: Callable[[UpdateFinishedTrialError], None] | None = None,
+    on_lost: OnLost | None = None,
+    on_lost_trials: Callable[[list[LostTrial]], None] | None = None,
 ) -> int:
     """Run trials one at a time until the study has `target` finished and none running.
 
-    Returns how many trials this worker started.
+    A background thread beats for the running trial and fails other workers' silent trials
+    (`hpo.run.pulse`). Returns how many trials this worker started.
     """
-    study = stored.study
+    try:
+        with (
+            main_thread_stopper() as stop,
+            Pulse(stored, on_lost_trials or (lambda lost: None), stop) as pulse,
+        ):
+            return _work(stored, objective, target, pulse, catch, callbacks, on_wait, on_lost)
+    except StoppedBy as stopped:
+        # The database stayed away past the retry budget while this thread was busy; the
+        # error's cause says what was lost (hpo.store.resilience reads it).
+        raise stopped.error from stopped.error.__cause__
+
+
+def _work(
+    stored: StoredStudy,
+    objective: ObjectiveFunction,
+    target: int,
+    pulse: Pulse,
+    catch: tuple[type[Exception], ...],
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]],
+    on_wait: Callable[[TargetCounts], None] | None,
+    on_lost: OnLost | None,
+) -> int:
     runs = 0
     poll = poll_seconds(stored)
     while True:
-        fail_stale_trials(study)
+        pulse.fail_silent_trials()
         counts = target_counts(stored)
         if counts.finished >= target and counts.running == 0 and counts.waiting == 0:
             return runs
         # A WAITING trial is a dead worker's trial queued for its retry: it is owed even when
         # another worker filled the target meanwhile (it counted before the retry was queued).
         if counts.in_flight_or_done() < target or counts.waiting:
-            try:
-                # Optuna's ask() takes a WAITING retry first, so a dead worker's trial is redone.
-                study.optimize(objective, n_trials=1, catch=catch, callbacks=list(callbacks))
-            except UpdateFinishedTrialError as exc:
-                # Our heartbeat went silent for longer than the grace period (a long database
-                # outage), so another worker failed our trial and queued its retry.
-                if on_lost is not None:
-                    on_lost(exc)
+            run_trial(stored, objective, pulse, catch, callbacks, on_lost)
             runs += 1
             continue
-        # The rest of the target is in flight elsewhere: it finishes, or the heartbeat fails it.
+        # The rest of the target is in flight elsewhere: it finishes, or its worker goes
+        # silent and a pulse fails it.
         if on_wait is not None:
             on_wait(counts)
         time.sleep(poll)
+
+
+def run_trial(
+    stored: StoredStudy,
+    objective: ObjectiveFunction,
+    pulse: Pulse,
+    catch: tuple[type[Exception], ...],
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]],
+    on_lost: OnLost | None,
+) -> None:
+    """Ask for a trial (a queued retry first), run it with its heartbeat, tell its result.
+
+    When another worker finished the trial meanwhile (it took this worker for dead: paused,
+    or cut off from the database past the grace period), the result is dropped and `on_lost`
+    says so; the study goes on with the retry that worker queued. Exceptions outside `catch`
+    are raised once the trial is told FAIL (Ctrl-C, an unexpected error).
+    """
+    study = stored.study
+    with warnings.catch_warnings():
+        # Optuna expects heartbeats inside Study.optimize; this loop writes them itself.
+        warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+        trial = study.ask()
+    values: float | Sequence[float] | None = None
+    state: TrialState | None = None
+    error: BaseException | None = None
+    with pulse.beating(trial_id(trial), trial.number):
+        try:
+            values = objective(trial)
+        except optuna.TrialPruned:
+            state = TrialState.PRUNED
+        except (Exception, KeyboardInterrupt) as exc:
+            state, error = TrialState.FAIL, exc
+    told = tell(stored, trial, None if state else values, state)
+    if told is None:
+        if on_lost is not None:
+            on_lost(stored.frozen_trial(trial.number))
+        # Writing to the finished trial is how the objective found out; nothing else failed.
+        if isinstance(error, UpdateFinishedTrialError):
+            error = None
+    else:
+        for callback in callbacks:
+            callback(study, told)
+    if error is not None and not isinstance(error, catch):
+        raise error
+
+
+def tell(
+    stored: StoredStudy,
+    trial: optuna.Trial,
+    values: float | Sequence[float] | None,
+    state: TrialState | None,
+) -> FrozenTrial | None:
+    """Tell the trial's result; None when another worker had finished the trial already."""
+    try:
+        return stored.study.tell(trial, values, state)
+    except (ValueError, UpdateFinishedTrialError):
+        # Optuna says "Cannot tell a FAIL trial" (ValueError) when the trial was finished
+        # before, UpdateFinishedTrialError when during the tell; anything else is raised.
+        if stored.frozen_trial(trial.number).state.is_finished():
+            return None
+        raise
 
 
 def study_target(spec: Spec) -> int:
@@ -183,6 +263,7 @@ def run_worker(
             callbacks=[trial_ended],
             on_wait=display.waiting,
             on_lost=display.lost,
+            on_lost_trials=display.lost_elsewhere,
         )
     done = target_counts(stored).finished
     return WorkerSummary(runs, done, target, time.perf_counter() - started)

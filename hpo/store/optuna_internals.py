@@ -7,6 +7,11 @@ Optuna to the minor series these uses were checked against.
 
 from __future__ import annotations
 
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
 # Private RDBStorage methods that ResilientRDBStorage wraps with its outage retries, next to the
 # public ones: Optuna's caching layer (`_CachedStorage`, which every Study wraps around its
 # storage) calls these instead of the public methods. `_get_trials` serves every
@@ -32,3 +37,26 @@ ARTIFACT_ATTR_PREFIX = "artifacts:"
 # unexpected error in the trial), so the CLI filters these two records out of that logger.
 OPTIMIZE_LOGGER = "optuna.study._optimize"
 FAILED_TRIAL_LOG_PREFIX = "Trial "
+
+
+def retry_system_attrs(failed: FrozenTrial) -> dict[str, Any]:
+    """The system attributes of a trial that redoes the trial `failed`.
+
+    `RetryHeartbeatStaleTrialCallback` queues a dead worker's trial again with these keys: the
+    first trial of the series (`failed_trial`) and the whole series (`retry_history`), which
+    its public `retried_trial_number()` and `retry_history()` read. hpo queues retries itself
+    (to learn the retry's number for the failed trial's `fail_reason`), with the same keys.
+    """
+    attrs: dict[str, Any] = {
+        "failed_trial": failed.number,
+        "retry_history": [],
+        **failed.system_attrs,
+    }
+    attrs["retry_history"] = [*attrs["retry_history"], failed.number]
+    return attrs
+
+
+def trial_id(trial: optuna.Trial) -> int:
+    """The storage id of a running trial (`Trial._trial_id`): the worker loop writes its
+    heartbeat by id, and asking the storage for it would cost a query per trial."""
+    return trial._trial_id
