@@ -157,6 +157,26 @@ def test_silent_trials_are_judged_by_their_own_workers_grace_period(
     )
 
 
+def test_a_worker_back_from_an_outage_fails_nobody_for_a_grace_period(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    heartbeat(monkeypatch, interval=1, grace=3)
+    stored = new_study(f"sqlite:///{tmp_path / 's.db'}")
+    stored.storage.retry_seconds = 5.0
+    number = start_trial(stored, grace=1)
+    time.sleep(2.2)  # silent past its grace period, maybe because of the same outage
+    failures = iter([True, False])
+
+    def flaky() -> None:
+        if next(failures):
+            raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    stored.storage.retrying(flaky)  # this worker was cut off too, and is just back
+    assert fail_silent_trials(stored) == [], "the others get a grace period to beat again"
+    time.sleep(3.1)
+    assert [t.number for t in fail_silent_trials(stored)] == [number]
+
+
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 def test_a_dead_workers_trial_is_failed_while_the_survivor_trains(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
