@@ -244,6 +244,9 @@ def test_a_paused_worker_drops_its_lost_trial_and_goes_on(
     trials = trials_of(storage, "pause")
     storage.engine.dispose()
     retry = next(t for t in trials if retry_of(t) == number)
+    # Read once the workers have ended: the FAIL and its reason are two writes, and the poll
+    # above may have seen the first alone.
+    lost = next(t for t in trials if t.number == number)
     reason = lost.user_attrs["fail_reason"]
     assert reason.startswith("worker lost: no heartbeat for ")
     assert reason.endswith(f":{paused.pid}; retried as trial {retry.number}"), reason

@@ -94,7 +94,9 @@ def _lost_schema_race(exc: BaseException) -> bool:
     """Whether `exc` says another process created the same schema object just now."""
     if isinstance(exc, IntegrityError):
         return True  # only concurrent creation inserts conflicting rows while opening
-    return "already exists" in str(getattr(exc, "orig", None) or exc)
+    message = str(getattr(exc, "orig", None) or exc)
+    # SQLite may also answer a schema write that collides with another's "database is locked".
+    return "already exists" in message or "database is locked" in message
 
 
 @dataclass(frozen=True)
