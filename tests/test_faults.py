@@ -42,6 +42,7 @@ from tests.pg import (
     wait_all,
 )
 from tests.synthetic import SPEC
+from tests.test_storage import new_study, two_objectives  # noqa: E402
 from tests.test_workers import (
     WORKER_TIMEOUT_S,
     heartbeat,
@@ -53,18 +54,6 @@ from tests.test_workers import (
 )
 
 __all__ = ["pg_url", "private_postgres"]  # fixtures used below
-
-
-def two_objectives(trial: optuna.Trial) -> tuple[float, float]:
-    return trial.suggest_float("x", 0.0, 1.0), 1.0
-
-
-def new_study(url: str) -> StoredStudy:
-    storage = open_storage(url)
-    study = optuna.create_study(
-        storage=storage, study_name="s", directions=["maximize", "minimize"]
-    )
-    return StoredStudy.of(study, storage)
 
 
 # --- the outage budget -----------------------------------------------------------------------
