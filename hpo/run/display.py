@@ -4,6 +4,8 @@ finished trial (progress and notes go to the console given, stderr or stdout).""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -22,10 +24,20 @@ from hpo.run.progress import TargetCounts
 from hpo.store.connect import StoredStudy, retry_of
 from hpo.store.lost import LostTrial
 
+# Always shown, in this form: model/norm optimizer lr=... scheduler.
+_HEADLINE = ("model", "norm", "optimizer", "lr", "scheduler")
 
-def describe(config: TrialConfig) -> str:
-    """Short one-line description of a configuration for the progress display."""
-    return f"{config.model}/{config.norm} {config.optimizer} lr={config.lr:.3g} {config.scheduler}"
+
+def describe(config: TrialConfig, searched: Mapping[str, Any] | None = None) -> str:
+    """One line for a configuration: the headline params, then any other `searched` params
+    (what the sampler chose for this trial, e.g. pool=avg loss=kl)."""
+    line = f"{config.model}/{config.norm} {config.optimizer} lr={config.lr:.3g} {config.scheduler}"
+    extra = [
+        f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
+        for name, value in (searched or {}).items()
+        if name not in _HEADLINE
+    ]
+    return " ".join([line, *extra])
 
 
 class TrialDisplay:
@@ -54,7 +66,7 @@ class TrialDisplay:
         self.trial_started = time.perf_counter()
         retried = retry_of(self.stored.frozen_trial(trial.number))
         again = f" (retry of trial {retried})" if retried is not None else ""
-        self.current = f"#{trial.number}{again} {describe(config)}"
+        self.current = f"#{trial.number}{again} {describe(config, trial.params)}"
         self.bar.update(self.task, description=f"{self.current} training")
 
     def epoch(self, epoch: int, epochs: int, loss: float, accuracy: float) -> None:
@@ -69,7 +81,7 @@ class TrialDisplay:
         retried = retry_of(trial)
         if retried is not None:
             name += f" (retry of trial {retried})"
-        params = describe(TrialConfig.from_trial(trial.params, trial.user_attrs))
+        params = describe(TrialConfig.from_trial(trial.params, trial.user_attrs), trial.params)
         if trial.state == TrialState.COMPLETE and trial.values:
             accuracy, latency_ms = trial.values
             self.console.print(
