@@ -41,6 +41,17 @@ def test_a_trial_alone_at_a_rung_goes_on() -> None:
     assert ParetoHalving(eta=3).keeps((0.1, 5.0), [(0.2, 4.0)]) is False
 
 
+def test_a_trial_nothing_dominates_goes_on_beyond_the_best_third() -> None:
+    # Three latency levels, each with one trial: all three are on the rung's front. MOASHA's
+    # top 3 // 3 = 1 would stop two of them; nothing beats any of them at its speed.
+    pruner = ParetoHalving(eta=3)
+    others = [(0.50, 2.0), (0.40, 1.5)]
+    assert pruner.keeps((0.30, 1.0), others)  # fastest, least accurate
+    assert pruner.keeps((0.45, 1.7), others)  # in between on both axes
+    # Slower than one and less accurate than it: dominated, and not in the best third.
+    assert not pruner.keeps((0.35, 1.6), others)
+
+
 def test_only_the_best_third_goes_on() -> None:
     pruner = ParetoHalving(eta=3)
     # Nine trials at the same latency: only accuracy decides, and 9 // 3 = 3 go on.

@@ -39,7 +39,7 @@ class StudySection(_Section):
         description="pareto = stop trials dominated on (accuracy so far, latency) at rungs",
     )
     pruner_eta: int = Field(
-        3, ge=2, description="pareto pruner: 1/eta of the trials at a rung go on"
+        3, ge=2, description="pareto pruner: the best 1/eta at a rung go on, and any undominated"
     )
     pruner_min_epochs: int = Field(
         1, ge=1, description="pareto pruner: first rung; rungs at min_epochs * eta**k epochs"

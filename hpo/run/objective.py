@@ -347,7 +347,7 @@ class Objective:
         record(trial, {**latency, "val_accuracy": accuracy, "rung": rung})
         reason = (
             f"stopped at rung {rung} (epoch {epoch}): accuracy {accuracy:.2%} at "
-            f"{latency_ms:.3f} ms is not in the best 1/{self.pruner.eta} of the "
+            f"{latency_ms:.3f} ms is dominated and not in the best 1/{self.pruner.eta} of the "
             f"{len(others) + 1} trials at that rung"
         )
         trial.set_user_attr("stop_reason", reason)

@@ -4,11 +4,15 @@ Optuna cannot prune a multi-objective study (`trial.report` raises), so this is 
 after asynchronous successive halving (ASHA) and its multi-objective form (MOASHA). Rungs are at
 `min_epochs * eta**k` epochs, below the trial's last epoch. When a trial reaches a rung, it is
 compared with every trial started before it that reached that rung (running, finished or
-stopped), on (accuracy at that rung, latency): all points are ranked by non-dominated sorting
-(ties within a front broken by crowding distance, as in NSGA-II), and the trial goes on only if
-it is among the best max(1, n // eta) of the n points. Latency is known before training, so the
-comparison is exact on that axis; only accuracy is provisional. Nothing waits: the rung holds
-whatever has reached it so far, so the first trials always go on.
+stopped), on (accuracy at that rung, latency). The trial goes on when no point there dominates
+it, or when it is among the best max(1, n // eta) of the n points ranked by non-dominated sorting
+(ties within a front broken by crowding distance, as in NSGA-II). The first condition is where
+this differs from MOASHA, which keeps only the top n // eta even when the rung's front is larger:
+with few latency levels (e.g. a study that searches only the norm layer) that stops trials no
+other trial beats at their speed, which are the ones the study is looking for. In two dimensions
+a front of n points holds about ln(n) of them, so the extra survivors are few. Latency is known
+before training, so the comparison is exact on that axis; only accuracy is provisional. Nothing
+waits: the rung holds whatever has reached it so far, so the first trials always go on.
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ class ParetoHalving:
         points = np.array([*others, point], dtype=float)
         keep = max(1, len(points) // self.eta)
         ranks = nondominated_ranks(points)
+        if ranks[-1] == 0:
+            return True  # nothing at this rung dominates it
         crowding = np.zeros(len(points))
         for front in np.unique(ranks):
             members = ranks == front
