@@ -2,10 +2,15 @@
 unfused latency.
 
     uv run python benchmarks/throughput.py [--data PATH.npz] [--model vgg] [--rounds 3]
+    uv run python benchmarks/throughput.py --formats [--models vgg,resnet] [--norms batch,group]
 
 Both loops train the same model on the same images with the same batch size, optimizer and
 schedule; rounds are interleaved (trial loop, plain loop, trial loop, ...) and medians reported,
 so background load hits both alike. The figure is the ratio trial/plain (1.0 = no overhead).
+
+--formats instead times the trial loop per model x norm in NCHW and in channels-last memory,
+interleaved, and prints the ratio next to the format the trial loop picks for that norm
+(`hpo.train.loop.memory_format_for`).
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ from hpo.core.trial_config import TrialConfig  # noqa: E402
 from hpo.measure.fusion import fold_batchnorm  # noqa: E402
 from hpo.measure.protocol import Protocol, measure_runners  # noqa: E402
 from hpo.measure.runtimes import make_runner  # noqa: E402
-from hpo.train.data import load_raw, prepare  # noqa: E402
-from hpo.train.loop import train  # noqa: E402
+from hpo.train.data import TensorDataset, load_raw, prepare  # noqa: E402
+from hpo.train.loop import memory_format_for, train  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-sample.npz"
 
@@ -59,6 +64,39 @@ def plain_loop(
     return steps * batch * epochs / (time.perf_counter() - start)
 
 
+def compare_formats(data: TensorDataset, args: argparse.Namespace) -> None:
+    """Trial-loop images/s per model x norm in NCHW vs channels-last, rounds interleaved."""
+    formats = {"NCHW": torch.contiguous_format, "channels-last": torch.channels_last}
+    print(
+        f"{len(data.train)} images x {args.epochs} epoch(s), batch 128, "
+        f"{torch.get_num_threads()} threads, {args.rounds} interleaved rounds, medians"
+    )
+    for name in args.models.split(","):
+        for norm in args.norms.split(","):
+            config = TrialConfig.from_params({"model": name, "norm": norm})
+            rates: dict[str, list[float]] = {label: [] for label in formats}
+            for round_ in range(args.rounds):
+                for label, memory_format in formats.items():
+                    torch.manual_seed(round_)
+                    model = models.build_model(name, norm=norm)
+                    result = train(
+                        model,
+                        data,
+                        config,
+                        epochs=args.epochs,
+                        seed=round_,
+                        memory_format=memory_format,
+                    )
+                    rates[label].append(result.images_per_second)
+            nchw, last = (statistics.median(rates[label]) for label in formats)
+            picked = memory_format_for(torch.device("cpu"), norm) == torch.channels_last
+            print(
+                f"{name:10s} {norm:8s} NCHW {nchw:6.0f}  channels-last {last:6.0f} images/s  "
+                f"ratio {last / nchw:.2f}x  trial loop uses "
+                f"{'channels-last' if picked else 'NCHW'}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -66,12 +104,18 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=2048)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--formats", action="store_true", help="NCHW vs channels-last instead")
+    parser.add_argument("--models", default=",".join(models.list_models()))
+    parser.add_argument("--norms", default=",".join(models.NORMS))
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"benchmark: dataset not found: {args.data} (pass --data PATH.npz)")
     torch.set_flush_denormal(True)
     section = DataSection(dataset=str(args.data), train_size=args.train_size, val_size=500)
     data = prepare(load_raw(section), section, torch.device("cpu"))
+    if args.formats:
+        compare_formats(data, args)
+        return
     config = TrialConfig.from_params(
         {
             "model": args.model,

@@ -12,7 +12,7 @@ from hpo.core.names import LOSSES, OPTIMIZERS, SCHEDULERS
 from hpo.core.spec import DataSection
 from hpo.core.trial_config import TrialConfig
 from hpo.train.data import load_raw, prepare
-from hpo.train.loop import Diverged, evaluate, train
+from hpo.train.loop import Diverged, evaluate, memory_format_for, train
 from hpo.train.optim import make_optimizer, make_scheduler
 
 
@@ -74,6 +74,28 @@ def test_every_scheduler_steps(scheduler: str) -> None:
     assert len(set(rates)) > 1 or scheduler == "plateau"
     if scheduler == "plateau":
         assert optimizer.param_groups[0]["lr"] < cfg.lr
+
+
+def test_channels_last_only_for_norms_that_run_faster_in_it_on_cpu() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert memory_format_for(cpu, "batch") == torch.channels_last
+    assert memory_format_for(cpu, "none") == torch.channels_last
+    assert memory_format_for(cpu, "group") == torch.contiguous_format
+    assert memory_format_for(cpu, "instance") == torch.contiguous_format
+    assert memory_format_for(cuda, "batch") == torch.contiguous_format
+
+
+def test_channels_last_training_matches_nchw_and_returns_an_nchw_model(tiny_data) -> None:
+    trained = {}
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        torch.manual_seed(0)
+        model = models.build_model("simple_cnn", norm="batch", width=0.25)
+        train(model, tiny_data, config(), epochs=1, seed=0, memory_format=memory_format)
+        trained[memory_format] = model
+    nchw, last = trained[torch.contiguous_format], trained[torch.channels_last]
+    for a, b in zip(nchw.parameters(), last.parameters(), strict=True):
+        assert b.is_contiguous()  # folding and export get the default layout back
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
 
 
 def test_divergence_is_detected(tiny_data) -> None:
