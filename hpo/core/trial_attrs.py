@@ -28,10 +28,10 @@ def readable(attrs: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict | list) and key not in OWN_ATTRS:
             details[key] = value
         else:
-            recorded[key] = _rounded(value)
+            recorded[key] = rounded(value)
     latency = attrs.get("latency")
     if isinstance(latency, dict) and "iqr_ms" in latency:
-        recorded["latency_iqr_ms"] = _rounded(latency["iqr_ms"])
+        recorded["latency_iqr_ms"] = rounded(latency["iqr_ms"])
     if details:
         recorded[DETAILS_ATTR] = details
     return recorded
@@ -46,7 +46,7 @@ def flat(user_attrs: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _rounded(value: Any) -> Any:
+def rounded(value: Any) -> Any:
     """Floats to 4 significant digits (a person reads 0.5929, not 0.5929203539823009)."""
     if isinstance(value, float) and value == value and abs(value) != float("inf"):
         return float(f"{value:.{_DIGITS}g}")

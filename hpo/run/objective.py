@@ -27,7 +27,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 import models
 from hpo.core.errors import DataError
 from hpo.core.spec import Spec
-from hpo.core.trial_attrs import readable
+from hpo.core.trial_attrs import readable, rounded
 from hpo.core.trial_config import TrialConfig
 from hpo.measure import cost, fusion
 from hpo.measure.fused import (
@@ -340,7 +340,10 @@ class Objective:
     ) -> None:
         """Stop the trial (PRUNED) when the pruner says its point at this rung is dominated."""
         assert self.pruner is not None and self.rung_points is not None
-        latency_ms = float(latency["latency"]["median_ms"])
+        # As recorded (rounded), like the other trials' points: unrounded, a trial could sit a
+        # hair below the latency of its own architecture recorded by others, and never be
+        # dominated at it.
+        latency_ms = rounded(float(latency["latency"]["median_ms"]))
         others = self.rung_points(epoch, trial.number)
         if self.pruner.keeps((accuracy, latency_ms), others):
             return
