@@ -80,6 +80,7 @@ def test_channels_last_only_for_norms_that_run_faster_in_it_on_cpu() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert memory_format_for(cpu, "batch") == torch.channels_last
     assert memory_format_for(cpu, "none") == torch.channels_last
+    assert memory_format_for(cpu, "layer") == torch.channels_last
     assert memory_format_for(cpu, "group") == torch.contiguous_format
     assert memory_format_for(cpu, "instance") == torch.contiguous_format
     assert memory_format_for(cuda, "batch") == torch.contiguous_format
@@ -96,6 +97,32 @@ def test_channels_last_training_matches_nchw_and_returns_an_nchw_model(tiny_data
     for a, b in zip(nchw.parameters(), last.parameters(), strict=True):
         assert b.is_contiguous()  # folding and export get the default layout back
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_train_picks_the_format_for_the_norm_and_restores_nchw_when_stopped(tiny_data) -> None:
+    seen: dict[str, bool] = {}
+
+    def stop_after_first_epoch(epoch: int, epochs: int, loss: float) -> None:
+        weight = next(p for p in model.parameters() if p.dim() == 4)
+        seen["channels_last"] = weight.is_contiguous(memory_format=torch.channels_last)
+        seen["nchw"] = weight.is_contiguous()
+        raise KeyboardInterrupt  # any exit from inside the loop: pruned, interrupted
+
+    for norm, trains_channels_last in (("batch", True), ("group", False)):
+        torch.manual_seed(0)
+        model = models.build_model("simple_cnn", norm=norm, width=0.25)
+        with pytest.raises(KeyboardInterrupt):
+            train(
+                model,
+                tiny_data,
+                config(norm=norm),
+                epochs=2,
+                seed=0,
+                on_epoch=stop_after_first_epoch,
+            )
+        assert seen["channels_last"] is trains_channels_last
+        assert seen["nchw"] is not trains_channels_last
+        assert all(p.is_contiguous() for p in model.parameters())
 
 
 def test_divergence_is_detected(tiny_data) -> None:

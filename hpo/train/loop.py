@@ -19,9 +19,10 @@ from hpo.train.optim import make_optimizer, make_scheduler
 _DIVERGENCE_CHECK_EVERY = 25
 
 # Norm layers that train faster in channels-last (NHWC) memory on CPU: oneDNN's convolutions and
-# BatchNorm run NHWC natively, and these norms (or none) keep the whole step in it. Measured by
-# `benchmarks/throughput.py --formats`: 1.2-1.7x for batch, none and layer across the families;
-# GroupNorm and InstanceNorm convert back and forth and ran 0.74-1.2x, so they stay NCHW.
+# BatchNorm run NHWC natively. Measured by `benchmarks/throughput.py --formats` (one thread):
+# 1.2-1.7x per step for batch and none, 1.1-1.4x for layer (GroupNorm with one group) across the
+# families. InstanceNorm2d converts back to NCHW every layer (0.74-0.95x) and GroupNorm with
+# several groups ran 0.77-1.2x, so both stay NCHW.
 _CHANNELS_LAST_NORMS = frozenset({"batch", "layer", "none"})
 
 
@@ -70,6 +71,28 @@ def train(
     device = data.train.images.device
     memory_format = memory_format or memory_format_for(device, config.norm)
     model.to(memory_format=memory_format)
+    try:
+        return _train_epochs(
+            model, data, config, epochs, seed, augment_batches, on_epoch, memory_format
+        )
+    finally:
+        # Back to the default format on every exit (Diverged, pruned, interrupted included):
+        # folding, export and evaluation expect it.
+        model.to(memory_format=torch.contiguous_format)
+
+
+def _train_epochs(
+    model: nn.Module,
+    data: TensorDataset,
+    config: TrialConfig,
+    epochs: int,
+    seed: int,
+    augment_batches: bool,
+    on_epoch: EpochCallback | None,
+    memory_format: torch.memory_format,
+) -> TrainResult:
+    """The epochs of `train`, with the model already in `memory_format`."""
+    device = data.train.images.device
     generator = torch.Generator().manual_seed(seed)
     n = len(data.train)
     batch_size = min(config.batch_size, n)
@@ -111,7 +134,6 @@ def train(
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start - outside
-    model.to(memory_format=torch.contiguous_format)
     return TrainResult(epochs, steps, seconds, steps * batch_size / seconds, mean_loss)
 
 
