@@ -119,7 +119,6 @@ def test_two_workers_prune_one_study(pg_url: str, tiny_npz: Path, tmp_path: Path
     trials = stored.study.get_trials()
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-
     assert pruned, "with eta 10, trials behind the best at a rung stop"
     at_rung = [t.user_attrs["val_accuracy_curve"][0] for t in trials]
     for trial in pruned:  # only a more accurate trial dominates one of the same latency

@@ -9,10 +9,11 @@ it, or when it is among the best max(1, n // eta) of the n points ranked by non-
 (ties within a front broken by crowding distance, as in NSGA-II). The first condition is where
 this differs from MOASHA, which keeps only the top n // eta even when the rung's front is larger:
 with few latency levels (e.g. a study that searches only the norm layer) that stops trials no
-other trial beats at their speed, which are the ones the study is looking for. In two dimensions
-a front of n points holds about ln(n) of them, so the extra survivors are few. Latency is known
-before training, so the comparison is exact on that axis; only accuracy is provisional. Nothing
-waits: the rung holds whatever has reached it so far, so the first trials always go on.
+other trial beats at their speed, which are the ones the study is looking for. How many more
+go on depends on the trade-off: few when accuracy and latency are unrelated (a front of n
+random points holds about ln(n) of them), up to about half the rung when slower networks are
+reliably more accurate. Latency is known before training, so the comparison is exact on that
+axis; only accuracy is provisional. Nothing waits: the rung holds whatever has reached it so far, so the first trials always go on.
 """
 
 from __future__ import annotations
