@@ -13,7 +13,8 @@ other trial beats at their speed, which are the ones the study is looking for. H
 go on depends on the trade-off: few when accuracy and latency are unrelated (a front of n
 random points holds about ln(n) of them), up to about half the rung when slower networks are
 reliably more accurate. Latency is known before training, so the comparison is exact on that
-axis; only accuracy is provisional. Nothing waits: the rung holds whatever has reached it so far, so the first trials always go on.
+axis; only accuracy is provisional. Nothing waits: the rung holds whatever has reached it so
+far, so the first trials always go on.
 """
 
 from __future__ import annotations
