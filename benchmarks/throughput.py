@@ -4,13 +4,14 @@ unfused latency.
     uv run python benchmarks/throughput.py [--data PATH.npz] [--model vgg] [--rounds 3]
     uv run python benchmarks/throughput.py --formats [--models vgg,resnet] [--norms batch,group]
 
-Both loops train the same model on the same images with the same batch size, optimizer and
-schedule; rounds are interleaved (trial loop, plain loop, trial loop, ...) and medians reported,
-so background load hits both alike. The figure is the ratio trial/plain (1.0 = no overhead).
+Both loops train the same model in NCHW memory on the same images with the same batch size,
+optimizer and schedule; rounds are interleaved (trial loop, plain loop, trial loop, ...) and
+medians reported, so background load hits both alike. The figure is the ratio trial/plain
+(1.0 = no overhead).
 
 --formats instead times the trial loop per model x norm in NCHW and in channels-last memory,
-interleaved, and prints the ratio next to the format the trial loop picks for that norm
-(`hpo.train.loop.memory_format_for`).
+interleaved (alternating which goes first), and prints the ratio next to the format the trial
+loop picks for that norm (`hpo.train.loop.memory_format_for`).
 """
 
 from __future__ import annotations
@@ -76,7 +77,10 @@ def compare_formats(data: TensorDataset, args: argparse.Namespace) -> None:
             config = TrialConfig.from_params({"model": name, "norm": norm})
             rates: dict[str, list[float]] = {label: [] for label in formats}
             for round_ in range(args.rounds):
-                for label, memory_format in formats.items():
+                # Alternate which format goes first, so a warming or loaded machine favours
+                # neither.
+                order = list(formats.items())[:: 1 if round_ % 2 == 0 else -1]
+                for label, memory_format in order:
                     torch.manual_seed(round_)
                     model = models.build_model(name, norm=norm)
                     result = train(
@@ -131,8 +135,16 @@ def main() -> None:
         torch.manual_seed(round_)
         model = models.build_model(args.model, norm="batch")
         trial_rates.append(
+            # NCHW, as the plain loop: this measures the loop's overhead, not the memory format
+            # (--formats measures that).
             train(
-                model, data, config, epochs=args.epochs, seed=round_, augment_batches=False
+                model,
+                data,
+                config,
+                epochs=args.epochs,
+                seed=round_,
+                augment_batches=False,
+                memory_format=torch.contiguous_format,
             ).images_per_second
         )
         torch.manual_seed(round_)
