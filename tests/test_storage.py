@@ -269,11 +269,12 @@ def test_sigterm_and_ctrl_c_fail_the_running_trial(
     urls, workers = {}, {}
     for sig in cases:
         urls[sig] = f"sqlite:///{tmp_path / f'{sig.name}.db'}"
-        # Many epochs: the trial is still running when the signal comes.
+        # Epochs enough for hours: the first trial is still running when the signal comes,
+        # however long the other worker takes to start (200 epochs once ran all 3 trials first).
         spec = tiny_spec(tmp_path, sig.name.lower(), 3)
         created = invoke(
             *("create", spec, "--storage", urls[sig], "--data", str(tiny_npz)),
-            *("--set", "train.epochs=200"),
+            *("--set", "train.epochs=100000"),
         )
         assert created.returncode == 0, created.stderr
         workers[sig] = start_cli(
