@@ -12,6 +12,7 @@ import glob
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -176,7 +177,14 @@ def start_cli(*args: str, log: Path, env: dict[str, str] | None = None) -> subpr
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
+            # Ctrl-C reaches a worker as it does in a terminal, even when the suite itself was
+            # started in the background, where SIGINT is ignored and children inherit that.
+            preexec_fn=_default_sigint,
         )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_all(processes: list[subprocess.Popen], timeout: float) -> list[int]:
