@@ -333,7 +333,7 @@ def test_concurrent_first_use_of_a_new_database(backend: str, tmp_path: Path) ->
             drop_database(SERVER, name)
 
 
-def test_processes_switching_a_new_sqlite_file_to_wal_together_all_succeed(tmp_path: Path) -> None:
+def test_workers_switching_a_new_sqlite_file_to_wal_together_all_succeed(tmp_path: Path) -> None:
     # SQLite answers "database is locked" at once, busy timeout or not, to a journal-mode switch
     # that collides with another's: without retries about 1 in 7 of these races failed.
     for attempt in range(50):
