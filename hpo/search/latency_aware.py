@@ -16,7 +16,9 @@ second (a probe), while training it takes minutes. So for each trial this sample
    worker, run the same one. Otherwise the training params make each configuration new.
 
 Training hyperparameters (lr, optimizer, ...) come from a base sampler (TPE), drawn before the
-architecture: the surrogate sees them too, so it learns how much of a trial's accuracy came from
+architecture. They never change latency, so the base sampler judges them on accuracy alone
+(`hpo.search.accuracy_view`): a fast run that trained badly is not a model for the next one.
+The surrogate sees them too, so it learns how much of a trial's accuracy came from
 its training settings rather than its architecture, and it predicts each candidate architecture
 with this trial's settings. Until a few trials have finished, architectures are drawn at random
 (never one known to be over the budget).
@@ -36,6 +38,7 @@ from optuna.search_space import intersection_search_space
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.core.names import VAL_CURVE_ATTR
+from hpo.search.accuracy_view import accuracy_view
 from hpo.search.architecture import Architecture, ArchitectureSpace, architecture_key
 from hpo.search.ehvi import expected_improvement
 from hpo.search.surrogate import AccuracySurrogate
@@ -94,6 +97,8 @@ class LatencyAwareSampler(BaseSampler):
         # Per trial: training params drawn ahead, with the distribution each was drawn from.
         self._training: dict[int, dict[str, tuple[BaseDistribution, Any]]] = {}
         self._latency_of: dict[str, float] = {}
+        # Per trial: the study seen by accuracy alone, which the base sampler draws from.
+        self._views: dict[int, tuple[optuna.Study, FrozenTrial]] = {}
         self.seconds = 0.0  # time spent choosing architectures (probes included), for reports
 
     # --- Optuna's sampler interface -------------------------------------------------------
@@ -104,9 +109,10 @@ class LatencyAwareSampler(BaseSampler):
     def infer_relative_search_space(
         self, study: optuna.Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
+        view, seen = self._view(study, trial)
         space = {
             name: distribution
-            for name, distribution in self.base.infer_relative_search_space(study, trial).items()
+            for name, distribution in self.base.infer_relative_search_space(view, seen).items()
             if name not in self.space.names
         }
         if self.space.searched():
@@ -117,7 +123,7 @@ class LatencyAwareSampler(BaseSampler):
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
         rest = {k: v for k, v in search_space.items() if k not in self.space.names}
-        params = self.base.sample_relative(study, trial, rest) if rest else {}
+        params = self.base.sample_relative(*self._view(study, trial), rest) if rest else {}
         if not self.space.searched():
             return params
         started = time.perf_counter()
@@ -142,7 +148,9 @@ class LatencyAwareSampler(BaseSampler):
         # Drawn ahead from the same distribution (a changed spec asks with another one).
         if drawn is not None and drawn[0] == param_distribution:
             return drawn[1]
-        return self.base.sample_independent(study, trial, param_name, param_distribution)
+        return self.base.sample_independent(
+            *self._view(study, trial), param_name, param_distribution
+        )
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.base.before_trial(study, trial)
@@ -156,7 +164,15 @@ class LatencyAwareSampler(BaseSampler):
     ) -> None:
         self._chosen.pop(trial.number, None)
         self._training.pop(trial.number, None)
+        self._views.pop(trial.number, None)
         self.base.after_trial(study, trial, state, values)
+
+    def _view(self, study: optuna.Study, trial: FrozenTrial) -> tuple[optuna.Study, FrozenTrial]:
+        """The study by accuracy alone, and this trial in it: built once per trial, when its
+        first param is drawn (later draws of the same trial see the same history)."""
+        if trial.number not in self._views:
+            self._views[trial.number] = accuracy_view(study, trial)
+        return self._views[trial.number]
 
     # --- choosing the architecture --------------------------------------------------------
 
@@ -170,12 +186,13 @@ class LatencyAwareSampler(BaseSampler):
         if not finished:
             return {}
         shared = intersection_search_space(finished)
+        view, seen = self._view(study, trial)
         return {
             name: (
                 distribution,
                 relative[name]
                 if name in relative
-                else self.base.sample_independent(study, trial, name, distribution),
+                else self.base.sample_independent(view, seen, name, distribution),
             )
             for name, distribution in sorted(shared.items())
             if name not in self.space.names and not distribution.single()
