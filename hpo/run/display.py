@@ -4,12 +4,12 @@ finished trial (progress and notes go to the console given, stderr or stdout).""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,6 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.progress import Progress as ProgressBar
+from rich.text import Text
 
 from hpo.core.trial_config import TrialConfig
 from hpo.run.progress import TargetCounts
@@ -40,13 +41,26 @@ def describe(config: TrialConfig, searched: Mapping[str, Any] | None = None) -> 
     return " ".join([line, *extra])
 
 
+class _StudyProgress(ProgressBar):
+    """The study's bar, with the running trial on a line of its own below it: a trial's params
+    can be longer than the terminal is wide, and beside the bar they would squeeze it away.
+    That line is cut at the terminal's width, so the live status goes first."""
+
+    status = ""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        if self.status:
+            yield Text(self.status, no_wrap=True, overflow="ellipsis")
+
+
 class TrialDisplay:
     """Progress bar over the study's target plus one line per finished trial."""
 
     def __init__(self, console: Console, stored: StoredStudy, target: int, done: int) -> None:
         self.console = console
         self.stored = stored
-        self.bar = ProgressBar(
+        self.bar = _StudyProgress(
             TextColumn("[bold]trials"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -54,26 +68,29 @@ class TrialDisplay:
             TimeElapsedColumn(),
             TextColumn("remaining"),
             TimeRemainingColumn(),
-            TextColumn("{task.description}"),
             console=console,
         )
         self.task = self.bar.add_task("", total=target, completed=done)
         self.trial_started = time.perf_counter()
         self.current = ""
+        self.params = ""
         self.last_wait: TargetCounts | None = None
 
     def trial_start(self, trial: optuna.Trial, config: TrialConfig) -> None:
         self.trial_started = time.perf_counter()
         retried = retry_of(self.stored.frozen_trial(trial.number))
         again = f" (retry of trial {retried})" if retried is not None else ""
-        self.current = f"#{trial.number}{again} {describe(config, trial.params)}"
-        self.bar.update(self.task, description=f"{self.current} training")
+        self.current = f"#{trial.number}{again}"
+        self.params = describe(config, trial.params)
+        self._show(f"{self.current} training")
 
     def epoch(self, epoch: int, epochs: int, loss: float, accuracy: float) -> None:
-        self.bar.update(
-            self.task,
-            description=f"{self.current} epoch {epoch}/{epochs} loss {loss:.3f} val {accuracy:.1%}",
-        )
+        self._show(f"{self.current} epoch {epoch}/{epochs} loss {loss:.3f} val {accuracy:.1%}")
+
+    def _show(self, status: str) -> None:
+        """The running trial's line: its status, then its params (cut where the line ends)."""
+        self.bar.status = f"{status} · {self.params}" if status else ""
+        self.bar.refresh()
 
     def trial_end(self, trial: FrozenTrial, done: int) -> None:
         seconds = time.perf_counter() - self.trial_started
@@ -94,16 +111,15 @@ class TrialDisplay:
         else:
             reason = trial.user_attrs.get("fail_reason", "failed")
             self.console.print(f"{name}  {params}  [red]{trial.state.name}[/]: {reason}")
-        self.bar.update(self.task, completed=done, description="")
+        self.bar.update(self.task, completed=done)
+        self._show("")
 
     def waiting(self, counts: TargetCounts) -> None:
         if counts != self.last_wait:
             self.last_wait = counts
-            self.bar.update(
-                self.task,
-                completed=counts.finished,
-                description=f"waiting for {counts.running} trial(s) of other workers",
-            )
+            self.bar.update(self.task, completed=counts.finished)
+            self.bar.status = f"waiting for {counts.running} trial(s) of other workers"
+            self.bar.refresh()
 
     def lost(self, trial: FrozenTrial) -> None:
         """One line for a trial of this worker that another worker finished meanwhile."""
@@ -113,7 +129,7 @@ class TrialDisplay:
             f"{trial.state.name} while this worker ran it ({reason})",
             highlight=False,
         )
-        self.bar.update(self.task, description="")
+        self._show("")
 
     def lost_elsewhere(self, lost: list[LostTrial]) -> None:
         """One line per trial of another worker that this worker failed for its silence."""

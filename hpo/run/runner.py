@@ -94,10 +94,12 @@ def work_on(
     device = select_device(spec.train.device)
     prepare_process(device)
     data = prepare(raw, spec.data, device)
+    epochs = spec.train.epochs
     console.print(
         f"study [bold]{stored.name}[/]: {spec.study.n_trials} trials, sampler "
         f"{spec.study.sampler}, {len(data.train)} train / {len(data.val)} val images "
-        f"({data.num_classes} classes) from {data.source}, {spec.train.epochs} epochs on {device}"
+        f"({data.num_classes} classes) from {data.source}, {epochs} "
+        f"epoch{'s' if epochs != 1 else ''} on {device}"
     )
     summary = run_worker(
         stored,
