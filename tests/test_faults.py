@@ -341,6 +341,38 @@ def test_workers_switching_a_new_sqlite_file_to_wal_together_all_succeed(tmp_pat
         assert at_once(partial(prepare_sqlite, url)) == [], f"race {attempt}"
 
 
+def test_a_lost_race_is_tried_again_and_anything_else_is_raised_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hpo.store import races
+
+    monkeypatch.setattr(races.time, "sleep", lambda seconds: None)
+    calls: list[str] = []
+
+    def losing(times: int, error: Exception) -> Callable[[], str]:
+        def action() -> str:
+            calls.append("try")
+            if len(calls) <= times:
+                raise error
+            return "opened"
+
+        return action
+
+    def lost(exc: Exception) -> bool:
+        return "locked" in str(exc)
+
+    assert races.retry_lost_race(losing(3, RuntimeError("database is locked")), lost) == "opened"
+    assert len(calls) == 4
+    calls.clear()
+    with pytest.raises(RuntimeError, match="disk I/O error"):
+        races.retry_lost_race(losing(3, RuntimeError("disk I/O error")), lost)
+    assert len(calls) == 1, "an error that is not a lost race is not tried again"
+    calls.clear()
+    with pytest.raises(RuntimeError, match="locked"):
+        races.retry_lost_race(losing(100, RuntimeError("database is locked")), lost, tries=5)
+    assert len(calls) == 5, "the last lost race is raised after the last try"
+
+
 # --- refusals: authentication and permission -------------------------------------------------
 
 

@@ -7,8 +7,6 @@ together with the storage it was opened on, which is passed down to whatever nee
 
 from __future__ import annotations
 
-import random
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from hpo.core.errors import StorageError
+from hpo.store.races import retry_lost_race
 from hpo.store.refusals import refusal_message
 from hpo.store.resilience import Resilience, ResilientRDBStorage
 from hpo.store.url import engine_kwargs, parse_url, prepare_sqlite, safe_url, scrub, sqlite_path
@@ -63,10 +62,6 @@ def open_storage(url: str, *, create: bool = True) -> ResilientRDBStorage:
     return storage
 
 
-# How often opening a new database is tried while other processes create its tables.
-_FIRST_USE_TRIES = 10
-
-
 def _first_use_safely(open_: Callable[[], _T]) -> _T:
     """`open_()`, tried again when it lost a race to create the schema of a new database.
 
@@ -75,23 +70,20 @@ def _first_use_safely(open_: Callable[[], _T]) -> _T:
     PostgreSQL's duplicate pg_type entry, a duplicate version row). The loser's transaction
     is rolled back; a moment later the tables are there and opening succeeds.
     """
-    attempt = 1
-    while True:
-        try:
-            with warnings.catch_warnings():
-                # Heartbeats and their retry callback are marked experimental; they are
-                # what we want.
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return open_()
-        except (IntegrityError, ProgrammingError, OperationalError) as exc:
-            if attempt >= _FIRST_USE_TRIES or not _lost_schema_race(exc):
-                raise
-        time.sleep(random.uniform(0.05, 0.25) * attempt)
-        attempt += 1
+
+    def open_quietly() -> _T:
+        with warnings.catch_warnings():
+            # Heartbeats and their retry callback are marked experimental; they are what we want.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return open_()
+
+    return retry_lost_race(open_quietly, _lost_schema_race)
 
 
-def _lost_schema_race(exc: BaseException) -> bool:
+def _lost_schema_race(exc: Exception) -> bool:
     """Whether `exc` says another process created the same schema object just now."""
+    if not isinstance(exc, (IntegrityError, ProgrammingError, OperationalError)):
+        return False
     if isinstance(exc, IntegrityError):
         return True  # only concurrent creation inserts conflicting rows while opening
     message = str(getattr(exc, "orig", None) or exc)

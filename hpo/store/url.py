@@ -7,9 +7,7 @@ not crash with "database is locked". Passwords never appear in messages.
 
 from __future__ import annotations
 
-import random
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +15,11 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from hpo.core.errors import StorageError
+from hpo.store.races import retry_lost_race
 
 DEFAULT_STORAGE = "sqlite:///hpo.db"
 SUPPORTED_BACKENDS = ("sqlite", "postgresql", "mysql")
 SQLITE_BUSY_TIMEOUT_S = 60
-# How often switching a SQLite file to WAL is tried while other processes switch it too.
-_WAL_SWITCH_TRIES = 10
 # Schemes people often type for PostgreSQL that SQLAlchemy does not know.
 _SCHEME_HINTS = {"postgres": "postgresql", "pgsql": "postgresql", "psql": "postgresql"}
 
@@ -104,18 +101,19 @@ def prepare_sqlite(url: URL) -> None:
         raise StorageError(
             f"cannot create SQLite database {path}: folder {path.parent} does not exist"
         )
+
     # WAL lets readers (dashboard, `hpo best`) work while a worker writes; the mode persists.
     # Switching the mode needs the file to itself, and SQLite answers "database is locked" at
     # once (without waiting out the busy timeout) when workers started together on a new file
     # switch it at the same moment: try again a few times.
-    for attempt in range(1, _WAL_SWITCH_TRIES + 1):
-        try:
-            with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S) as connection:
-                connection.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == _WAL_SWITCH_TRIES:
-                raise StorageError(f"cannot open SQLite database {path}: {exc}") from None
-            time.sleep(random.uniform(0.05, 0.2) * attempt)
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open SQLite database {path}: {exc}") from None
+    def switch() -> None:
+        with sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+
+    try:
+        retry_lost_race(
+            switch,
+            lambda exc: isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc),
+        )
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open SQLite database {path}: {exc}") from None
