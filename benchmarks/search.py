@@ -222,6 +222,8 @@ def sample(args: argparse.Namespace) -> list[dict[str, Any]]:
     runs.sort(key=lambda r: r["seed"])
     # One reference point for every run (accuracy 0, 1.1 x the slowest trial of any run).
     reference = common_reference([r.pop("run") for r in runs])
+    if not args.json:
+        print(f"  reference point: accuracy {reference[0]:.2f}, latency {reference[1]:.3f} ms")
     rows = []
     for name in args.sample_samplers.split(","):
         mine = [r for r in runs if r["sampler"] == name]
