@@ -88,8 +88,9 @@ class TrialDisplay:
         self._show(f"{self.current} epoch {epoch}/{epochs} loss {loss:.3f} val {accuracy:.1%}")
 
     def _show(self, status: str) -> None:
-        """The running trial's line: its status, then its params (cut where the line ends)."""
-        self.bar.status = f"{status} · {self.params}" if status else ""
+        """The line below the bar: a status, then the running trial's params if one runs (cut
+        where the line ends)."""
+        self.bar.status = f"{status} · {self.params}" if status and self.params else status
         self.bar.refresh()
 
     def trial_end(self, trial: FrozenTrial, done: int) -> None:
@@ -112,14 +113,14 @@ class TrialDisplay:
             reason = trial.user_attrs.get("fail_reason", "failed")
             self.console.print(f"{name}  {params}  [red]{trial.state.name}[/]: {reason}")
         self.bar.update(self.task, completed=done)
+        self.params = ""
         self._show("")
 
     def waiting(self, counts: TargetCounts) -> None:
         if counts != self.last_wait:
             self.last_wait = counts
             self.bar.update(self.task, completed=counts.finished)
-            self.bar.status = f"waiting for {counts.running} trial(s) of other workers"
-            self.bar.refresh()
+            self._show(f"waiting for {counts.running} trial(s) of other workers")
 
     def lost(self, trial: FrozenTrial) -> None:
         """One line for a trial of this worker that another worker finished meanwhile."""
@@ -129,6 +130,7 @@ class TrialDisplay:
             f"{trial.state.name} while this worker ran it ({reason})",
             highlight=False,
         )
+        self.params = ""
         self._show("")
 
     def lost_elsewhere(self, lost: list[LostTrial]) -> None:
