@@ -32,7 +32,7 @@ def accuracy_view(study: optuna.Study, trial: FrozenTrial) -> tuple[optuna.Study
     storage.create_new_study([StudyDirection.MAXIMIZE], _VIEW)
     view = optuna.Study(_VIEW, storage)
     view.add_trials([_copy(t) for t in study.get_trials(deepcopy=False)])
-    return view, view.trials[trial.number]
+    return view, view.get_trials(deepcopy=False)[trial.number]
 
 
 def _copy(trial: FrozenTrial) -> FrozenTrial:
