@@ -8,6 +8,7 @@ from torch import nn
 
 from models.catalog import KERNELS
 from models.layers import (
+    IMAGE_SIZE,
     SqueezeExcite,
     bottlenecked,
     check_attention,
@@ -20,7 +21,6 @@ from models.layers import (
 from models.norm import scaled
 from models.registry import ModelFactory, register_model
 
-IMAGE_SIZE = 32
 # `kernel` -> the kernel sizes of a stage's convs (both have a 5x5 receptive field).
 _STAGE_KERNELS = {"3x3": (3, 3), "5x5": (5,)}
 
