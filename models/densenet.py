@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from models.catalog import DENSE_ORDERS
 from models.layers import (
+    IMAGE_SIZE,
     ConvNormAct,
     SqueezeExcite,
     check_attention,
@@ -29,7 +30,6 @@ from models.norm import conv_bias, make_norm
 from models.registry import register_model
 
 _BLOCKS = 3
-_IMAGE_SIZE = 32
 
 
 class NormActConv(nn.Sequential):
@@ -122,7 +122,7 @@ def densenet(
     # stride-2 3x3 conv does both (a stride-2 1x1 conv would drop three pixels of four).
     pool = resolve_pool("densenet", pool)
     growth = max(1, round(growth_rate * width))
-    channels, size = 2 * growth, _IMAGE_SIZE
+    channels, size = 2 * growth, IMAGE_SIZE
     stem: nn.Module = (
         nn.Conv2d(3, channels, 3, padding=1, bias=conv_bias(norm))
         if dense_order == "pre"

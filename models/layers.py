@@ -8,6 +8,8 @@ from torch import Tensor, nn
 from models.catalog import ATTENTIONS, FAMILY_POOL, HEADS, POOLS
 from models.norm import conv_bias, make_norm, scaled
 
+# Side of the square images every family is built for (CIFAR).
+IMAGE_SIZE = 32
 # Squeeze-and-excitation never squeezes below this many hidden units (narrow CIFAR layers).
 _MIN_SE_HIDDEN = 8
 

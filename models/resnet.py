@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import Tensor, nn
 
-from models.layers import (
-    ConvNormAct,
-    SqueezeExcite,
-    bottlenecked,
-    check_attention,
-    conv_output_size,
-    make_head,
-    make_pool,
-    resolve_pool,
-)
+from models.layers import ConvNormAct, SqueezeExcite, bottlenecked, check_attention, resolve_pool
 from models.norm import scaled
 from models.registry import register_model
+from models.trunk import block_network
 
 _STAGES = (16, 32, 64)
-_IMAGE_SIZE = 32
 
 
 class BasicBlock(nn.Module):
@@ -78,35 +71,25 @@ def resnet(
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"resnet depth must be 6n+2 with n >= 1 (8, 14, 20, ...), got {depth}")
     check_attention(attention, se_ratio)
-    # `conv`: the stage's first block convolves with stride 2 (He et al.); max/avg: a 2x2
-    # pooling layer halves the maps before that block, which then keeps stride 1.
-    pool = resolve_pool("resnet", pool)
     blocks_per_stage = (depth - 2) // 6
     channels = [scaled(c, width) for c in _STAGES]
-    layers: list[nn.Module] = [ConvNormAct(3, channels[0], 3, norm=norm)]
-    in_channels, size = channels[0], _IMAGE_SIZE
-    for stage, out_channels in enumerate(channels):
-        for block in range(blocks_per_stage):
-            downsample = stage > 0 and block == 0
-            if downsample and pool != "conv":
-                layers.append(make_pool(pool))
-                size = conv_output_size(size, 2, 2)
-            stride = 2 if downsample and pool == "conv" else 1
-            layers.append(
-                BasicBlock(
-                    in_channels,
-                    out_channels,
-                    stride=stride,
-                    norm=norm,
-                    bottleneck=bottleneck,
-                    se_ratio=se_ratio if attention == "se" else None,
-                )
-            )
-            size = conv_output_size(size, 3, stride, 1)
-            in_channels = out_channels
-    layers.append(
-        make_head(
-            head, channels=in_channels, spatial=size, num_classes=num_classes, dropout=dropout
-        )
+    return block_network(
+        stem=channels[0],
+        # The first block of every stage but the first halves the maps (He et al.).
+        blocks=[
+            (out_channels, stage > 0 and block == 0)
+            for stage, out_channels in enumerate(channels)
+            for block in range(blocks_per_stage)
+        ],
+        make_block=partial(
+            BasicBlock,
+            norm=norm,
+            bottleneck=bottleneck,
+            se_ratio=se_ratio if attention == "se" else None,
+        ),
+        pool=resolve_pool("resnet", pool),
+        norm=norm,
+        head=head,
+        num_classes=num_classes,
+        dropout=dropout,
     )
-    return nn.Sequential(*layers)

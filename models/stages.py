@@ -8,6 +8,7 @@ from torch import nn
 
 from models.catalog import KERNELS
 from models.layers import (
+    IMAGE_SIZE,
     SqueezeExcite,
     bottlenecked,
     check_attention,
@@ -15,10 +16,11 @@ from models.layers import (
     conv_output_size,
     make_head,
     make_pool,
+    resolve_pool,
 )
 from models.norm import scaled
+from models.registry import ModelFactory, register_model
 
-IMAGE_SIZE = 32
 # `kernel` -> the kernel sizes of a stage's convs (both have a 5x5 receptive field).
 _STAGE_KERNELS = {"3x3": (3, 3), "5x5": (5,)}
 
@@ -69,3 +71,43 @@ def plain_network(
         )
     )
     return nn.Sequential(*layers)
+
+
+def register_plain_family(
+    name: str, *, stages: tuple[int, ...], default_kernel: str, description: str
+) -> ModelFactory:
+    """Register `name`: a plain network of `stages` whose `kernel = "auto"` is `default_kernel`.
+
+    simple_cnn and vgg differ only in these two; `description` is the family's one-line summary.
+    """
+
+    def factory(
+        *,
+        norm: str,
+        num_classes: int = 10,
+        width: float = 1.0,
+        dropout: float = 0.0,
+        head: str = "gap",
+        pool: str = "auto",
+        kernel: str = "auto",
+        bottleneck: float = 0.0,
+        attention: str = "none",
+        se_ratio: int = 8,
+    ) -> nn.Module:
+        return plain_network(
+            stages=stages,
+            kernel=default_kernel if kernel == "auto" else kernel,
+            pool=resolve_pool(name, pool),
+            norm=norm,
+            num_classes=num_classes,
+            width=width,
+            dropout=dropout,
+            head=head,
+            bottleneck=bottleneck,
+            attention=attention,
+            se_ratio=se_ratio,
+        )
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = description
+    return register_model(name)(factory)

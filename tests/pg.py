@@ -187,6 +187,19 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@contextlib.contextmanager
+def reaped(processes: list[subprocess.Popen]) -> Iterator[None]:
+    """Kill whichever of `processes` still runs when the block ends (a stopped one too), so a
+    failing test leaves no worker behind."""
+    try:
+        yield
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGCONT)
+                process.kill()
+
+
 def wait_all(processes: list[subprocess.Popen], timeout: float) -> list[int]:
     """Exit codes of all processes; any still running after `timeout` s is killed (code None)."""
     deadline = time.monotonic() + timeout

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import subprocess
 import threading
 import time
 import warnings
@@ -42,6 +41,7 @@ from tests.pg import (
     drop_database,
     pg_url,
     private_postgres,
+    reaped,
     server_problem,
     wait_all,
 )
@@ -50,8 +50,8 @@ from tests.test_storage import new_study, two_objectives  # noqa: E402
 from tests.test_workers import (
     WORKER_TIMEOUT_S,
     heartbeat,
-    running_on,
     start_workers,
+    stop_mid_trial,
     tiny_spec,
     trials_of,
     worker_logs,
@@ -213,18 +213,13 @@ def test_a_paused_worker_drops_its_lost_trial_and_goes_on(
     workers = start_workers(2, url, "pause", tmp_path)
     paused, survivor = workers
     storage = open_storage(url)
-    try:
-        number = pause_mid_trial(paused, storage, "pause", timeout=180)
+    with reaped(workers):
+        number = stop_mid_trial(paused, storage, "pause", timeout=180)
         stopped = time.monotonic()
         lost = wait_for_fail(storage, "pause", number, timeout=60)
         noticed = time.monotonic() - stopped
         os.kill(paused.pid, signal.SIGCONT)
         codes = wait_all(workers, WORKER_TIMEOUT_S)
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                os.kill(worker.pid, signal.SIGCONT)
-                worker.kill()
     log = (tmp_path / "worker-0.log").read_text()
     assert codes == [0, 0], worker_logs(tmp_path)
     assert "Traceback" not in worker_logs(tmp_path)
@@ -246,23 +241,6 @@ def test_a_paused_worker_drops_its_lost_trial_and_goes_on(
     assert retry.state == TrialState.COMPLETE and retry.params == lost.params
     assert {t.state for t in trials} == {TrialState.COMPLETE, TrialState.FAIL}
     assert sum(t.state == TrialState.FAIL for t in trials) == 1, "only the lost trial"
-
-
-def pause_mid_trial(
-    worker: subprocess.Popen, storage: RDBStorage, name: str, timeout: float
-) -> int:
-    """SIGSTOP `worker` while it runs a trial; the number of that trial."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert worker.poll() is None, "the worker exited before it could be paused"
-        if running_on(storage, name, worker.pid):
-            os.kill(worker.pid, signal.SIGSTOP)
-            mine = running_on(storage, name, worker.pid)
-            if mine:
-                return mine[0].number
-            os.kill(worker.pid, signal.SIGCONT)
-        time.sleep(0.1)
-    raise AssertionError(f"worker {worker.pid} never ran a trial within {timeout} s")
 
 
 def wait_for_fail(storage: RDBStorage, name: str, number: int, timeout: float) -> FrozenTrial:

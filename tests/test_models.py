@@ -233,6 +233,30 @@ def test_family_defaults_are_the_catalog_defaults() -> None:
             assert signature.parameters[option].default == BY_NAME[option].default, (name, option)
 
 
+def test_a_factory_that_disagrees_with_the_catalog_is_refused_at_registration() -> None:
+    from models.registry import register_model
+
+    resnet = models.model_info("resnet").factory
+    with pytest.raises(ValueError, match="model 'alexnet' is not in models/catalog.py"):
+        register_model("alexnet")(resnet)
+    with pytest.raises(
+        ValueError,
+        match=r"FAMILY_OPTIONS\['vgg'\] in models/catalog.py: the factory takes depth; the "
+        "factory does not take kernel",
+    ):
+        register_model("vgg")(resnet)
+    assert models.model_info("vgg").factory is not resnet
+    assert "alexnet" not in models.list_models()
+
+
+def test_a_catalog_module_that_registers_nothing_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.catalog import FAMILIES
+
+    monkeypatch.setitem(FAMILIES, "alexnet", "models.layers")
+    with pytest.raises(ValueError, match="models.layers registers no model 'alexnet'"):
+        models.model_info("alexnet")
+
+
 def test_resnet_depth_must_be_6n_plus_2() -> None:
     with pytest.raises(ValueError, match="6n\\+2"):
         models.build_model("resnet", norm="batch", depth=10)

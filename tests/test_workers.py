@@ -20,7 +20,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.store.connect import open_storage, retry_of
 from tests.conftest import invoke, run_cli
-from tests.pg import Cluster, create_database, pg_url, private_postgres, start_cli, wait_all
+from tests.pg import (
+    Cluster,
+    create_database,
+    pg_url,
+    private_postgres,
+    reaped,
+    start_cli,
+    wait_all,
+)
 
 __all__ = ["pg_url", "private_postgres"]  # fixtures used below
 
@@ -93,6 +101,11 @@ def worker_logs(folder: Path) -> str:
     return "\n".join(p.read_text() for p in sorted(folder.glob("worker-*.log")))
 
 
+def new_database(cluster: Cluster) -> str:
+    """The URL of a new, empty database on `cluster`."""
+    return f"{cluster.server}/{create_database(cluster.server)}"
+
+
 def heartbeat(monkeypatch: pytest.MonkeyPatch, interval: int, grace: int) -> None:
     monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", str(interval))
     monkeypatch.setenv("HPO_GRACE_PERIOD", str(grace))
@@ -109,13 +122,9 @@ def test_sigkilled_worker_trial_fails_and_is_retried(
     workers = start_workers(n_workers, pg_url, "kill", tmp_path)
     victim, survivors = workers[0], workers[1:]
     storage = open_storage(pg_url)
-    try:
+    with reaped(workers):
         killed = kill_mid_trial(victim, storage, "kill", timeout=180)
         codes = wait_all(survivors, WORKER_TIMEOUT_S)
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
     output = worker_logs(tmp_path)
     assert codes == [0, 0], output
 
@@ -139,18 +148,24 @@ def kill_mid_trial(worker: subprocess.Popen, storage: RDBStorage, name: str, tim
 
     The worker is frozen first (SIGSTOP), so the trial seen RUNNING cannot finish before the kill.
     """
+    number = stop_mid_trial(worker, storage, name, timeout)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    return number
+
+
+def stop_mid_trial(worker: subprocess.Popen, storage: RDBStorage, name: str, timeout: float) -> int:
+    """SIGSTOP `worker` while it runs a trial (it stays stopped); the number of that trial."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert worker.poll() is None, "the worker exited before it could be killed"
+        assert worker.poll() is None, "the worker exited before it could be stopped"
         if running_on(storage, name, worker.pid):
             os.kill(worker.pid, signal.SIGSTOP)
             mine = running_on(storage, name, worker.pid)
             if mine:
-                os.kill(worker.pid, signal.SIGKILL)
-                worker.wait()
                 return mine[0].number
             os.kill(worker.pid, signal.SIGCONT)
-        time.sleep(0.2)
+        time.sleep(0.1)
     raise AssertionError(f"worker {worker.pid} never ran a trial within {timeout} s")
 
 
@@ -171,22 +186,17 @@ def test_workers_survive_a_postgresql_restart(
     # A grace period well above the outage, so live trials are not declared dead meanwhile.
     heartbeat(monkeypatch, interval=1, grace=20)
     monkeypatch.setenv("HPO_DB_RETRY_SECONDS", "120")
-    server = private_postgres.server
-    url = f"{server}/{create_database(server)}"
+    url = new_database(private_postgres)
     target = 5
     create(tiny_spec(tmp_path, "restart", target), url, tiny_npz)
     workers = start_workers(2, url, "restart", tmp_path)
     storage = open_storage(url)
-    try:
+    with reaped(workers):
         before = wait_for_complete(storage, "restart", at_least=1, timeout=180)
         private_postgres.stop()
         time.sleep(3)  # workers keep training; their heartbeats and writes fail meanwhile
         private_postgres.start()
         codes = wait_all(workers, WORKER_TIMEOUT_S)
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
     output = worker_logs(tmp_path)
     assert codes == [0, 0], output
     assert "unreachable" in output and "reachable again" in output, "the outage was ridden out"
@@ -237,8 +247,7 @@ def test_worker_gives_up_with_one_line_when_the_database_stays_down(
     heartbeat(monkeypatch, interval=1, grace=20)
     budget = 4
     monkeypatch.setenv("HPO_DB_RETRY_SECONDS", str(budget))
-    server = private_postgres.server
-    url = f"{server}/{create_database(server)}".replace("postgres@", "postgres:hunter2@", 1)
+    url = new_database(private_postgres).replace("postgres@", "postgres:hunter2@", 1)
     spec = tiny_spec(tmp_path, "down", 2)
     # A long trial: the database goes away while the worker trains.
     result = invoke(
@@ -249,7 +258,7 @@ def test_worker_gives_up_with_one_line_when_the_database_stays_down(
     log = tmp_path / "worker.log"
     worker = start_cli("worker", "--storage", url, "--study-name", "down", log=log)
     storage = open_storage(url)
-    try:
+    with reaped([worker]):
         wait_for_training(storage, "down", worker, timeout=180)
         storage.engine.dispose()
         private_postgres.stop()
@@ -260,9 +269,6 @@ def test_worker_gives_up_with_one_line_when_the_database_stays_down(
                 error_after = time.monotonic() - stopped
             time.sleep(0.05)
         code = worker.wait(timeout=30)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
     text = log.read_text()
     assert code == 1, text
     errors = [line for line in text.splitlines() if line.startswith("hpo: error:")]

@@ -96,28 +96,47 @@ def _pairs_with(producer: nn.Module, bn: _BatchNorm) -> str:
     return ""
 
 
+def _single_input(bn_node: fx.Node) -> fx.Node | None:
+    """The node the BN reads, when it reads exactly one layer output and nothing else."""
+    source = bn_node.args[0] if bn_node.args else None
+    if not isinstance(source, fx.Node) or len(bn_node.args) != 1 or bn_node.kwargs:
+        return None
+    return source
+
+
+def _not_a_module(node: fx.Node) -> str:
+    """How to name a node that calls no module: its function, or its op."""
+    what = node.target if node.op == "call_function" else node.op
+    return str(getattr(what, "__name__", what))
+
+
+def _calls(graph_module: fx.GraphModule, target: object) -> int:
+    """How many nodes call the module `target` (more than one: shared weights)."""
+    return sum(n.op == "call_module" and n.target == target for n in graph_module.graph.nodes)
+
+
+def _has_running_stats(bn: _BatchNorm) -> bool:
+    return bn.track_running_stats and bn.running_mean is not None and bn.running_var is not None
+
+
 def _foldable_producer(
     graph_module: fx.GraphModule, bn_node: fx.Node, bn: _BatchNorm
 ) -> tuple[fx.Node | None, str]:
     """The conv/linear node this BN can fold into, or None and the reason it cannot."""
-    source = bn_node.args[0] if bn_node.args else None
-    if not isinstance(source, fx.Node) or len(bn_node.args) != 1 or bn_node.kwargs:
+    source = _single_input(bn_node)
+    if source is None:
         return None, "input is not a single layer output"
     producer = _module(graph_module, source)
     if producer is None:
-        what = source.target if source.op == "call_function" else source.op
-        return None, f"follows {getattr(what, '__name__', what)}, not a conv/linear"
+        return None, f"follows {_not_a_module(source)}, not a conv/linear"
     if reason := _pairs_with(producer, bn):
         return None, reason
     if len(source.users) != 1:
         return None, "the conv output is also used elsewhere"
-    calls = sum(
-        n.op == "call_module" and n.target == source.target for n in graph_module.graph.nodes
-    )
-    if calls != 1:
+    if (calls := _calls(graph_module, source.target)) != 1:
         # Folding rewrites the shared weights, which would change the layer's other calls.
         return None, f"{source.target} is called {calls} times (shared weights)"
-    if not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
+    if not _has_running_stats(bn):
         return None, "no running statistics"
     return source, ""
 
@@ -127,15 +146,14 @@ def _foldable_consumer(
 ) -> tuple[fx.Node | None, str]:
     """The conv node this BN can fold forward into (the BN's only user, a conv without
     padding), or None and the reason it cannot."""
-    if len(bn_node.args) != 1 or not isinstance(bn_node.args[0], fx.Node) or bn_node.kwargs:
+    if _single_input(bn_node) is None:
         return None, "input is not a single layer output"
     if len(bn_node.users) != 1:
         return None, "its output is used by several layers"
     (user,) = bn_node.users
     consumer = _module(graph_module, user)
     if consumer is None:
-        what = user.target if user.op == "call_function" else user.op
-        return None, f"then {getattr(what, '__name__', what)}, not a conv"
+        return None, f"then {_not_a_module(user)}, not a conv"
     kind = type(consumer).__name__
     if not isinstance(consumer, _ConvNd) or consumer.transposed:
         return None, f"then {kind}, not a conv"
@@ -144,10 +162,9 @@ def _foldable_consumer(
         return None, f"then {kind}: dimensions differ from {type(bn).__name__}"
     if _pads(consumer):
         return None, f"then {kind}, which pads (the fold would change the border)"
-    calls = sum(n.op == "call_module" and n.target == user.target for n in graph_module.graph.nodes)
-    if calls != 1:
+    if (calls := _calls(graph_module, user.target)) != 1:
         return None, f"then {user.target}, called {calls} times (shared weights)"
-    if not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
+    if not _has_running_stats(bn):
         return None, "no running statistics"
     return user, ""
 
@@ -249,46 +266,57 @@ def fold_batchnorm(model: nn.Module) -> tuple[fx.GraphModule, FoldReport]:
                 {"layer": str(node.target), "type": kind, "reason": "per-sample statistics"}
             )
             continue
-        producer_node, reason = _foldable_producer(graph_module, node, norm)
-        if producer_node is None:
-            consumer_node, forward_reason = _foldable_consumer(graph_module, node, norm)
-            if consumer_node is None:
+        layer = str(node.target)
+        into_node, reason = _foldable_producer(graph_module, node, norm)
+        direction: dict[str, str] = {}
+        if into_node is not None:
+            into = _fold_into_producer(graph_module, node, into_node, norm)
+        else:
+            into_node, forward_reason = _foldable_consumer(graph_module, node, norm)
+            if into_node is None:
                 reasons = f"{reason}; {forward_reason}"
-                report.kept.append({"layer": str(node.target), "type": kind, "reason": reasons})
+                report.kept.append({"layer": layer, "type": kind, "reason": reasons})
                 continue
-            consumer = graph_module.get_submodule(str(consumer_node.target))
-            fused = _fuse_bn_conv(norm, consumer)  # type: ignore[arg-type]
-            _replace_submodule(graph_module, str(consumer_node.target), fused)
-            node.replace_all_uses_with(node.args[0])  # type: ignore[arg-type]
-            graph_module.graph.erase_node(node)
-            report.folded.append(
-                {
-                    "layer": str(node.target),
-                    "type": kind,
-                    "into": str(consumer_node.target),
-                    "into_type": type(consumer).__name__,
-                    "direction": "forward",
-                }
-            )
-            continue
-        producer = graph_module.get_submodule(str(producer_node.target))
-        fuse = _fuse_linear_bn if isinstance(producer, nn.Linear) else fuse_conv_bn_eval
-        fused = fuse(producer, norm)
-        _replace_submodule(graph_module, str(producer_node.target), fused)
-        node.replace_all_uses_with(producer_node)
-        graph_module.graph.erase_node(node)
+            into = _fold_into_consumer(graph_module, node, into_node, norm)
+            direction["direction"] = "forward"
         report.folded.append(
             {
-                "layer": str(node.target),
+                "layer": layer,
                 "type": kind,
-                "into": str(producer_node.target),
-                "into_type": type(producer).__name__,
+                "into": str(into_node.target),
+                "into_type": type(into).__name__,
+                **direction,
             }
         )
     graph_module.graph.lint()
     graph_module.delete_all_unused_submodules()
     graph_module.recompile()
     return graph_module.eval(), report
+
+
+def _fold_into_producer(
+    graph_module: fx.GraphModule, bn_node: fx.Node, producer_node: fx.Node, bn: _BatchNorm
+) -> nn.Module:
+    """Fold the BN into the conv/linear before it and drop the BN node; returns that layer as it
+    was before folding."""
+    producer = graph_module.get_submodule(str(producer_node.target))
+    fuse = _fuse_linear_bn if isinstance(producer, nn.Linear) else fuse_conv_bn_eval
+    _replace_submodule(graph_module, str(producer_node.target), fuse(producer, bn))
+    bn_node.replace_all_uses_with(producer_node)
+    graph_module.graph.erase_node(bn_node)
+    return producer
+
+
+def _fold_into_consumer(
+    graph_module: fx.GraphModule, bn_node: fx.Node, consumer_node: fx.Node, bn: _BatchNorm
+) -> nn.Module:
+    """Fold the BN forward into the conv it feeds and drop the BN node; returns that conv as it
+    was before folding."""
+    consumer = graph_module.get_submodule(str(consumer_node.target))
+    _replace_submodule(graph_module, str(consumer_node.target), _fuse_bn_conv(bn, consumer))
+    bn_node.replace_all_uses_with(bn_node.args[0])  # type: ignore[arg-type]
+    graph_module.graph.erase_node(bn_node)
+    return consumer
 
 
 def _replace_submodule(root: nn.Module, target: str, module: nn.Module) -> None:

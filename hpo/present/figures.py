@@ -67,6 +67,27 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _by_norm(finished: Sequence[TrialResult]) -> list[tuple[str, list[TrialResult]]]:
+    """The trials of each norm type, the norms in their fixed order."""
+    norms = sorted({str(r.params.get("norm")) for r in finished}, key=norm_order)
+    return [(norm, [r for r in finished if str(r.params.get("norm")) == norm]) for norm in norms]
+
+
+def _norm_markers(
+    norm: str, members: Sequence[TrialResult], x: Sequence[float], *, name: str
+) -> go.Scatter:
+    """One norm type's trials as markers in its color (accuracy up), hover naming each trial."""
+    return go.Scatter(
+        x=x,
+        y=[r.accuracy for r in members],
+        mode="markers",
+        name=name,
+        marker={"color": norm_color(norm), "size": 9},
+        hovertext=[_hover(r) for r in members],
+        hoverinfo="text",
+    )
+
+
 def _layout(figure: go.Figure, title: str, x: str, y: str) -> go.Figure:
     figure.update_layout(
         title=title,
@@ -84,19 +105,10 @@ def pareto_figure(
 ) -> go.Figure:
     """Accuracy vs latency of every complete trial, colored by norm, with the front line."""
     figure = go.Figure()
-    norms = sorted({str(r.params.get("norm")) for r in finished}, key=norm_order)
-    for norm in norms:
-        members = [r for r in finished if str(r.params.get("norm")) == norm]
+    for norm, members in _by_norm(finished):
+        latencies = [r.latency_ms for r in members]
         figure.add_trace(
-            go.Scatter(
-                x=[r.latency_ms for r in members],
-                y=[r.accuracy for r in members],
-                mode="markers",
-                name=f"norm = {norm} ({len(members)})",
-                marker={"color": norm_color(norm), "size": 9},
-                hovertext=[_hover(r) for r in members],
-                hoverinfo="text",
-            )
+            _norm_markers(norm, members, latencies, name=f"norm = {norm} ({len(members)})")
         )
     if front:
         figure.add_trace(
@@ -169,11 +181,9 @@ def _quartiles(values: Sequence[float]) -> tuple[float, float, float]:
 
 def latency_by_norm_figure(finished: Sequence[TrialResult]) -> go.Figure:
     """Median latency per norm type over the complete trials, error bars from the quartiles."""
-    norms = sorted({str(r.params.get("norm")) for r in finished}, key=norm_order)
-    stats = {}
-    for norm in norms:
-        latencies = [r.latency_ms for r in finished if str(r.params.get("norm")) == norm]
-        stats[norm] = _quartiles(sorted(latencies))
+    groups = _by_norm(finished)
+    norms = [norm for norm, _ in groups]
+    stats = {norm: _quartiles(sorted(r.latency_ms for r in members)) for norm, members in groups}
     figure = go.Figure(
         go.Bar(
             x=norms,
@@ -223,20 +233,10 @@ def accuracy_vs_macs_figure(
 ) -> go.Figure:
     """Accuracy against the folded network's multiply-accumulates, colored by norm."""
     figure = go.Figure()
-    norms = sorted({str(r.params.get("norm")) for r in finished}, key=norm_order)
-    for norm in norms:
-        members = [r for r in finished if str(r.params.get("norm")) == norm and r.number in macs]
-        figure.add_trace(
-            go.Scatter(
-                x=[macs[r.number] / 1e6 for r in members],
-                y=[r.accuracy for r in members],
-                mode="markers",
-                name=f"norm = {norm}",
-                marker={"color": norm_color(norm), "size": 9},
-                hovertext=[_hover(r) for r in members],
-                hoverinfo="text",
-            )
-        )
+    for norm, of_norm in _by_norm(finished):
+        members = [r for r in of_norm if r.number in macs]
+        mmacs = [macs[r.number] / 1e6 for r in members]
+        figure.add_trace(_norm_markers(norm, members, mmacs, name=f"norm = {norm}"))
     figure.update_yaxes(tickformat=".1%")
     return _layout(
         figure, "Accuracy vs compute", "MMACs per image (folded net)", "validation accuracy"
