@@ -9,6 +9,22 @@ from typing import Any
 import torch
 
 from hpo.core.spec import LatencySection
+from hpo.core.trial_attrs import (
+    BACKEND_MAX_ABS_DIFF_ATTR,
+    CPU_MODEL_ATTR,
+    DEVICE_FINGERPRINT_ATTR,
+    FUSED_EAGER_ATTR,
+    LATENCY_ATTR,
+    LATENCY_BACKEND_ATTR,
+    LATENCY_DEVICE_ATTR,
+    LATENCY_RATIO_ATTR,
+    LATENCY_REFERENCE_ATTR,
+    LATENCY_REFERENCE_MS_ATTR,
+    SPEEDUP_ATTR,
+    THREADS_ATTR,
+    TORCH_VERSION_ATTR,
+    UNFUSED_EAGER_ATTR,
+)
 from hpo.measure import calibration
 from hpo.measure.fusion import check_outputs
 from hpo.measure.protocol import Protocol, measure_runners, timing_conditions
@@ -43,18 +59,18 @@ def measure_objective_latency(
         [timed.run, reference.run], Protocol.from_section(section), device
     )
     return {
-        "latency": stats.as_dict(),
-        "latency_backend": backend_version(backend),
-        "latency_device": str(timed.device),
-        "latency_ratio": stats.median_ms / reference_stats.median_ms,
-        "latency_reference_ms": reference_stats.median_ms,
-        "latency_reference": {"name": calibration.REFERENCE_NAME, **reference_stats.as_dict()},
-        "device_fingerprint": calibration.device_fingerprint(
+        LATENCY_ATTR: stats.as_dict(),
+        LATENCY_BACKEND_ATTR: backend_version(backend),
+        LATENCY_DEVICE_ATTR: str(timed.device),
+        LATENCY_RATIO_ATTR: stats.median_ms / reference_stats.median_ms,
+        LATENCY_REFERENCE_MS_ATTR: reference_stats.median_ms,
+        LATENCY_REFERENCE_ATTR: {"name": calibration.REFERENCE_NAME, **reference_stats.as_dict()},
+        DEVICE_FINGERPRINT_ATTR: calibration.device_fingerprint(
             backend, section.threads, timed.device
         ),
-        "threads": section.threads,
-        "torch_version": torch.__version__,
-        "cpu_model": cpu_model(),
+        THREADS_ATTR: section.threads,
+        TORCH_VERSION_ATTR: torch.__version__,
+        CPU_MODEL_ATTR: cpu_model(),
     }
 
 
@@ -72,9 +88,9 @@ def measure_fold_speedup(
         ]
     unfused_stats, folded_stats = measure_runners(runners, Protocol.from_section(section), device)
     return {
-        "latency_unfused_eager": unfused_stats.as_dict(),
-        "latency_fused_eager": folded_stats.as_dict(),
-        "speedup": unfused_stats.median_ms / folded_stats.median_ms,
+        UNFUSED_EAGER_ATTR: unfused_stats.as_dict(),
+        FUSED_EAGER_ATTR: folded_stats.as_dict(),
+        SPEEDUP_ATTR: unfused_stats.median_ms / folded_stats.median_ms,
     }
 
 
@@ -97,7 +113,7 @@ def check_runtime_outputs(
         expected = unfused.eval()(images.to(device))
     predicted = runtime_of(folded, section, device).predict(images)
     return {
-        "latency_backend_max_abs_diff": check_outputs(
+        BACKEND_MAX_ABS_DIFF_ATTR: check_outputs(
             expected.cpu(), predicted, what=f"the {backend} runtime"
         )
     }

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from hpo.core.spec import LatencySection
+from hpo.core.trial_attrs import LATENCY_ATTR
 from hpo.measure import calibration
 from hpo.measure.fused import measure_fold_speedup, measure_objective_latency
 from hpo.measure.fusion import fold_batchnorm
@@ -59,7 +60,7 @@ def probe_network(
     unfused = network.eval().to(device)
     folded, _ = fold_batchnorm(unfused)
     attrs = measure_objective_latency(folded, section, device)
-    if max_latency is None or attrs["latency"]["median_ms"] <= max_latency:
+    if max_latency is None or attrs[LATENCY_ATTR]["median_ms"] <= max_latency:
         attrs.update(measure_fold_speedup(unfused, folded, section, device))
     return attrs
 

@@ -27,7 +27,34 @@ from optuna.exceptions import UpdateFinishedTrialError
 import models
 from hpo.core.errors import DataError
 from hpo.core.spec import Spec
-from hpo.core.trial_attrs import readable, rounded
+from hpo.core.trial_attrs import (
+    COST_LAYERS_ATTR,
+    DATASET_ATTR,
+    EPOCH_ATTR,
+    FAIL_REASON_ATTR,
+    FINAL_TRAIN_LOSS_ATTR,
+    FOLD_MAX_ABS_DIFF_ATTR,
+    FOLD_REPORT_ATTR,
+    LATENCY_MS_ATTR,
+    MACS_ATTR,
+    N_FOLDED_ATTR,
+    N_KEPT_ATTR,
+    N_PARAMS_ATTR,
+    N_PARAMS_FOLDED_ATTR,
+    PROBE_CACHED_ATTR,
+    PROBE_SECONDS_ATTR,
+    RUNG_ATTR,
+    STOP_REASON_ATTR,
+    SUGGEST_SECONDS_ATTR,
+    TEST_ACCURACY_ATTR,
+    TRACEBACK_ATTR,
+    TRAIN_IMAGES_PER_SECOND_ATTR,
+    TRAIN_SECONDS_ATTR,
+    VAL_ACCURACY_ATTR,
+    VAL_CURVE_ATTR,
+    readable,
+    rounded,
+)
 from hpo.core.trial_config import TrialConfig
 from hpo.measure import cost, fusion
 from hpo.measure.fused import (
@@ -54,10 +81,6 @@ class TrialFailed(Exception):
     memory): the study goes on with other configurations; `fail_reason` says why."""
 
 
-# The user attribute that says why a trial is FAIL, and the one that keeps an unexpected
-# error's traceback (the terminal gets one line).
-FAIL_REASON_ATTR = "fail_reason"
-TRACEBACK_ATTR = "traceback"
 # Reasons of failures that belong to the configuration: such a trial is a result (this
 # configuration diverges, or does not fit) and counts towards the study's target.
 DIVERGED = "diverged"
@@ -191,21 +214,21 @@ def run_trial(
     }
     folded_cost = cost.count_cost(folded, tuple(check_images.shape[1:]))
     attrs = {
-        "val_accuracy": val_accuracy,
-        "val_accuracy_curve": curve,
-        "test_accuracy": test_accuracy,
-        "n_params": models.count_parameters(model),
-        "train_seconds": trained.seconds,
-        "train_images_per_second": trained.images_per_second,
-        "final_train_loss": trained.final_loss,
-        "fold_report": report.as_dict(),
-        "n_folded": report.n_folded,
-        "n_kept": report.n_kept,
-        "fold_max_abs_diff": max_diff,
-        "macs": folded_cost.macs,
-        "n_params_folded": folded_cost.params,
-        "cost_layers": folded_cost.layer_dicts(),
-        "dataset": data.source,
+        VAL_ACCURACY_ATTR: val_accuracy,
+        VAL_CURVE_ATTR: curve,
+        TEST_ACCURACY_ATTR: test_accuracy,
+        N_PARAMS_ATTR: models.count_parameters(model),
+        TRAIN_SECONDS_ATTR: trained.seconds,
+        TRAIN_IMAGES_PER_SECOND_ATTR: trained.images_per_second,
+        FINAL_TRAIN_LOSS_ATTR: trained.final_loss,
+        FOLD_REPORT_ATTR: report.as_dict(),
+        N_FOLDED_ATTR: report.n_folded,
+        N_KEPT_ATTR: report.n_kept,
+        FOLD_MAX_ABS_DIFF_ATTR: max_diff,
+        MACS_ATTR: folded_cost.macs,
+        N_PARAMS_FOLDED_ATTR: folded_cost.params,
+        COST_LAYERS_ATTR: folded_cost.layer_dicts(),
+        DATASET_ATTR: data.source,
         **timing,
     }
     return TrialOutcome(val_accuracy, timing["latency"]["median_ms"], attrs, model, folded)
@@ -273,7 +296,7 @@ class Objective:
         started = time.perf_counter()
         config = space.suggest(trial, self.spec)
         # The sampler runs inside suggest: its cost per trial, next to the training time.
-        record(trial, {"suggest_seconds": time.perf_counter() - started})
+        record(trial, {SUGGEST_SECONDS_ATTR: time.perf_counter() - started})
         if self.on_trial_start is not None:
             self.on_trial_start(trial, config)
         latency = self._probe(trial, config)
@@ -297,9 +320,9 @@ class Objective:
         record(
             trial,
             {
-                "latency_probe_cached": probe.cached,
-                "latency_probe_seconds": seconds,
-                "latency_ms": probe.latency_ms,
+                PROBE_CACHED_ATTR: probe.cached,
+                PROBE_SECONDS_ATTR: seconds,
+                LATENCY_MS_ATTR: probe.latency_ms,
             },
         )
         budget = self.spec.study.max_latency_ms
@@ -309,7 +332,7 @@ class Objective:
             if probe.latency_ms > budget:
                 record(trial, probe.attrs)
                 reason = over_budget_reason(probe.latency_ms, budget)
-                trial.set_user_attr("stop_reason", reason)
+                trial.set_user_attr(STOP_REASON_ATTR, reason)
                 raise optuna.TrialPruned(reason)
         return probe.attrs
 
@@ -321,8 +344,8 @@ class Objective:
         def after_epoch(epoch: int, epochs: int, loss: float, accuracy: float) -> None:
             curve.append(accuracy)
             # Written every epoch, so a running trial shows its learning curve in the dashboard.
-            trial.set_user_attr("val_accuracy_curve", list(curve))
-            trial.set_user_attr("epoch", epoch)
+            trial.set_user_attr(VAL_CURVE_ATTR, list(curve))
+            trial.set_user_attr(EPOCH_ATTR, epoch)
             if self.on_epoch is not None:
                 self.on_epoch(epoch, epochs, loss, accuracy)
             if epoch in rungs and latency is not None:
@@ -347,11 +370,11 @@ class Objective:
         others = self.rung_points(epoch, trial.number)
         if self.pruner.keeps((accuracy, latency_ms), others):
             return
-        record(trial, {**latency, "val_accuracy": accuracy, "rung": rung})
+        record(trial, {**latency, VAL_ACCURACY_ATTR: accuracy, RUNG_ATTR: rung})
         reason = (
             f"stopped at rung {rung} (epoch {epoch}): accuracy {accuracy:.2%} at "
             f"{latency_ms:.3f} ms is dominated and not in the best 1/{self.pruner.eta} of the "
             f"{len(others) + 1} trials at that rung"
         )
-        trial.set_user_attr("stop_reason", reason)
+        trial.set_user_attr(STOP_REASON_ATTR, reason)
         raise optuna.TrialPruned(reason)

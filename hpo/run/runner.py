@@ -19,6 +19,7 @@ from rich.console import Console
 from hpo.core import results
 from hpo.core.errors import HpoError
 from hpo.core.spec import Spec, load_spec, with_values
+from hpo.core.trial_attrs import ARTIFACT_ERROR_ATTR
 from hpo.device import prepare_process, select_device
 from hpo.measure.serialize import deliverable_onnx
 from hpo.run.objective import CompleteHook, TrialOutcome
@@ -53,7 +54,7 @@ def model_saver(storage_url: str, data: TensorDataset) -> CompleteHook:
     def save(trial: optuna.Trial, outcome: TrialOutcome) -> None:
         if store is None or outcome.model is None or outcome.folded is None:
             if problem is not None:
-                trial.set_user_attr("artifact_error", problem)
+                trial.set_user_attr(ARTIFACT_ERROR_ATTR, problem)
             return
         model, folded = outcome.model, outcome.folded
         artifacts.save_if_on_front(

@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
 from hpo.core.spec import Spec
+from hpo.core.trial_attrs import WORKER_ATTR
 from hpo.core.trial_config import TrialConfig
 from hpo.run.budget import BudgetWatch
 from hpo.run.display import TrialDisplay
@@ -233,7 +234,7 @@ def run_worker(
 
     def trial_start(trial: optuna.Trial, config: TrialConfig) -> None:
         # Which process runs the trial: shown in the dashboard, and how to find a stuck worker.
-        trial.set_user_attr("worker", me)
+        trial.set_user_attr(WORKER_ATTR, me)
         display.trial_start(trial, config)
 
     objective = Objective(

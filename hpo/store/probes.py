@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from hpo.core.trial_attrs import LATENCY_ATTR
 from hpo.store.connect import read
 from hpo.store.hpo_tables import probes
 from hpo.store.resilience import ResilientRDBStorage
@@ -135,7 +136,7 @@ def _measure(
         )
         storage.retrying(lambda: _execute(storage, statement))
         raise
-    latency = float(attrs["latency"]["median_ms"])
+    latency = float(attrs[LATENCY_ATTR]["median_ms"])
     statement = (
         probes.update()
         .where(probes.c.probe_key == key)
