@@ -13,7 +13,6 @@ finished networks to whatever the runner wants done with them (e.g. store them a
 
 from __future__ import annotations
 
-import contextlib
 import time
 import traceback
 from collections.abc import Callable
@@ -25,13 +24,11 @@ import torch
 from optuna.exceptions import UpdateFinishedTrialError
 
 import models
-from hpo.core.errors import DataError
 from hpo.core.spec import Spec
 from hpo.core.trial_attrs import (
     COST_LAYERS_ATTR,
     DATASET_ATTR,
     EPOCH_ATTR,
-    FAIL_REASON_ATTR,
     FINAL_TRAIN_LOSS_ATTR,
     FOLD_MAX_ABS_DIFF_ATTR,
     FOLD_REPORT_ATTR,
@@ -47,7 +44,6 @@ from hpo.core.trial_attrs import (
     STOP_REASON_ATTR,
     SUGGEST_SECONDS_ATTR,
     TEST_ACCURACY_ATTR,
-    TRACEBACK_ATTR,
     TRAIN_IMAGES_PER_SECOND_ATTR,
     TRAIN_SECONDS_ATTR,
     VAL_ACCURACY_ATTR,
@@ -62,6 +58,13 @@ from hpo.measure.fused import (
     measure_fold_speedup,
     measure_objective_latency,
 )
+from hpo.run.failures import (
+    TrialCrashed,
+    TrialFailed,
+    failure_reason,
+    is_out_of_memory,
+    note_failure,
+)
 from hpo.search import space
 from hpo.search.pruning import ParetoHalving
 from hpo.store.probes import Probe
@@ -74,62 +77,6 @@ from hpo.train.model import seeded_network, train_network
 _EQUIVALENCE_IMAGES = 256
 # Images the timed runtime (TorchScript, ONNX Runtime) is checked on, one at a time.
 _BACKEND_CHECK_IMAGES = 8
-
-
-class TrialFailed(Exception):
-    """A trial failed because of its own configuration (it diverged, or did not fit in
-    memory): the study goes on with other configurations; `fail_reason` says why."""
-
-
-# Reasons of failures that belong to the configuration: such a trial is a result (this
-# configuration diverges, or does not fit) and counts towards the study's target.
-DIVERGED = "diverged"
-OUT_OF_MEMORY = "out of memory"
-
-
-class TrialCrashed(Exception):
-    """A trial raised an unexpected error. It would fail every trial alike (a data error, a
-    bug), so the run stops after it; `fail_reason` and `traceback` say what happened."""
-
-    def __init__(self, number: int, reason: str) -> None:
-        super().__init__(
-            f"trial {number} failed: {reason} (the traceback is in its user attribute "
-            f"{TRACEBACK_ATTR!r})"
-        )
-
-
-def failure_reason(exc: BaseException) -> str:
-    """One line saying why a trial failed with `exc`, for people."""
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    if isinstance(exc, Diverged):
-        return f"{DIVERGED}: {exc}"
-    if is_out_of_memory(exc):
-        return f"{OUT_OF_MEMORY}: {first_line(exc)}"
-    if isinstance(exc, DataError):
-        return f"data error: {first_line(exc)}"
-    return f"{type(exc).__name__}: {first_line(exc)}"
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether `exc` says the device (or the host) ran out of memory."""
-    return isinstance(exc, torch.OutOfMemoryError | MemoryError)
-
-
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """The first line of an error's message, cut to `limit` characters."""
-    lines = str(exc).strip().splitlines()
-    line = lines[0] if lines else "(no message)"
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def note_failure(trial: optuna.Trial, reason: str, details: str | None = None) -> None:
-    """Record why the trial failed; nothing when another worker finished it meanwhile (the
-    worker loop reports that, and the reason that worker recorded stays)."""
-    with contextlib.suppress(UpdateFinishedTrialError):
-        trial.set_user_attr(FAIL_REASON_ATTR, reason)
-        if details is not None:
-            trial.set_user_attr(TRACEBACK_ATTR, details)
 
 
 # Constraint name for the latency budget: probe latency - budget (feasible when <= 0).

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.core.trial_attrs import FAIL_REASON_ATTR, STOP_REASON_ATTR
-from hpo.run.objective import DIVERGED, OUT_OF_MEMORY, OVER_BUDGET
+from hpo.run.failures import DIVERGED, OUT_OF_MEMORY
+from hpo.run.objective import OVER_BUDGET
 from hpo.store.connect import StoredStudy
 from hpo.store.queries import beating_trial_numbers
 from hpo.store.resilience import resilience_of

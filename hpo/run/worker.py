@@ -30,7 +30,8 @@ from hpo.core.trial_attrs import WORKER_ATTR
 from hpo.core.trial_config import TrialConfig
 from hpo.run.budget import BudgetWatch
 from hpo.run.display import TrialDisplay
-from hpo.run.objective import CompleteHook, Objective, TrialFailed
+from hpo.run.failures import TrialFailed
+from hpo.run.objective import CompleteHook, Objective
 from hpo.run.probing import StudyProbe
 from hpo.run.progress import TargetCounts, target_counts
 from hpo.run.pulse import Pulse
