@@ -25,7 +25,7 @@ WORKER_ATTR = "worker"  # host:pid of the worker running the trial
 GRACE_ATTR = "hpo:grace_period"
 SUGGEST_SECONDS_ATTR = "suggest_seconds"
 PROBE_CACHED_ATTR = "latency_probe_cached"
-PROBE_SECONDS_ATTR = "latency_probe_seconds"
+PROBE_SECONDS_ATTR = "latency_probe_seconds"  # the trial's wait for its probe
 LATENCY_MS_ATTR = "latency_ms"
 # Validation accuracy after each epoch, rewritten while the trial trains, and the last epoch.
 VAL_CURVE_ATTR = "val_accuracy_curve"
@@ -68,6 +68,7 @@ CPU_MODEL_ATTR = "cpu_model"
 UNFUSED_EAGER_ATTR = "latency_unfused_eager"
 FUSED_EAGER_ATTR = "latency_fused_eager"
 SPEEDUP_ATTR = "speedup"
+PROBE_MEASURE_SECONDS_ATTR = "probe_seconds"  # how long measuring the probe took
 BACKEND_MAX_ABS_DIFF_ATTR = "latency_backend_max_abs_diff"
 
 DETAILS_ATTR = "details"

@@ -9,24 +9,10 @@ from typing import Any
 import torch
 
 from hpo.core.spec import LatencySection
-from hpo.core.trial_attrs import (
-    BACKEND_MAX_ABS_DIFF_ATTR,
-    CPU_MODEL_ATTR,
-    DEVICE_FINGERPRINT_ATTR,
-    FUSED_EAGER_ATTR,
-    LATENCY_ATTR,
-    LATENCY_BACKEND_ATTR,
-    LATENCY_DEVICE_ATTR,
-    LATENCY_RATIO_ATTR,
-    LATENCY_REFERENCE_ATTR,
-    LATENCY_REFERENCE_MS_ATTR,
-    SPEEDUP_ATTR,
-    THREADS_ATTR,
-    TORCH_VERSION_ATTR,
-    UNFUSED_EAGER_ATTR,
-)
+from hpo.core.trial_attrs import BACKEND_MAX_ABS_DIFF_ATTR
 from hpo.measure import calibration
 from hpo.measure.fusion import check_outputs
+from hpo.measure.latency_result import FoldSpeedup, LatencyResult
 from hpo.measure.protocol import Protocol, measure_runners, timing_conditions
 from hpo.measure.runtimes import (
     Runtime,
@@ -46,7 +32,7 @@ def runtime_of(folded: torch.nn.Module, section: LatencySection, device: torch.d
 
 def measure_objective_latency(
     folded: torch.nn.Module, section: LatencySection, device: torch.device
-) -> dict[str, Any]:
+) -> LatencyResult:
     """The objective latency (folded net, spec's runtime) and its ratio to the reference net.
 
     The two are timed in interleaved rounds (A B A B ...), so background load hits both alike;
@@ -58,20 +44,18 @@ def measure_objective_latency(
     stats, reference_stats = measure_runners(
         [timed.run, reference.run], Protocol.from_section(section), device
     )
-    return {
-        LATENCY_ATTR: stats.as_dict(),
-        LATENCY_BACKEND_ATTR: backend_version(backend),
-        LATENCY_DEVICE_ATTR: str(timed.device),
-        LATENCY_RATIO_ATTR: stats.median_ms / reference_stats.median_ms,
-        LATENCY_REFERENCE_MS_ATTR: reference_stats.median_ms,
-        LATENCY_REFERENCE_ATTR: {"name": calibration.REFERENCE_NAME, **reference_stats.as_dict()},
-        DEVICE_FINGERPRINT_ATTR: calibration.device_fingerprint(
-            backend, section.threads, timed.device
-        ),
-        THREADS_ATTR: section.threads,
-        TORCH_VERSION_ATTR: torch.__version__,
-        CPU_MODEL_ATTR: cpu_model(),
-    }
+    return LatencyResult(
+        stats=stats.as_dict(),
+        backend=backend_version(backend),
+        device=str(timed.device),
+        ratio=stats.median_ms / reference_stats.median_ms,
+        reference_ms=reference_stats.median_ms,
+        reference={"name": calibration.REFERENCE_NAME, **reference_stats.as_dict()},
+        device_fingerprint=calibration.device_fingerprint(backend, section.threads, timed.device),
+        threads=section.threads,
+        torch_version=torch.__version__,
+        cpu_model=cpu_model(),
+    )
 
 
 def measure_fold_speedup(
@@ -79,7 +63,7 @@ def measure_fold_speedup(
     folded: torch.nn.Module,
     section: LatencySection,
     device: torch.device,
-) -> dict[str, Any]:
+) -> FoldSpeedup:
     """Eager latency of the unfused and the folded net (interleaved) and their ratio."""
     with timing_conditions(section.threads):
         runners = [
@@ -87,11 +71,11 @@ def measure_fold_speedup(
             make_runtime(folded, "eager", device=device).run,
         ]
     unfused_stats, folded_stats = measure_runners(runners, Protocol.from_section(section), device)
-    return {
-        UNFUSED_EAGER_ATTR: unfused_stats.as_dict(),
-        FUSED_EAGER_ATTR: folded_stats.as_dict(),
-        SPEEDUP_ATTR: unfused_stats.median_ms / folded_stats.median_ms,
-    }
+    return FoldSpeedup(
+        unfused=unfused_stats.as_dict(),
+        folded=folded_stats.as_dict(),
+        speedup=unfused_stats.median_ms / folded_stats.median_ms,
+    )
 
 
 def check_runtime_outputs(

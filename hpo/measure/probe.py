@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from hpo.core.spec import LatencySection
-from hpo.core.trial_attrs import LATENCY_ATTR
 from hpo.measure import calibration
 from hpo.measure.fused import measure_fold_speedup, measure_objective_latency
 from hpo.measure.fusion import fold_batchnorm
+from hpo.measure.latency_result import LatencyResult
 from hpo.measure.protocol import Protocol
 from hpo.measure.runtimes import resolve_backend
 
@@ -51,18 +51,15 @@ def probe_network(
     section: LatencySection,
     device: torch.device,
     max_latency: float | None = None,
-) -> dict[str, Any]:
-    """The latency attributes of `network` (untrained is fine), timed folded.
-
-    Returns the attributes a trial records (`latency`, `latency_ratio`, ...); the folding
-    speedup is measured too unless the latency is over `max_latency`.
-    """
+) -> LatencyResult:
+    """The latency of `network` (untrained is fine), timed folded; the folding speedup is
+    measured too unless the latency is over `max_latency`."""
     unfused = network.eval().to(device)
     folded, _ = fold_batchnorm(unfused)
-    attrs = measure_objective_latency(folded, section, device)
-    if max_latency is None or attrs[LATENCY_ATTR]["median_ms"] <= max_latency:
-        attrs.update(measure_fold_speedup(unfused, folded, section, device))
-    return attrs
+    result = measure_objective_latency(folded, section, device)
+    if max_latency is None or result.median_ms <= max_latency:
+        result = result.with_fold(measure_fold_speedup(unfused, folded, section, device))
+    return result
 
 
 def seeded(build: Any) -> nn.Module:

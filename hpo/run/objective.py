@@ -58,6 +58,7 @@ from hpo.measure.fused import (
     measure_fold_speedup,
     measure_objective_latency,
 )
+from hpo.measure.latency_result import LatencyResult
 from hpo.run.failures import (
     TrialCrashed,
     TrialFailed,
@@ -123,12 +124,12 @@ def run_trial(
     data: TensorDataset,
     device: torch.device,
     on_epoch: EpochReport | None = None,
-    latency: dict[str, Any] | None = None,
+    latency: LatencyResult | None = None,
 ) -> TrialOutcome:
     """Train, evaluate, fold and verify one configuration. Raises Diverged.
 
     The validation accuracy is measured after every epoch (`val_accuracy_curve`); the last one
-    is the objective. `latency` is the architecture's probe (its latency attributes); without
+    is the objective. `latency` is the architecture's probe result; without
     one, the trained network is timed here.
     """
     model = seeded_network(config, spec, data.num_classes, device)
@@ -150,11 +151,11 @@ def run_trial(
     max_diff = fusion.check_equivalence(model, folded, check_images)
     if latency is None:
         latency = measure_objective_latency(folded, spec.latency, device)
-    if "speedup" not in latency:
+    if latency.fold is None:
         # A probe made under another study's latency budget skipped the fold speedup.
-        latency = {**latency, **measure_fold_speedup(model, folded, spec.latency, device)}
+        latency = latency.with_fold(measure_fold_speedup(model, folded, spec.latency, device))
     timing = {
-        **latency,
+        **latency.as_attrs(),
         **check_runtime_outputs(
             model, folded, spec.latency, device, check_images[:_BACKEND_CHECK_IMAGES]
         ),
@@ -178,7 +179,7 @@ def run_trial(
         DATASET_ATTR: data.source,
         **timing,
     }
-    return TrialOutcome(val_accuracy, timing["latency"]["median_ms"], attrs, model, folded)
+    return TrialOutcome(val_accuracy, latency.median_ms, attrs, model, folded)
 
 
 # Points (accuracy at an epoch, latency) of the other trials that reached that epoch: called
@@ -254,7 +255,7 @@ class Objective:
             self.on_complete(trial, outcome)
         return outcome.accuracy, outcome.latency_ms
 
-    def _probe(self, trial: optuna.Trial, config: TrialConfig) -> dict[str, Any] | None:
+    def _probe(self, trial: optuna.Trial, config: TrialConfig) -> LatencyResult | None:
         """The architecture's latency before training; an architecture over the budget ends
         the trial here (PRUNED, infeasible), untrained."""
         if self.probe is None:
@@ -277,13 +278,13 @@ class Objective:
             # Samplers that read constraints (TPE, NSGA-II, GP) learn where the budget lies.
             trial.set_constraint(BUDGET_CONSTRAINT, probe.latency_ms - budget)
             if probe.latency_ms > budget:
-                record(trial, probe.attrs)
+                record(trial, probe.latency.as_attrs())
                 reason = over_budget_reason(probe.latency_ms, budget)
                 trial.set_user_attr(STOP_REASON_ATTR, reason)
                 raise optuna.TrialPruned(reason)
-        return probe.attrs
+        return probe.latency
 
-    def _epoch_hook(self, trial: optuna.Trial, latency: dict[str, Any] | None) -> EpochReport:
+    def _epoch_hook(self, trial: optuna.Trial, latency: LatencyResult | None) -> EpochReport:
         """After each epoch: the live curve as user attributes, the display, the pruning rule."""
         curve: list[float] = []
         rungs = self.pruner.rungs(self.spec.train.epochs) if self.pruner is not None else []
@@ -306,18 +307,18 @@ class Objective:
         rung: int,
         epoch: int,
         accuracy: float,
-        latency: dict[str, Any],
+        latency: LatencyResult,
     ) -> None:
         """Stop the trial (PRUNED) when the pruner says its point at this rung is dominated."""
         assert self.pruner is not None and self.rung_points is not None
         # As recorded (rounded), like the other trials' points: unrounded, a trial could sit a
         # hair below the latency of its own architecture recorded by others, and never be
         # dominated at it.
-        latency_ms = rounded(float(latency["latency"]["median_ms"]))
+        latency_ms = rounded(latency.median_ms)
         others = self.rung_points(epoch, trial.number)
         if self.pruner.keeps((accuracy, latency_ms), others):
             return
-        record(trial, {**latency, VAL_ACCURACY_ATTR: accuracy, RUNG_ATTR: rung})
+        record(trial, {**latency.as_attrs(), VAL_ACCURACY_ATTR: accuracy, RUNG_ATTR: rung})
         reason = (
             f"stopped at rung {rung} (epoch {epoch}): accuracy {accuracy:.2%} at "
             f"{latency_ms:.3f} ms is dominated and not in the best 1/{self.pruner.eta} of the "

@@ -18,6 +18,7 @@ from hpo.core.keys import digest
 from hpo.core.spec import Spec
 from hpo.core.trial_config import TrialConfig
 from hpo.measure import calibration
+from hpo.measure.latency_result import LatencyResult
 from hpo.measure.probe import probe_context, probe_identity, probe_network, seeded
 from hpo.measure.runtimes import resolve_backend
 from hpo.store import probes
@@ -68,19 +69,18 @@ class StudyProbe:
             self.worker,
         )
         if not result.cached:
-            self.seconds += float(result.attrs.get("probe_seconds", 0.0))
-        self._memory[key] = probes.Probe(result.latency_ms, result.attrs, cached=True)
+            self.seconds += result.latency.probe_seconds or 0.0
+        self._memory[key] = probes.Probe(result.latency, cached=True)
         return result
 
-    def _measure(self, architecture: dict[str, Any]) -> dict[str, Any]:
+    def _measure(self, architecture: dict[str, Any]) -> LatencyResult:
         started = time.perf_counter()
         config = TrialConfig.from_params(architecture)
         network = seeded(lambda: build_network(config, self.num_classes))
-        attrs = probe_network(
+        result = probe_network(
             network, self.spec.latency, self.device, self.spec.study.max_latency_ms
         )
-        attrs["probe_seconds"] = time.perf_counter() - started
-        return attrs
+        return result.with_probe_seconds(time.perf_counter() - started)
 
     def known(self) -> list[tuple[dict[str, Any], float]]:
         """Every architecture probed on this device (by any worker) with its latency in ms."""
