@@ -201,11 +201,11 @@ def create(
     overrides: SetOverrides = None,
 ) -> None:
     """Create the study (idempotent) with the spec stored in it, for `hpo worker`; no training."""
-    from hpo.run.runner import create_study
+    from hpo.run.runner import create_or_update_study
     from hpo.store.url import safe_url
 
     values = _flag_values(study_name, n_trials, data)
-    summary = create_study(spec_path, overrides or [], storage, values)
+    summary = create_or_update_study(spec_path, overrides or [], storage, values)
     state = summary.counts
     if summary.given < summary.target:
         _note(

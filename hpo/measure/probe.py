@@ -46,7 +46,7 @@ def probe_identity(architecture: Mapping[str, Any], context: Mapping[str, Any]) 
     return {"architecture": dict(sorted(architecture.items())), **context}
 
 
-def probe_network(
+def measure_network_latency(
     network: nn.Module,
     section: LatencySection,
     device: torch.device,

@@ -6,9 +6,10 @@ budget is never trained. The probe's latency is the trial's objective: the train
 not timed again (a probe and a post-training measurement agree within their spread; see
 tests/test_probes.py).
 
-`run_trial` knows nothing about Optuna; `Objective` adapts it to a trial (ask the search space,
-record user attributes, turn a failure into a FAIL with a reason people can read) and hands the
-finished networks to whatever the runner wants done with them (e.g. store them as artifacts).
+`train_configuration` knows nothing about Optuna; `Objective` adapts it to a trial (ask the
+search space, record user attributes, turn a failure into a FAIL with a reason people can read)
+and hands the finished networks to whatever the runner wants done with them (e.g. store them as
+artifacts).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ from hpo.run.failures import (
 )
 from hpo.search import space
 from hpo.search.pruning import ParetoHalving
-from hpo.store.probes import Probe
+from hpo.store.probes import ProbeRecord
 from hpo.store.resilience import is_transient
 from hpo.train.data import TensorDataset
 from hpo.train.loop import Diverged, evaluate
@@ -118,7 +119,7 @@ TrialStartHook = Callable[[optuna.Trial, TrialConfig], None]
 EpochReport = Callable[[int, int, float, float], None]
 
 
-def run_trial(
+def train_configuration(
     config: TrialConfig,
     spec: Spec,
     data: TensorDataset,
@@ -198,7 +199,7 @@ class Objective:
         on_trial_start: TrialStartHook | None = None,
         on_epoch: EpochReport | None = None,
         on_complete: CompleteHook | None = None,
-        probe: Callable[[dict[str, Any]], Probe] | None = None,
+        probe_architecture: Callable[[dict[str, Any]], ProbeRecord] | None = None,
         rung_points: RungPoints | None = None,
     ) -> None:
         self.spec = spec
@@ -207,12 +208,14 @@ class Objective:
         self.on_trial_start = on_trial_start
         self.on_epoch = on_epoch
         self.on_complete = on_complete
-        self.probe = probe
+        self.probe_architecture = probe_architecture
         self.rung_points = rung_points
         study = spec.study
         self.pruner = (
             ParetoHalving(study.pruner_eta, study.pruner_min_epochs)
-            if study.pruner == "pareto" and probe is not None and rung_points is not None
+            if study.pruner == "pareto"
+            and probe_architecture is not None
+            and rung_points is not None
             else None
         )
 
@@ -247,21 +250,23 @@ class Objective:
         record(trial, {SUGGEST_SECONDS_ATTR: time.perf_counter() - started})
         if self.on_trial_start is not None:
             self.on_trial_start(trial, config)
-        latency = self._probe(trial, config)
+        latency = self._latency_before_training(trial, config)
         on_epoch = self._epoch_hook(trial, latency)
-        outcome = run_trial(config, self.spec, self.data, self.device, on_epoch, latency)
+        outcome = train_configuration(config, self.spec, self.data, self.device, on_epoch, latency)
         record(trial, outcome.attrs)
         if self.on_complete is not None:
             self.on_complete(trial, outcome)
         return outcome.accuracy, outcome.latency_ms
 
-    def _probe(self, trial: optuna.Trial, config: TrialConfig) -> LatencyResult | None:
+    def _latency_before_training(
+        self, trial: optuna.Trial, config: TrialConfig
+    ) -> LatencyResult | None:
         """The architecture's latency before training; an architecture over the budget ends
         the trial here (PRUNED, infeasible), untrained."""
-        if self.probe is None:
+        if self.probe_architecture is None:
             return None
         started = time.perf_counter()
-        probe = self.probe(config.architecture())
+        probe = self.probe_architecture(config.architecture())
         seconds = time.perf_counter() - started
         # latency_ms is known before training: the dashboard shows it for a running trial, and
         # the pruner compares it.

@@ -157,7 +157,7 @@ class CreateSummary:
     counts: TargetCounts
 
 
-def create_study(
+def create_or_update_study(
     spec_path: Path,
     overrides: list[str],
     storage_url: str,

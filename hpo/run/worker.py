@@ -32,7 +32,7 @@ from hpo.run.budget import BudgetWatch
 from hpo.run.display import TrialDisplay
 from hpo.run.failures import TrialFailed
 from hpo.run.objective import CompleteHook, Objective
-from hpo.run.probing import StudyProbe
+from hpo.run.probing import StudyLatencies
 from hpo.run.progress import TargetCounts, target_counts
 from hpo.run.pulse import Pulse
 from hpo.run.signals import StoppedBy, main_thread_stopper, sigterm_as_interrupt
@@ -121,7 +121,7 @@ def _work(
         # A WAITING trial is a dead worker's trial queued for its retry: it is owed even when
         # another worker filled the target meanwhile (it counted before the retry was queued).
         if counts.in_flight_or_done() < target or counts.waiting:
-            run_trial(stored, objective, pulse, catch, callbacks, on_lost)
+            run_optuna_trial(stored, objective, pulse, catch, callbacks, on_lost)
             runs += 1
             continue
         # The rest of the target is in flight elsewhere: it finishes, or its worker goes
@@ -131,7 +131,7 @@ def _work(
         time.sleep(poll)
 
 
-def run_trial(
+def run_optuna_trial(
     stored: StoredStudy,
     objective: ObjectiveFunction,
     pulse: Pulse,
@@ -221,14 +221,14 @@ def run_worker(
     target = study_target(spec)
     study = stored.study
     me = worker_id()
-    probe = StudyProbe(stored, spec, device, data.num_classes, me)
+    latencies = StudyLatencies(stored, spec, device, data.num_classes, me)
     offset = len(study.get_trials(deepcopy=False)) + seed_salt
-    study.sampler = make_sampler(spec, seed_offset=offset, probe=probe, claim=claimer(stored))
+    study.sampler = make_sampler(spec, seed_offset=offset, probe=latencies, claim=claimer(stored))
     started = time.perf_counter()
     display = TrialDisplay(console, stored, target, target_counts(stored).finished)
     budget = spec.study.max_latency_ms
     watch = (
-        BudgetWatch(ArchitectureSpace.from_spec(spec), budget, probe.known)
+        BudgetWatch(ArchitectureSpace.from_spec(spec), budget, latencies.known)
         if budget is not None
         else None
     )
@@ -245,7 +245,7 @@ def run_worker(
         on_trial_start=trial_start,
         on_epoch=display.epoch,
         on_complete=on_complete,
-        probe=probe.probe,
+        probe_architecture=latencies.probe,
         rung_points=lambda epoch, number: rung_points(stored, epoch, number),
     )
 

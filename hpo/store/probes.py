@@ -30,7 +30,7 @@ _POLL_S = 0.2
 
 
 @dataclass(frozen=True)
-class Probe:
+class ProbeRecord:
     """A finished probe: everything its latency measurement recorded."""
 
     latency: LatencyResult
@@ -58,12 +58,12 @@ def get_or_measure(
     context_key: str,
     measure: Callable[[], LatencyResult],
     worker: str,
-) -> Probe:
+) -> ProbeRecord:
     """The probe `key`: read it, wait for another worker's, or measure it (`measure()`)."""
     while True:
         row = _row(storage, key)
         if row is not None and row.latency_ms is not None:
-            return Probe(LatencyResult.from_attrs(json.loads(row.attrs_json)), cached=True)
+            return ProbeRecord(LatencyResult.from_attrs(json.loads(row.attrs_json)), cached=True)
         # UTC, so workers on hosts in different time zones agree on a placeholder's age.
         now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
         if row is None:
@@ -125,7 +125,7 @@ def _take_over(
 
 def _measure(
     storage: ResilientRDBStorage, key: str, measure: Callable[[], LatencyResult], worker: str
-) -> Probe:
+) -> ProbeRecord:
     started = time.perf_counter()
     try:
         result = measure()
@@ -149,7 +149,7 @@ def _measure(
         )
     )
     storage.retrying(lambda: _execute(storage, statement))
-    return Probe(result, cached=False)
+    return ProbeRecord(result, cached=False)
 
 
 def _execute(storage: ResilientRDBStorage, statement: Any) -> int:
