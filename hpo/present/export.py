@@ -141,7 +141,7 @@ def retrain(
     )
     model, _ = train_model(
         config,
-        spec,
+        spec.train,
         data,
         device,
         on_epoch=lambda epoch, epochs, loss: notify(f"epoch {epoch}/{epochs} loss {loss:.3f}"),

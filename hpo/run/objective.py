@@ -133,7 +133,7 @@ def train_configuration(
     is the objective. `latency` is the architecture's probe result; without
     one, the trained network is timed here.
     """
-    model = seeded_network(config, spec, data.num_classes, device)
+    model = seeded_network(config, spec.train, data.num_classes, device)
     batch = spec.train.eval_batch_size
     curve: list[float] = []
 
@@ -142,7 +142,7 @@ def train_configuration(
         if on_epoch is not None:
             on_epoch(epoch, epochs, loss, curve[-1])
 
-    trained = train_network(model, config, spec, data, epoch_end)
+    trained = train_network(model, config, spec.train, data, epoch_end)
     val_accuracy = curve[-1]
     test_accuracy = evaluate(model, data, data.test, batch)
 
