@@ -21,6 +21,7 @@ from hpo.measure import calibration
 from hpo.measure.latency_result import LatencyResult
 from hpo.measure.probe import measure_network_latency, probe_context, probe_identity, seeded
 from hpo.measure.runtimes import resolve_backend
+from hpo.run.context import WorkerContext
 from hpo.store import probes
 from hpo.store.connect import StoredStudy
 from hpo.store.hpo_tables import ensure_tables
@@ -53,6 +54,16 @@ class StudyLatencies:
         # no trial (e.g. an over-budget one, which must end fast) pays for its export.
         backend = resolve_backend(spec.latency.backend, device)
         calibration.reference_runtime(backend, spec.latency.threads, str(device))
+
+    @classmethod
+    def for_worker(cls, context: WorkerContext) -> StudyLatencies:
+        return cls(
+            context.stored,
+            context.spec,
+            context.device,
+            context.data.num_classes,
+            context.worker,
+        )
 
     def probe(self, architecture: Mapping[str, Any]) -> probes.ProbeRecord:
         """The architecture's probe: from this process, from the database, or measured now."""

@@ -22,6 +22,7 @@ from hpo.core.spec import Spec, load_spec, with_values
 from hpo.core.trial_attrs import ARTIFACT_ERROR_ATTR
 from hpo.device import prepare_process, select_device
 from hpo.measure.serialize import deliverable_onnx
+from hpo.run.context import WorkerContext, worker_id
 from hpo.run.objective import CompleteHook, TrialOutcome
 from hpo.run.progress import TargetCounts, target_counts
 from hpo.run.worker import AfterTrial, WorkerSummary, run_worker, study_target
@@ -102,11 +103,9 @@ def work_on(
         f"({data.num_classes} classes) from {data.source}, {epochs} "
         f"epoch{'s' if epochs != 1 else ''} on {device}"
     )
+    context = WorkerContext(stored, spec, data, device, worker_id())
     summary = run_worker(
-        stored,
-        spec,
-        data,
-        device,
+        context,
         console,
         seed_salt=seed_salt,
         on_complete=model_saver(storage_url, data),

@@ -12,15 +12,12 @@ same params (WAITING), and a waiting worker runs it.
 from __future__ import annotations
 
 import math
-import os
-import socket
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import optuna
-import torch
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
@@ -29,6 +26,7 @@ from hpo.core.spec import Spec
 from hpo.core.trial_attrs import WORKER_ATTR
 from hpo.core.trial_config import TrialConfig
 from hpo.run.budget import BudgetWatch
+from hpo.run.context import WorkerContext
 from hpo.run.display import TrialDisplay
 from hpo.run.failures import TrialFailed
 from hpo.run.objective import CompleteHook, Objective
@@ -45,7 +43,6 @@ from hpo.store.lost import LostTrial
 from hpo.store.optuna_internals import trial_id
 from hpo.store.queries import rung_points
 from hpo.store.resilience import resilience_of
-from hpo.train.data import TensorDataset
 
 
 @dataclass
@@ -56,11 +53,6 @@ class WorkerSummary:
     finished: int
     target: int
     seconds: float
-
-
-def worker_id() -> str:
-    """host:pid of this worker process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def poll_seconds(stored: StoredStudy) -> float:
@@ -204,10 +196,7 @@ AfterTrial = Callable[[StoredStudy], None]
 
 
 def run_worker(
-    stored: StoredStudy,
-    spec: Spec,
-    data: TensorDataset,
-    device: torch.device,
+    context: WorkerContext,
     console: Console,
     seed_salt: int = 0,
     on_complete: CompleteHook | None = None,
@@ -218,10 +207,10 @@ def run_worker(
     `seed_salt` keeps concurrent workers from drawing the same configurations; 0 keeps a
     single-worker study reproducible.
     """
+    stored, spec, me = context.stored, context.spec, context.worker
     target = study_target(spec)
     study = stored.study
-    me = worker_id()
-    latencies = StudyLatencies(stored, spec, device, data.num_classes, me)
+    latencies = StudyLatencies.for_worker(context)
     offset = len(study.get_trials(deepcopy=False)) + seed_salt
     study.sampler = make_sampler(spec, seed_offset=offset, probe=latencies, claim=claimer(stored))
     started = time.perf_counter()
@@ -240,8 +229,8 @@ def run_worker(
 
     objective = Objective(
         spec,
-        data,
-        device,
+        context.data,
+        context.device,
         on_trial_start=trial_start,
         on_epoch=display.epoch,
         on_complete=on_complete,
