@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from hpo.core.db_limits import name_problem, shorten
 from hpo.core.errors import HpoError, find_in_chain
+from hpo.core.trial_attrs import LATENCY_MS_ATTR
 from hpo.present.output import Format, SummaryFormat, print_studies, print_summary, print_trials
 from hpo.store.url import DEFAULT_STORAGE
 
@@ -277,7 +278,7 @@ def best(
             "--rank-by",
             help="latency_ms, or latency_ratio (model/reference: comparable across machines).",
         ),
-    ] = "latency_ms",
+    ] = LATENCY_MS_ATTR,
 ) -> None:
     """Print the Pareto front (accuracy vs latency), or the best trials under a latency budget."""
     from hpo.core.results import RANK_KEYS

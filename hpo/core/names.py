@@ -3,6 +3,8 @@
 The attribute keys a study stores are in `hpo.core.trial_attrs`.
 """
 
+from hpo.core.trial_attrs import LATENCY_MS_ATTR
+
 OPTIMIZERS: tuple[str, ...] = (
     "sgd",
     "sgd_momentum",
@@ -54,7 +56,7 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 LATENCY_BACKENDS: tuple[str, ...] = ("auto", "eager", "torchscript", "onnxruntime")
 
 # The study's two objectives, in Optuna's order, and how they are optimized.
-METRIC_NAMES: tuple[str, ...] = ("accuracy", "latency_ms")
+METRIC_NAMES: tuple[str, ...] = ("accuracy", LATENCY_MS_ATTR)
 DIRECTIONS: tuple[str, ...] = ("maximize", "minimize")
 # The params people look at first, in this order (tables, views, reports); others follow.
 LEADING_PARAMS: tuple[str, ...] = ("model", "norm", "optimizer", "lr", "scheduler")

@@ -26,6 +26,7 @@ GRACE_ATTR = "hpo:grace_period"
 SUGGEST_SECONDS_ATTR = "suggest_seconds"
 PROBE_CACHED_ATTR = "latency_probe_cached"
 PROBE_SECONDS_ATTR = "latency_probe_seconds"  # the trial's wait for its probe
+# The latency known before training, named like the objective it becomes.
 LATENCY_MS_ATTR = "latency_ms"
 # Validation accuracy after each epoch, rewritten while the trial trains, and the last epoch.
 VAL_CURVE_ATTR = "val_accuracy_curve"
