@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 
 from hpo.core import results
 from hpo.core.spec import load_spec
+from hpo.core.trial_attrs import VAL_CURVE_ATTR
 from hpo.search.pruning import ParetoHalving
 from hpo.store.queries import result_of
 from studies import ROOT, SAMPLE, StudyRun, common_reference, run_spec, volume
@@ -37,10 +38,10 @@ def false_stops(run: StudyRun, pruner: ParetoHalving, epochs: int) -> tuple[int,
     for index, trial in enumerate(ordered):
         if trial.number not in front:
             continue
-        curve, latency = trial.user_attrs["val_accuracy_curve"], trial.values[1]
+        curve, latency = trial.user_attrs[VAL_CURVE_ATTR], trial.values[1]
         for rung in pruner.rungs(epochs):
             earlier = [
-                (t.user_attrs["val_accuracy_curve"][rung - 1], t.values[1]) for t in ordered[:index]
+                (t.user_attrs[VAL_CURVE_ATTR][rung - 1], t.values[1]) for t in ordered[:index]
             ]
             if not pruner.keeps((curve[rung - 1], latency), earlier):
                 stopped += 1

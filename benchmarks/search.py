@@ -38,6 +38,7 @@ import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hpo.core.trial_attrs import PROBE_SECONDS_ATTR, SUGGEST_SECONDS_ATTR
 from hpo.search.architecture import ArchitectureSpace  # noqa: E402
 from hpo.search.ehvi import hypervolume  # noqa: E402
 from hpo.search.samplers import sampler_for  # noqa: E402
@@ -178,8 +179,8 @@ def sample_run(sampler_name: str, seed: int, args: argparse.Namespace, folder: P
     }
     run = run_spec(args.spec, values, args.set or [], folder / f"{sampler_name}-{seed}.db")
     trial_seconds = run.trial_seconds()
-    sampler = sum(t.user_attrs.get("suggest_seconds", 0.0) for t in run.trials)
-    probes = sum(t.user_attrs.get("latency_probe_seconds", 0.0) for t in run.trials)
+    sampler = sum(t.user_attrs.get(SUGGEST_SECONDS_ATTR, 0.0) for t in run.trials)
+    probes = sum(t.user_attrs.get(PROBE_SECONDS_ATTR, 0.0) for t in run.trials)
     return {
         "run": run,
         "sampler": sampler_name,

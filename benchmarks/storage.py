@@ -39,6 +39,29 @@ from psycopg import sql  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 
 from hpo.core import results  # noqa: E402
+from hpo.core.trial_attrs import (  # noqa: E402
+    CPU_MODEL_ATTR,
+    DATASET_ATTR,
+    FINAL_TRAIN_LOSS_ATTR,
+    FOLD_MAX_ABS_DIFF_ATTR,
+    FOLD_REPORT_ATTR,
+    FUSED_EAGER_ATTR,
+    LATENCY_ATTR,
+    LATENCY_BACKEND_ATTR,
+    LATENCY_DEVICE_ATTR,
+    N_FOLDED_ATTR,
+    N_KEPT_ATTR,
+    N_PARAMS_ATTR,
+    SPEEDUP_ATTR,
+    TEST_ACCURACY_ATTR,
+    THREADS_ATTR,
+    TORCH_VERSION_ATTR,
+    TRAIN_IMAGES_PER_SECOND_ATTR,
+    TRAIN_SECONDS_ATTR,
+    UNFUSED_EAGER_ATTR,
+    VAL_ACCURACY_ATTR,
+    WORKER_ATTR,
+)
 from hpo.run.worker import work_until_target  # noqa: E402
 from hpo.store import queries, tables  # noqa: E402
 from hpo.store.connect import StoredStudy, load_study, open_storage  # noqa: E402
@@ -104,27 +127,29 @@ def user_attrs(rng: random.Random) -> dict[str, object]:
     """User attributes shaped like a real trial's (same keys, similar sizes)."""
     stats = {k: rng.random() for k in ("median_ms", "iqr_ms", "mean_ms", "std_ms", "p90_ms")}
     return {
-        "val_accuracy": rng.random(),
-        "test_accuracy": rng.random(),
-        "n_params": rng.randrange(10_000, 2_000_000),
-        "train_seconds": rng.random() * 100,
-        "train_images_per_second": rng.random() * 1000,
-        "final_train_loss": rng.random(),
-        "fold_report": {"folded": [[f"features.{i}.conv", f"features.{i}.norm"] for i in range(4)]},
-        "n_folded": 4,
-        "n_kept": 0,
-        "fold_max_abs_diff": rng.random() * 1e-6,
-        "dataset": "/data/cifar10-sample.npz",
-        "latency": {**stats, "loops": 50, "rounds": 3},
-        "latency_unfused_eager": {**stats, "loops": 50, "rounds": 3},
-        "latency_fused_eager": {**stats, "loops": 50, "rounds": 3},
-        "speedup": 1 + rng.random(),
-        "latency_backend": "eager (torch 2.x)",
-        "latency_device": "cpu",
-        "threads": 1,
-        "torch_version": "2.x",
-        "cpu_model": "some CPU",
-        "worker": "host:1234",
+        VAL_ACCURACY_ATTR: rng.random(),
+        TEST_ACCURACY_ATTR: rng.random(),
+        N_PARAMS_ATTR: rng.randrange(10_000, 2_000_000),
+        TRAIN_SECONDS_ATTR: rng.random() * 100,
+        TRAIN_IMAGES_PER_SECOND_ATTR: rng.random() * 1000,
+        FINAL_TRAIN_LOSS_ATTR: rng.random(),
+        FOLD_REPORT_ATTR: {
+            "folded": [[f"features.{i}.conv", f"features.{i}.norm"] for i in range(4)]
+        },
+        N_FOLDED_ATTR: 4,
+        N_KEPT_ATTR: 0,
+        FOLD_MAX_ABS_DIFF_ATTR: rng.random() * 1e-6,
+        DATASET_ATTR: "/data/cifar10-sample.npz",
+        LATENCY_ATTR: {**stats, "loops": 50, "rounds": 3},
+        UNFUSED_EAGER_ATTR: {**stats, "loops": 50, "rounds": 3},
+        FUSED_EAGER_ATTR: {**stats, "loops": 50, "rounds": 3},
+        SPEEDUP_ATTR: 1 + rng.random(),
+        LATENCY_BACKEND_ATTR: "eager (torch 2.x)",
+        LATENCY_DEVICE_ATTR: "cpu",
+        THREADS_ATTR: 1,
+        TORCH_VERSION_ATTR: "2.x",
+        CPU_MODEL_ATTR: "some CPU",
+        WORKER_ATTR: "host:1234",
     }
 
 

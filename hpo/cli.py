@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from hpo.core.db_limits import name_problem, shorten
 from hpo.core.errors import HpoError, find_in_chain
+from hpo.core.trial_attrs import LATENCY_MS_ATTR
 from hpo.present.output import Format, SummaryFormat, print_studies, print_summary, print_trials
 from hpo.store.url import DEFAULT_STORAGE
 
@@ -50,8 +51,31 @@ class _OneLineErrors(TyperGroup):
             return super().make_context(info_name, args, *a, **kw)
 
     def invoke(self, ctx: Any) -> Any:
-        with _usage_errors_in_one_line():
+        with _usage_errors_in_one_line(), _errors_as_exit_codes(ctx):
             return super().invoke(ctx)
+
+
+# Where a command's --storage value is kept for the error translation (click shares `meta`
+# between a group's context and its commands').
+_STORAGE_META = "hpo.storage"
+
+
+def _remember_storage(ctx: typer.Context, value: str) -> str:
+    ctx.meta[_STORAGE_META] = value
+    return value
+
+
+@contextmanager
+def _errors_as_exit_codes(ctx: Any) -> Iterator[None]:
+    """Every command's errors as one line and an exit code: bad input (HpoError) exits 2; a
+    trial that crashed or a database that stayed away exits 1 (not bad input); anything else
+    is a bug and keeps its traceback."""
+    try:
+        yield
+    except HpoError as exc:
+        fail(str(exc))
+    except Exception as exc:
+        _fail_on_trial_error(exc, ctx.meta.get(_STORAGE_META, DEFAULT_STORAGE))
 
 
 app = typer.Typer(
@@ -79,6 +103,7 @@ StorageOption = Annotated[
         envvar="HPO_STORAGE",
         show_envvar=True,
         help="Database URL, e.g. sqlite:///hpo.db or postgresql://user:pass@host:5432/db.",
+        callback=_remember_storage,
     ),
 ]
 
@@ -162,12 +187,7 @@ def run(
 
     values = _flag_values(study_name, n_trials, data)
     figures = publisher(_warn)
-    try:
-        summary = run_study(spec_path, overrides or [], storage, console, values, figures)
-    except HpoError as exc:
-        fail(str(exc))
-    except Exception as exc:
-        _fail_on_trial_error(exc, storage)
+    summary = run_study(spec_path, overrides or [], storage, console, values, figures)
     if summary.front:
         print_trials(console, summary.front, Format.table, "Pareto front")
 
@@ -182,14 +202,11 @@ def create(
     overrides: SetOverrides = None,
 ) -> None:
     """Create the study (idempotent) with the spec stored in it, for `hpo worker`; no training."""
-    from hpo.run.runner import create_study
+    from hpo.run.runner import create_or_update_study
     from hpo.store.url import safe_url
 
     values = _flag_values(study_name, n_trials, data)
-    try:
-        summary = create_study(spec_path, overrides or [], storage, values)
-    except HpoError as exc:
-        fail(str(exc))
+    summary = create_or_update_study(spec_path, overrides or [], storage, values)
     state = summary.counts
     if summary.given < summary.target:
         _note(
@@ -225,14 +242,9 @@ def worker(
     from hpo.present.figures import publisher
     from hpo.run.runner import join_study
 
-    try:
-        # A random seed salt: workers started together must not draw the same configurations.
-        salt = secrets.randbelow(2**31)
-        summary = join_study(storage, study_name, data, console, salt, publisher(_warn))
-    except HpoError as exc:
-        fail(str(exc))
-    except Exception as exc:
-        _fail_on_trial_error(exc, storage)
+    # A random seed salt: workers started together must not draw the same configurations.
+    salt = secrets.randbelow(2**31)
+    summary = join_study(storage, study_name, data, console, salt, publisher(_warn))
     done = summary.worker
     console.print(
         f"worker ran {done.trials_run} trial(s); study {study_name} has {done.finished} of "
@@ -266,7 +278,7 @@ def best(
             "--rank-by",
             help="latency_ms, or latency_ratio (model/reference: comparable across machines).",
         ),
-    ] = "latency_ms",
+    ] = LATENCY_MS_ATTR,
 ) -> None:
     """Print the Pareto front (accuracy vs latency), or the best trials under a latency budget."""
     from hpo.core.results import RANK_KEYS
@@ -275,10 +287,7 @@ def best(
 
     if rank_by not in RANK_KEYS:
         fail(f"--rank-by: unknown value {rank_by!r}; allowed: {', '.join(RANK_KEYS)}")
-    try:
-        stored = load_study(open_storage(storage, create=False), study_name)
-    except HpoError as exc:
-        fail(str(exc))
+    stored = load_study(open_storage(storage, create=False), study_name)
     chosen = queries.best(stored, max_latency_ms, rank_by)
     if not chosen:
         # Programs still get an empty list or header; people get the reason, and exit 1.
@@ -299,10 +308,7 @@ def studies(storage: StorageOption = DEFAULT_STORAGE, fmt: FormatOption = Format
     from hpo.store.connect import open_storage
     from hpo.store.queries import study_overviews
 
-    try:
-        overviews = study_overviews(open_storage(storage, create=False))
-    except HpoError as exc:
-        fail(str(exc))
+    overviews = study_overviews(open_storage(storage, create=False))
     print_studies(console, overviews, fmt)
 
 
@@ -374,8 +380,6 @@ def dashboard(
 
     try:
         serve(storage, host, port, artifacts, ready)
-    except HpoError as exc:
-        fail(str(exc))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 
@@ -391,11 +395,8 @@ def report(
     from hpo.present.report import write_report
     from hpo.store.connect import load_study, open_storage
 
-    try:
-        stored = load_study(open_storage(storage, create=False), study_name)
-        files = write_report(stored, out)
-    except HpoError as exc:
-        fail(str(exc))
+    stored = load_study(open_storage(storage, create=False), study_name)
+    files = write_report(stored, out)
     print_summary(console, files.as_dict(), fmt, f"report of {study_name}")
 
 
@@ -418,13 +419,10 @@ def export(
     from hpo.store.connect import load_study, open_storage
     from hpo.train.data import local_npz
 
-    try:
-        local_npz(data)  # a bad --data fails before the database is opened
-        stored = load_study(open_storage(storage, create=False), study_name)
-        store = open_store(storage, artifacts)
-        result = export_trial(stored, trial, out, store, data, notify=notes.print)
-    except HpoError as exc:
-        fail(str(exc))
+    local_npz(data)  # a bad --data fails before the database is opened
+    stored = load_study(open_storage(storage, create=False), study_name)
+    store = open_store(storage, artifacts)
+    result = export_trial(stored, trial, out, store, data, notify=notes.print)
     summary = {**result.as_dict(), "source": result.card["source"], **result.card["checks"]}
     print_summary(console, summary, fmt, f"{study_name} trial {trial}")
 
@@ -437,10 +435,7 @@ def db_views(
     from hpo.store.connect import open_storage
     from hpo.store.views import VIEW_NAME, create_views
 
-    try:
-        columns = create_views(open_storage(storage, create=False).engine)
-    except HpoError as exc:
-        fail(str(exc))
+    columns = create_views(open_storage(storage, create=False).engine)
     if fmt == SummaryFormat.json:
         print_summary(
             console, {"view": VIEW_NAME, "columns": [c.as_dict() for c in columns]}, fmt, ""
@@ -481,7 +476,7 @@ def _fail_on_trial_error(exc: Exception, storage: str) -> NoReturn:
 
     Neither is bad input, hence exit 1, not 2.
     """
-    from hpo.run.objective import TrialCrashed
+    from hpo.run.failures import TrialCrashed
     from hpo.store.resilience import is_transient, outage_message
 
     if is_transient(exc):

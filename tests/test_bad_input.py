@@ -23,7 +23,7 @@ from optuna.trial import create_trial
 from hpo.core.db_limits import MAX_NAME_LENGTH
 from hpo.core.errors import DataError
 from hpo.core.spec import DataSection
-from hpo.run.runner import create_study
+from hpo.run.runner import create_or_update_study
 from hpo.train.data import check_dataset
 from hpo.train.data_check import check_arrays
 from tests.conftest import invoke
@@ -200,7 +200,7 @@ def made_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     good = folder / "good.npz"
     np.savez(good, **good_arrays())
     url = f"sqlite:///{folder / 'made.db'}"
-    create_study(Path(write_spec(folder, "made")), [f'data.dataset="{good}"'], url)
+    create_or_update_study(Path(write_spec(folder, "made")), [f'data.dataset="{good}"'], url)
     return url, folder / "made.db"
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import optuna
 
-from hpo.run.runner import create_study, worker_spec
+from hpo.run.runner import create_or_update_study, worker_spec
 from hpo.store.connect import open_storage
 from tests.conftest import invoke
 from tests.test_workers import tiny_spec
@@ -22,8 +22,8 @@ def test_create_is_idempotent_and_refuses_another_search_space(
     assert result.returncode == 0, result.stderr
     assert "study c ready" in result.stdout and "target 3 trials" in result.stdout
     data = f'data.dataset="{tiny_npz}"'
-    assert create_study(Path(spec), [data], storage).target == 3, "again: same study"
-    assert create_study(Path(spec), [data, "study.n_trials=7"], storage).target == 7
+    assert create_or_update_study(Path(spec), [data], storage).target == 3, "again: same study"
+    assert create_or_update_study(Path(spec), [data, "study.n_trials=7"], storage).target == 7
     other = invoke(
         *("create", spec, "--storage", storage, "--data", str(tiny_npz)),
         *("--set", "search.optimizer='adam'"),
@@ -49,7 +49,9 @@ def test_create_checks_the_dataset_before_creating(tmp_path: Path) -> None:
 
 def test_worker_on_an_unknown_study_names_the_known_ones(tmp_path: Path, tiny_npz: Path) -> None:
     storage = f"sqlite:///{tmp_path / 's.db'}"
-    create_study(Path(tiny_spec(tmp_path, "known", 2)), [f'data.dataset="{tiny_npz}"'], storage)
+    create_or_update_study(
+        Path(tiny_spec(tmp_path, "known", 2)), [f'data.dataset="{tiny_npz}"'], storage
+    )
     result = invoke("worker", "--storage", storage, "--study-name", "nope")
     assert result.returncode == 2
     assert "no study named 'nope'" in result.stderr and "known" in result.stderr
@@ -60,7 +62,7 @@ def test_worker_data_override_stays_local(tmp_path: Path, tiny_npz: Path) -> Non
     storage = f"sqlite:///{tmp_path / 's.db'}"
     spec_path = Path(tiny_spec(tmp_path, "w", 2))
     # A relative path, valid where `create` ran (the repo root) but maybe not elsewhere.
-    create_study(spec_path, ['data.dataset="cifar10"'], storage)
+    create_or_update_study(spec_path, ['data.dataset="cifar10"'], storage)
     study = optuna.load_study(study_name="w", storage=open_storage(storage))
     assert worker_spec(study, None).data.dataset == "cifar10"
     spec = worker_spec(study, tiny_npz)

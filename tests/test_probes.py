@@ -21,7 +21,7 @@ from hpo.core.spec import DataSection, LatencySection, validate
 from hpo.core.trial_config import TrialConfig
 from hpo.measure.fused import runtime_of
 from hpo.measure.fusion import fold_batchnorm
-from hpo.measure.probe import probe_network, seeded
+from hpo.measure.probe import measure_network_latency, seeded
 from hpo.measure.protocol import Protocol, measure_runners
 from hpo.store import queries
 from hpo.store.connect import open_storage
@@ -70,7 +70,7 @@ def probe_of_width(width: float, spec_path: str) -> float:
     spec = validate(_read(spec_path))
     config = TrialConfig.from_params({"model": "simple_cnn", "norm": "batch", "width": width})
     network = seeded(lambda: build_network(config, 10))
-    return probe_network(network, spec.latency, CPU)["latency"]["median_ms"]
+    return measure_network_latency(network, spec.latency, CPU)["latency"]["median_ms"]
 
 
 def _read(path: str) -> dict:
@@ -145,12 +145,12 @@ PROBER = textwrap.dedent(
     import json, sys
     import torch
     from hpo.core.spec import validate
-    from hpo.run.probing import StudyProbe
+    from hpo.run.probing import StudyLatencies
     from hpo.store.connect import load_study, open_storage
 
     url, spec = sys.argv[1], validate(json.loads(sys.argv[2]))
     stored = load_study(open_storage(url), spec.study.name)
-    probe = StudyProbe(stored, spec, torch.device("cpu"), 10, sys.argv[3])
+    probe = StudyLatencies(stored, spec, torch.device("cpu"), 10, sys.argv[3])
     result = probe.probe({"model": "simple_cnn", "norm": "batch", "width": 0.5})
     print(json.dumps({"cached": result.cached, "latency_ms": result.latency_ms}))
     """
@@ -191,18 +191,18 @@ def test_a_probe_without_the_fold_speedup_gets_it_at_training(
 ) -> None:
     """A probe cached under another study's budget (over it: no speedup measured) still gives
     the trial that trains this architecture its fold speedup."""
-    from hpo.run.objective import run_trial
+    from hpo.run.objective import train_configuration
 
     spec = validate(_read(tiny_spec(tmp_path, "speedup", 1)))
     config = TrialConfig.from_params(
         {"model": "simple_cnn", "norm": "batch", "width": 0.25, "lr": 0.01, "batch_size": 32}
     )
     network = seeded(lambda: build_network(config, 10))
-    over_budget = probe_network(network, spec.latency, CPU, max_latency=1e-9)
+    over_budget = measure_network_latency(network, spec.latency, CPU, max_latency=1e-9)
     assert "speedup" not in over_budget
     section = spec.data.model_copy(update={"dataset": str(tiny_npz)})
     data = prepare(load_raw(section), section, CPU)
-    outcome = run_trial(config, spec, data, CPU, latency=over_budget)
+    outcome = train_configuration(config, spec, data, CPU, latency=over_budget)
     assert outcome.attrs["speedup"] > 0 and "latency_unfused_eager" in outcome.attrs
     assert outcome.latency_ms == over_budget["latency"]["median_ms"]
 

@@ -1,4 +1,9 @@
-"""Names a spec may use and names the study stores (plain data: the spec needs no torch)."""
+"""Names a spec may use and the study's objectives (plain data: the spec needs no torch).
+
+The attribute keys a study stores are in `hpo.core.trial_attrs`.
+"""
+
+from hpo.core.trial_attrs import LATENCY_MS_ATTR
 
 OPTIMIZERS: tuple[str, ...] = (
     "sgd",
@@ -51,12 +56,8 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 LATENCY_BACKENDS: tuple[str, ...] = ("auto", "eager", "torchscript", "onnxruntime")
 
 # The study's two objectives, in Optuna's order, and how they are optimized.
-METRIC_NAMES: tuple[str, ...] = ("accuracy", "latency_ms")
+METRIC_NAMES: tuple[str, ...] = ("accuracy", LATENCY_MS_ATTR)
 DIRECTIONS: tuple[str, ...] = ("maximize", "minimize")
-# Trial user attribute: validation accuracy after each epoch, rewritten while the trial trains.
-VAL_CURVE_ATTR = "val_accuracy_curve"
-# Study user attribute holding the spec as given (after overrides): workers read it from there.
-SPEC_ATTR = "spec"
 # The params people look at first, in this order (tables, views, reports); others follow.
 LEADING_PARAMS: tuple[str, ...] = ("model", "norm", "optimizer", "lr", "scheduler")
 # The dimensions every study is about; narrow tables always show these and the two objectives.

@@ -7,7 +7,7 @@ choice makes them meaningful, so Optuna never records a value that had no effect
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,12 +36,33 @@ Kind = Literal["categorical", "float", "int"]
 Chosen = Mapping[str, Any]
 
 
-def _always(_: Chosen) -> bool:
-    return True
+@dataclass(frozen=True)
+class Condition:
+    """When a hyperparameter applies: param `key` has one of `values` (no key: always).
+
+    One declaration gives both the predicate and the text the spec reference shows; `text`
+    replaces that text where the list of values reads worse than a name for it.
+    """
+
+    key: str | None = None
+    values: tuple[str, ...] = ()
+    text: str | None = None
+
+    def __call__(self, chosen: Chosen) -> bool:
+        return self.key is None or chosen.get(self.key) in self.values
+
+    def describe(self) -> str:
+        """How the reference says when the param applies: `key = v` or `key in v1, v2`."""
+        if self.text is not None:
+            return self.text
+        if self.key is None:
+            return "always"
+        if len(self.values) == 1:
+            return f"{self.key} = {self.values[0]}"
+        return f"{self.key} in {', '.join(self.values)}"
 
 
-def _when(key: str, values: tuple[str, ...]) -> Callable[[Chosen], bool]:
-    return lambda chosen: chosen.get(key) in values
+ALWAYS = Condition()
 
 
 @dataclass(frozen=True)
@@ -57,13 +78,20 @@ class Hyperparameter:
     maximum: float | None = None
     exclusive_minimum: bool = False
     log: bool = False
-    applies: Callable[[Chosen], bool] = _always
-    applies_when: str = "always"
+    condition: Condition = ALWAYS
     # True when the value changes the network's inference graph, so its latency: latency
     # probes are keyed by these params alone (training settings never change latency).
     architecture: bool = False
     # For an option only some model families take: those families (it applies only to them).
     families: tuple[str, ...] = ()
+
+    def applies(self, chosen: Chosen) -> bool:
+        """Whether this param means anything given the params `chosen` so far."""
+        return self.condition(chosen)
+
+    @property
+    def applies_when(self) -> str:
+        return self.condition.describe()
 
     def check_value(self, value: Any) -> str | None:
         """Why `value` is not allowed for this hyperparameter, or None when it is."""
@@ -92,16 +120,11 @@ class Hyperparameter:
         return f"{'(' if self.exclusive_minimum else '['}{low}, {high}]"
 
 
-_MOMENTUM = _when("optimizer", MOMENTUM_OPTIMIZERS)
-_ADAM = _when("optimizer", ADAM_FAMILY)
+_MOMENTUM = Condition("optimizer", MOMENTUM_OPTIMIZERS)
+_ADAM = Condition("optimizer", ADAM_FAMILY, text="optimizer in Adam family")
 
 
 ALL_FAMILIES = tuple(family_names())
-
-
-def _condition(key: str, values: tuple[str, ...]) -> str:
-    """How the reference says when a param applies: `key = v` or `key in v1, v2`."""
-    return f"{key} = {values[0]}" if len(values) == 1 else f"{key} in {', '.join(values)}"
 
 
 def _family_option(name: str, kind: Kind, default: Any, help: str, **domain: Any) -> Hyperparameter:
@@ -112,8 +135,8 @@ def _family_option(name: str, kind: Kind, default: Any, help: str, **domain: Any
         kind,
         default,
         help,
-        applies=_when("model", families),
-        applies_when="always" if families == ALL_FAMILIES else _condition("model", families),
+        # Taken by every family: the reference says "always" rather than list them all.
+        condition=Condition("model", families, "always" if families == ALL_FAMILIES else None),
         architecture=True,
         families=families,
         **domain,
@@ -197,8 +220,7 @@ CATALOG: tuple[Hyperparameter, ...] = (
         "squeeze-and-excitation reduction: hidden units = channels / se_ratio (at least 8)",
         minimum=1,
         maximum=64,
-        applies=_when("attention", ("se",)),
-        applies_when="attention = se",
+        condition=Condition("attention", ("se",)),
         architecture=True,
     ),
     _family_option(
@@ -255,8 +277,7 @@ CATALOG: tuple[Hyperparameter, ...] = (
         "momentum",
         minimum=0.0,
         maximum=0.999,
-        applies=_MOMENTUM,
-        applies_when="optimizer in " + ", ".join(MOMENTUM_OPTIMIZERS),
+        condition=_MOMENTUM,
     ),
     Hyperparameter(
         "beta1",
@@ -265,8 +286,7 @@ CATALOG: tuple[Hyperparameter, ...] = (
         "Adam beta1",
         minimum=0.0,
         maximum=0.9999,
-        applies=_ADAM,
-        applies_when="optimizer in Adam family",
+        condition=_ADAM,
     ),
     Hyperparameter(
         "beta2",
@@ -275,8 +295,7 @@ CATALOG: tuple[Hyperparameter, ...] = (
         "Adam beta2",
         minimum=0.0,
         maximum=0.99999,
-        applies=_ADAM,
-        applies_when="optimizer in Adam family",
+        condition=_ADAM,
     ),
     Hyperparameter(
         "eps",
@@ -287,8 +306,7 @@ CATALOG: tuple[Hyperparameter, ...] = (
         exclusive_minimum=True,
         maximum=1.0,
         log=True,
-        applies=_ADAM,
-        applies_when="optimizer in Adam family",
+        condition=_ADAM,
     ),
     Hyperparameter(
         "weight_decay",
@@ -309,8 +327,7 @@ CATALOG: tuple[Hyperparameter, ...] = (
         minimum=0.0,
         exclusive_minimum=True,
         maximum=1000.0,
-        applies=_when("scheduler", ("step",)),
-        applies_when="scheduler = step",
+        condition=Condition("scheduler", ("step",)),
     ),
     Hyperparameter(
         "gamma",
@@ -320,8 +337,7 @@ CATALOG: tuple[Hyperparameter, ...] = (
         minimum=0.0,
         exclusive_minimum=True,
         maximum=1.0,
-        applies=_when("scheduler", DECAY_SCHEDULERS),
-        applies_when="scheduler in " + ", ".join(DECAY_SCHEDULERS),
+        condition=Condition("scheduler", DECAY_SCHEDULERS),
     ),
     Hyperparameter(
         "t0",
@@ -331,8 +347,7 @@ CATALOG: tuple[Hyperparameter, ...] = (
         minimum=0.0,
         exclusive_minimum=True,
         maximum=1000.0,
-        applies=_when("scheduler", ("cosine_warm_restarts",)),
-        applies_when="scheduler = cosine_warm_restarts",
+        condition=Condition("scheduler", ("cosine_warm_restarts",)),
     ),
     Hyperparameter(
         "t_mult",
@@ -341,8 +356,7 @@ CATALOG: tuple[Hyperparameter, ...] = (
         "factor growing each restart period",
         minimum=1,
         maximum=10,
-        applies=_when("scheduler", ("cosine_warm_restarts",)),
-        applies_when="scheduler = cosine_warm_restarts",
+        condition=Condition("scheduler", ("cosine_warm_restarts",)),
     ),
     Hyperparameter(
         "max_lr_factor",
@@ -352,8 +366,7 @@ CATALOG: tuple[Hyperparameter, ...] = (
         minimum=0.0,
         exclusive_minimum=True,
         maximum=100.0,
-        applies=_when("scheduler", CYCLIC_SCHEDULERS),
-        applies_when="scheduler in cyclic, onecycle",
+        condition=Condition("scheduler", CYCLIC_SCHEDULERS),
     ),
     Hyperparameter(
         "warmup_fraction",
@@ -362,8 +375,7 @@ CATALOG: tuple[Hyperparameter, ...] = (
         "fraction of training spent warming up",
         minimum=0.0,
         maximum=0.9,
-        applies=_when("scheduler", ("lambda",)),
-        applies_when="scheduler = lambda",
+        condition=Condition("scheduler", ("lambda",)),
     ),
     Hyperparameter(
         "power",
@@ -373,8 +385,7 @@ CATALOG: tuple[Hyperparameter, ...] = (
         minimum=0.0,
         exclusive_minimum=True,
         maximum=10.0,
-        applies=_when("scheduler", ("polynomial",)),
-        applies_when="scheduler = polynomial",
+        condition=Condition("scheduler", ("polynomial",)),
     ),
     Hyperparameter("batch_size", "int", 128, "training batch size", minimum=1, maximum=65536),
     Hyperparameter(
@@ -393,8 +404,7 @@ CATALOG: tuple[Hyperparameter, ...] = (
         "label smoothing of the targets (cross_entropy, kl)",
         minimum=0.0,
         maximum=0.9,
-        applies=_when("loss", SMOOTHED_LOSSES),
-        applies_when=_condition("loss", SMOOTHED_LOSSES),
+        condition=Condition("loss", SMOOTHED_LOSSES),
     ),
 )
 

@@ -6,7 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-RANK_KEYS = ("latency_ms", "latency_ratio")
+from hpo.core.trial_attrs import (
+    LATENCY_BACKEND_ATTR,
+    LATENCY_MS_ATTR,
+    LATENCY_RATIO_ATTR,
+    N_FOLDED_ATTR,
+    TEST_ACCURACY_ATTR,
+)
+
+RANK_KEYS = (LATENCY_MS_ATTR, LATENCY_RATIO_ATTR)
 
 
 @dataclass(frozen=True)
@@ -26,22 +34,22 @@ class TrialResult:
         return {
             "number": self.number,
             "accuracy": self.accuracy,
-            "latency_ms": self.latency_ms,
-            "test_accuracy": self.test_accuracy,
-            "latency_ratio": self.latency_ratio,
-            "n_folded": self.n_folded,
-            "latency_backend": self.latency_backend,
+            LATENCY_MS_ATTR: self.latency_ms,
+            TEST_ACCURACY_ATTR: self.test_accuracy,
+            LATENCY_RATIO_ATTR: self.latency_ratio,
+            N_FOLDED_ATTR: self.n_folded,
+            LATENCY_BACKEND_ATTR: self.latency_backend,
             "params": self.params,
         }
 
 
 def _latency(result: TrialResult, rank_by: str) -> float:
-    if rank_by == "latency_ratio":
+    if rank_by == LATENCY_RATIO_ATTR:
         return result.latency_ratio if result.latency_ratio is not None else float("inf")
     return result.latency_ms
 
 
-def pareto_front(results: list[TrialResult], rank_by: str = "latency_ms") -> list[TrialResult]:
+def pareto_front(results: list[TrialResult], rank_by: str = LATENCY_MS_ATTR) -> list[TrialResult]:
     """Trials no other trial beats on both accuracy (higher) and latency (lower), fastest first."""
     ordered = sorted(results, key=lambda r: (_latency(r, rank_by), -r.accuracy, r.number))
     front: list[TrialResult] = []
@@ -55,7 +63,7 @@ def pareto_front(results: list[TrialResult], rank_by: str = "latency_ms") -> lis
 
 
 def within_budget(
-    results: list[TrialResult], max_latency: float, rank_by: str = "latency_ms"
+    results: list[TrialResult], max_latency: float, rank_by: str = LATENCY_MS_ATTR
 ) -> list[TrialResult]:
     """Trials at or under the latency budget, most accurate first (faster breaks ties)."""
     fitting = [r for r in results if _latency(r, rank_by) <= max_latency]
@@ -63,7 +71,7 @@ def within_budget(
 
 
 def choose(
-    results: list[TrialResult], max_latency: float | None, rank_by: str = "latency_ms"
+    results: list[TrialResult], max_latency: float | None, rank_by: str = LATENCY_MS_ATTR
 ) -> list[TrialResult]:
     """The Pareto front, or the trials within `max_latency` most accurate first."""
     if max_latency is None:
@@ -74,14 +82,14 @@ def choose(
 def why_empty(
     results: list[TrialResult],
     max_latency: float | None,
-    rank_by: str = "latency_ms",
+    rank_by: str = LATENCY_MS_ATTR,
     study_budget: float | None = None,
 ) -> str:
     """Why `choose` found nothing among `results` (the study's complete trials), in one line."""
     if not results:
         return "no complete trial yet"
     fastest = min(results, key=lambda r: (_latency(r, rank_by), r.number))
-    unit = " ms" if rank_by == "latency_ms" else ""
+    unit = " ms" if rank_by == LATENCY_MS_ATTR else ""
     closest = f"the fastest is trial {fastest.number} at {_latency(fastest, rank_by):.3g}{unit}"
     if max_latency is not None:
         return f"no complete trial has {rank_by} <= {max_latency:g}{unit}; {closest}"

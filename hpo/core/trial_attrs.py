@@ -13,10 +13,69 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+# Every attribute key a study or a trial stores, spelled here only.
+
+# Study user attribute holding the spec as given (after overrides): workers read it from there.
+SPEC_ATTR = "spec"
+
+# Trial user attributes written while a trial runs.
+CONFIG_ATTR = "config"  # the configuration's params, from which the trial is rebuilt
+WORKER_ATTR = "worker"  # host:pid of the worker running the trial
+# Trial system attribute: the grace period (s) of the worker running the trial.
+GRACE_ATTR = "hpo:grace_period"
+SUGGEST_SECONDS_ATTR = "suggest_seconds"
+PROBE_CACHED_ATTR = "latency_probe_cached"
+PROBE_SECONDS_ATTR = "latency_probe_seconds"  # the trial's wait for its probe
+# The latency known before training, named like the objective it becomes.
+LATENCY_MS_ATTR = "latency_ms"
+# Validation accuracy after each epoch, rewritten while the trial trains, and the last epoch.
+VAL_CURVE_ATTR = "val_accuracy_curve"
+EPOCH_ATTR = "epoch"
+RUNG_ATTR = "rung"
+# Why a trial was stopped (PRUNED) or failed (FAIL); an unexpected error's traceback.
+STOP_REASON_ATTR = "stop_reason"
+FAIL_REASON_ATTR = "fail_reason"
+TRACEBACK_ATTR = "traceback"
+ARTIFACT_ERROR_ATTR = "artifact_error"
+
+# Trial user attributes of a trained trial.
+VAL_ACCURACY_ATTR = "val_accuracy"
+TEST_ACCURACY_ATTR = "test_accuracy"
+N_PARAMS_ATTR = "n_params"
+TRAIN_SECONDS_ATTR = "train_seconds"
+TRAIN_IMAGES_PER_SECOND_ATTR = "train_images_per_second"
+FINAL_TRAIN_LOSS_ATTR = "final_train_loss"
+FOLD_REPORT_ATTR = "fold_report"
+N_FOLDED_ATTR = "n_folded"
+N_KEPT_ATTR = "n_kept"
+FOLD_MAX_ABS_DIFF_ATTR = "fold_max_abs_diff"
+MACS_ATTR = "macs"
+N_PARAMS_FOLDED_ATTR = "n_params_folded"
+COST_LAYERS_ATTR = "cost_layers"
+DATASET_ATTR = "dataset"
+
+# Latency attributes (`hpo.measure.latency_result` converts them to and from a record).
+LATENCY_ATTR = "latency"  # statistics of the objective latency
+LATENCY_IQR_ATTR = "latency_iqr_ms"
+LATENCY_BACKEND_ATTR = "latency_backend"
+LATENCY_DEVICE_ATTR = "latency_device"
+LATENCY_RATIO_ATTR = "latency_ratio"
+LATENCY_REFERENCE_MS_ATTR = "latency_reference_ms"
+LATENCY_REFERENCE_ATTR = "latency_reference"
+DEVICE_FINGERPRINT_ATTR = "device_fingerprint"
+THREADS_ATTR = "threads"
+TORCH_VERSION_ATTR = "torch_version"
+CPU_MODEL_ATTR = "cpu_model"
+UNFUSED_EAGER_ATTR = "latency_unfused_eager"
+FUSED_EAGER_ATTR = "latency_fused_eager"
+SPEEDUP_ATTR = "speedup"
+PROBE_MEASURE_SECONDS_ATTR = "probe_seconds"  # how long measuring the probe took
+BACKEND_MAX_ABS_DIFF_ATTR = "latency_backend_max_abs_diff"
+
 DETAILS_ATTR = "details"
 # Structures that stay attributes of their own: the configuration a trial is rebuilt from, and
 # the learning curve that the dashboard shows live and the pruner reads while trials run.
-OWN_ATTRS = frozenset({"config", "val_accuracy_curve"})
+OWN_ATTRS = frozenset({CONFIG_ATTR, VAL_CURVE_ATTR})
 _DIGITS = 4
 
 
@@ -29,9 +88,9 @@ def readable(attrs: Mapping[str, Any]) -> dict[str, Any]:
             details[key] = value
         else:
             recorded[key] = rounded(value)
-    latency = attrs.get("latency")
+    latency = attrs.get(LATENCY_ATTR)
     if isinstance(latency, dict) and "iqr_ms" in latency:
-        recorded["latency_iqr_ms"] = rounded(latency["iqr_ms"])
+        recorded[LATENCY_IQR_ATTR] = rounded(latency["iqr_ms"])
     if details:
         recorded[DETAILS_ATTR] = details
     return recorded

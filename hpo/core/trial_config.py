@@ -13,10 +13,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from hpo.core.params import CATALOG, Hyperparameter
+from hpo.core.trial_attrs import CONFIG_ATTR
 from models.catalog import FAMILY_OPTIONS
-
-# The trial user attribute holding the whole configuration (trial params hold the searched part).
-CONFIG_ATTR = "config"
 
 
 def stored_params(params: Mapping[str, Any], user_attrs: Mapping[str, Any]) -> dict[str, Any]:

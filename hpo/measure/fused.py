@@ -9,8 +9,10 @@ from typing import Any
 import torch
 
 from hpo.core.spec import LatencySection
+from hpo.core.trial_attrs import BACKEND_MAX_ABS_DIFF_ATTR
 from hpo.measure import calibration
 from hpo.measure.fusion import check_outputs
+from hpo.measure.latency_result import FoldSpeedup, LatencyResult
 from hpo.measure.protocol import Protocol, measure_runners, timing_conditions
 from hpo.measure.runtimes import (
     Runtime,
@@ -30,7 +32,7 @@ def runtime_of(folded: torch.nn.Module, section: LatencySection, device: torch.d
 
 def measure_objective_latency(
     folded: torch.nn.Module, section: LatencySection, device: torch.device
-) -> dict[str, Any]:
+) -> LatencyResult:
     """The objective latency (folded net, spec's runtime) and its ratio to the reference net.
 
     The two are timed in interleaved rounds (A B A B ...), so background load hits both alike;
@@ -42,20 +44,18 @@ def measure_objective_latency(
     stats, reference_stats = measure_runners(
         [timed.run, reference.run], Protocol.from_section(section), device
     )
-    return {
-        "latency": stats.as_dict(),
-        "latency_backend": backend_version(backend),
-        "latency_device": str(timed.device),
-        "latency_ratio": stats.median_ms / reference_stats.median_ms,
-        "latency_reference_ms": reference_stats.median_ms,
-        "latency_reference": {"name": calibration.REFERENCE_NAME, **reference_stats.as_dict()},
-        "device_fingerprint": calibration.device_fingerprint(
-            backend, section.threads, timed.device
-        ),
-        "threads": section.threads,
-        "torch_version": torch.__version__,
-        "cpu_model": cpu_model(),
-    }
+    return LatencyResult(
+        stats=stats.as_dict(),
+        backend=backend_version(backend),
+        device=str(timed.device),
+        ratio=stats.median_ms / reference_stats.median_ms,
+        reference_ms=reference_stats.median_ms,
+        reference={"name": calibration.REFERENCE_NAME, **reference_stats.as_dict()},
+        device_fingerprint=calibration.device_fingerprint(backend, section.threads, timed.device),
+        threads=section.threads,
+        torch_version=torch.__version__,
+        cpu_model=cpu_model(),
+    )
 
 
 def measure_fold_speedup(
@@ -63,7 +63,7 @@ def measure_fold_speedup(
     folded: torch.nn.Module,
     section: LatencySection,
     device: torch.device,
-) -> dict[str, Any]:
+) -> FoldSpeedup:
     """Eager latency of the unfused and the folded net (interleaved) and their ratio."""
     with timing_conditions(section.threads):
         runners = [
@@ -71,11 +71,11 @@ def measure_fold_speedup(
             make_runtime(folded, "eager", device=device).run,
         ]
     unfused_stats, folded_stats = measure_runners(runners, Protocol.from_section(section), device)
-    return {
-        "latency_unfused_eager": unfused_stats.as_dict(),
-        "latency_fused_eager": folded_stats.as_dict(),
-        "speedup": unfused_stats.median_ms / folded_stats.median_ms,
-    }
+    return FoldSpeedup(
+        unfused=unfused_stats.as_dict(),
+        folded=folded_stats.as_dict(),
+        speedup=unfused_stats.median_ms / folded_stats.median_ms,
+    )
 
 
 def check_runtime_outputs(
@@ -97,7 +97,7 @@ def check_runtime_outputs(
         expected = unfused.eval()(images.to(device))
     predicted = runtime_of(folded, section, device).predict(images)
     return {
-        "latency_backend_max_abs_diff": check_outputs(
+        BACKEND_MAX_ABS_DIFF_ATTR: check_outputs(
             expected.cpu(), predicted, what=f"the {backend} runtime"
         )
     }

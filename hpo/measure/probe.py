@@ -20,6 +20,7 @@ from hpo.core.spec import LatencySection
 from hpo.measure import calibration
 from hpo.measure.fused import measure_fold_speedup, measure_objective_latency
 from hpo.measure.fusion import fold_batchnorm
+from hpo.measure.latency_result import LatencyResult
 from hpo.measure.protocol import Protocol
 from hpo.measure.runtimes import resolve_backend
 
@@ -45,23 +46,20 @@ def probe_identity(architecture: Mapping[str, Any], context: Mapping[str, Any]) 
     return {"architecture": dict(sorted(architecture.items())), **context}
 
 
-def probe_network(
+def measure_network_latency(
     network: nn.Module,
     section: LatencySection,
     device: torch.device,
     max_latency: float | None = None,
-) -> dict[str, Any]:
-    """The latency attributes of `network` (untrained is fine), timed folded.
-
-    Returns the attributes a trial records (`latency`, `latency_ratio`, ...); the folding
-    speedup is measured too unless the latency is over `max_latency`.
-    """
+) -> LatencyResult:
+    """The latency of `network` (untrained is fine), timed folded; the folding speedup is
+    measured too unless the latency is over `max_latency`."""
     unfused = network.eval().to(device)
     folded, _ = fold_batchnorm(unfused)
-    attrs = measure_objective_latency(folded, section, device)
-    if max_latency is None or attrs["latency"]["median_ms"] <= max_latency:
-        attrs.update(measure_fold_speedup(unfused, folded, section, device))
-    return attrs
+    result = measure_objective_latency(folded, section, device)
+    if max_latency is None or result.median_ms <= max_latency:
+        result = result.with_fold(measure_fold_speedup(unfused, folded, section, device))
+    return result
 
 
 def seeded(build: Any) -> nn.Module:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpo.core.errors import HpoError
-from hpo.core.names import SPEC_ATTR
+from hpo.core.trial_attrs import SPEC_ATTR
 from hpo.present import figures
 from hpo.store.artifacts import artifact_dir, open_store
 from hpo.store.connect import load_study, open_storage

@@ -26,7 +26,15 @@ import models
 from hpo.core.classes import class_names
 from hpo.core.errors import HpoError
 from hpo.core.spec import with_values
-from hpo.core.trial_attrs import flat
+from hpo.core.trial_attrs import (
+    CPU_MODEL_ATTR,
+    DATASET_ATTR,
+    SPEEDUP_ATTR,
+    TEST_ACCURACY_ATTR,
+    THREADS_ATTR,
+    TORCH_VERSION_ATTR,
+    flat,
+)
 from hpo.core.trial_config import TrialConfig, stored_params
 from hpo.device import prepare_process, resolve_device
 from hpo.measure import fusion
@@ -49,7 +57,7 @@ ONNX_FILE = "model.onnx"
 CARD_FILE = "model-card.json"
 CARD_FORMAT = "hpo-model-card/1"
 # Attributes that describe how latency was measured; copied into the card as they are.
-_RUNTIME_ATTRS = ("threads", "cpu_model", "torch_version", "speedup")
+_RUNTIME_ATTRS = (THREADS_ATTR, CPU_MODEL_ATTR, TORCH_VERSION_ATTR, SPEEDUP_ATTR)
 
 # Called with one line for the person waiting (e.g. while a trial is retrained).
 Notify = Callable[[str], None]
@@ -133,7 +141,7 @@ def retrain(
     )
     model, _ = train_model(
         config,
-        spec,
+        spec.train,
         data,
         device,
         on_epoch=lambda epoch, epochs, loss: notify(f"epoch {epoch}/{epochs} loss {loss:.3f}"),
@@ -209,13 +217,13 @@ def model_card(
         "metrics": {
             "accuracy": accuracy,
             "latency_ms": latency_ms,
-            "test_accuracy": attrs.get("test_accuracy"),
+            TEST_ACCURACY_ATTR: attrs.get(TEST_ACCURACY_ATTR),
             "n_params": models.count_parameters(trained.model),
         },
         "fold_report": report.as_dict(),
         "latency": runtime,
         "data": {
-            "dataset": attrs.get("dataset", data_section.get("dataset")),
+            DATASET_ATTR: attrs.get(DATASET_ATTR, data_section.get(DATASET_ATTR)),
             "train_size": data_section.get("train_size"),
             "val_size": data_section.get("val_size"),
             "split_seed": data_section.get("split_seed"),

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from hpo.core import results
 from hpo.core.names import MISSION_PARAMS
 from hpo.core.results import TrialResult
+from hpo.core.trial_attrs import VAL_CURVE_ATTR
 from hpo.store import queries
 from hpo.store.connect import StoredStudy
 from models.catalog import NORMS
@@ -294,7 +295,7 @@ def publish(stored: StoredStudy) -> int:
     """Save the study's figures for optuna-dashboard, replacing the previous ones; how many."""
     from optuna_dashboard import save_plotly_graph_object
 
-    curves = queries.attribute_values(stored, "val_accuracy_curve")
+    curves = queries.attribute_values(stored, VAL_CURVE_ATTR)
     figures = dashboard_figures(queries.completed(stored), curves)
     for figure_id, figure in figures.items():
         save_plotly_graph_object(stored.study, figure, graph_object_id=figure_id)

@@ -16,6 +16,13 @@ from rich.table import Table
 
 from hpo.core.names import LEADING_PARAMS, MISSION_PARAMS
 from hpo.core.results import StudyOverview, TrialResult
+from hpo.core.trial_attrs import (
+    LATENCY_BACKEND_ATTR,
+    LATENCY_MS_ATTR,
+    LATENCY_RATIO_ATTR,
+    N_FOLDED_ATTR,
+    TEST_ACCURACY_ATTR,
+)
 
 
 class Format(StrEnum):
@@ -105,11 +112,11 @@ def trials_csv(results: Sequence[TrialResult]) -> str:
     fixed = [
         "number",
         "accuracy",
-        "latency_ms",
-        "test_accuracy",
-        "latency_ratio",
-        "n_folded",
-        "latency_backend",
+        LATENCY_MS_ATTR,
+        TEST_ACCURACY_ATTR,
+        LATENCY_RATIO_ATTR,
+        N_FOLDED_ATTR,
+        LATENCY_BACKEND_ATTR,
     ]
     writer.writerow(fixed + params)
     for r in results:

@@ -20,9 +20,9 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from hpo.core import results
 from hpo.core.errors import HpoError
-from hpo.core.names import SPEC_ATTR
 from hpo.core.results import TrialResult
 from hpo.core.spec import dump_toml
+from hpo.core.trial_attrs import MACS_ATTR, SPEC_ATTR, VAL_CURVE_ATTR
 from hpo.present import figures
 from hpo.store import queries
 from hpo.store.connect import StoredStudy
@@ -110,8 +110,8 @@ def build_report(stored: StoredStudy) -> Report:
         n_trials=len(study.get_trials(deepcopy=False)),
         spec_toml=dump_toml(raw) if isinstance(raw, dict) else None,
         ended_early=queries.ended_early(stored),
-        macs=queries.numeric_attribute(stored, "macs"),
-        curves=queries.attribute_values(stored, "val_accuracy_curve"),
+        macs=queries.numeric_attribute(stored, MACS_ATTR),
+        curves=queries.attribute_values(stored, VAL_CURVE_ATTR),
     )
 
 

@@ -20,6 +20,7 @@ from rich.progress import (
 from rich.progress import Progress as ProgressBar
 from rich.text import Text
 
+from hpo.core.trial_attrs import FAIL_REASON_ATTR, STOP_REASON_ATTR
 from hpo.core.trial_config import TrialConfig
 from hpo.run.progress import TargetCounts
 from hpo.store.connect import StoredStudy, retry_of
@@ -107,10 +108,10 @@ class TrialDisplay:
                 f"({seconds:.0f} s)"
             )
         elif trial.state == TrialState.PRUNED:
-            reason = trial.user_attrs.get("stop_reason", "stopped")
+            reason = trial.user_attrs.get(STOP_REASON_ATTR, "stopped")
             self.console.print(f"{name}  {params}  [yellow]PRUNED[/]: {reason}")
         else:
-            reason = trial.user_attrs.get("fail_reason", "failed")
+            reason = trial.user_attrs.get(FAIL_REASON_ATTR, "failed")
             self.console.print(f"{name}  {params}  [red]{trial.state.name}[/]: {reason}")
         self.bar.update(self.task, completed=done)
         self.params = ""
@@ -124,7 +125,7 @@ class TrialDisplay:
 
     def lost(self, trial: FrozenTrial) -> None:
         """One line for a trial of this worker that another worker finished meanwhile."""
-        reason = trial.user_attrs.get("fail_reason") or "no reason recorded"
+        reason = trial.user_attrs.get(FAIL_REASON_ATTR) or "no reason recorded"
         self.console.print(
             f"[yellow]trial {trial.number:>3}  dropped:[/] another worker marked it "
             f"{trial.state.name} while this worker ran it ({reason})",

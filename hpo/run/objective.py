@@ -6,14 +6,14 @@ budget is never trained. The probe's latency is the trial's objective: the train
 not timed again (a probe and a post-training measurement agree within their spread; see
 tests/test_probes.py).
 
-`run_trial` knows nothing about Optuna; `Objective` adapts it to a trial (ask the search space,
-record user attributes, turn a failure into a FAIL with a reason people can read) and hands the
-finished networks to whatever the runner wants done with them (e.g. store them as artifacts).
+`train_configuration` knows nothing about Optuna; `Objective` adapts it to a trial (ask the
+search space, record user attributes, turn a failure into a FAIL with a reason people can read)
+and hands the finished networks to whatever the runner wants done with them (e.g. store them as
+artifacts).
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 import traceback
 from collections.abc import Callable
@@ -25,9 +25,33 @@ import torch
 from optuna.exceptions import UpdateFinishedTrialError
 
 import models
-from hpo.core.errors import DataError
 from hpo.core.spec import Spec
-from hpo.core.trial_attrs import readable, rounded
+from hpo.core.trial_attrs import (
+    COST_LAYERS_ATTR,
+    DATASET_ATTR,
+    EPOCH_ATTR,
+    FINAL_TRAIN_LOSS_ATTR,
+    FOLD_MAX_ABS_DIFF_ATTR,
+    FOLD_REPORT_ATTR,
+    LATENCY_MS_ATTR,
+    MACS_ATTR,
+    N_FOLDED_ATTR,
+    N_KEPT_ATTR,
+    N_PARAMS_ATTR,
+    N_PARAMS_FOLDED_ATTR,
+    PROBE_CACHED_ATTR,
+    PROBE_SECONDS_ATTR,
+    RUNG_ATTR,
+    STOP_REASON_ATTR,
+    SUGGEST_SECONDS_ATTR,
+    TEST_ACCURACY_ATTR,
+    TRAIN_IMAGES_PER_SECOND_ATTR,
+    TRAIN_SECONDS_ATTR,
+    VAL_ACCURACY_ATTR,
+    VAL_CURVE_ATTR,
+    readable,
+    rounded,
+)
 from hpo.core.trial_config import TrialConfig
 from hpo.measure import cost, fusion
 from hpo.measure.fused import (
@@ -35,9 +59,17 @@ from hpo.measure.fused import (
     measure_fold_speedup,
     measure_objective_latency,
 )
+from hpo.measure.latency_result import LatencyResult
+from hpo.run.failures import (
+    TrialCrashed,
+    TrialFailed,
+    failure_reason,
+    is_out_of_memory,
+    note_failure,
+)
 from hpo.search import space
 from hpo.search.pruning import ParetoHalving
-from hpo.store.probes import Probe
+from hpo.store.probes import ProbeRecord
 from hpo.store.resilience import is_transient
 from hpo.train.data import TensorDataset
 from hpo.train.loop import Diverged, evaluate
@@ -47,66 +79,6 @@ from hpo.train.model import seeded_network, train_network
 _EQUIVALENCE_IMAGES = 256
 # Images the timed runtime (TorchScript, ONNX Runtime) is checked on, one at a time.
 _BACKEND_CHECK_IMAGES = 8
-
-
-class TrialFailed(Exception):
-    """A trial failed because of its own configuration (it diverged, or did not fit in
-    memory): the study goes on with other configurations; `fail_reason` says why."""
-
-
-# The user attribute that says why a trial is FAIL, and the one that keeps an unexpected
-# error's traceback (the terminal gets one line).
-FAIL_REASON_ATTR = "fail_reason"
-TRACEBACK_ATTR = "traceback"
-# Reasons of failures that belong to the configuration: such a trial is a result (this
-# configuration diverges, or does not fit) and counts towards the study's target.
-DIVERGED = "diverged"
-OUT_OF_MEMORY = "out of memory"
-
-
-class TrialCrashed(Exception):
-    """A trial raised an unexpected error. It would fail every trial alike (a data error, a
-    bug), so the run stops after it; `fail_reason` and `traceback` say what happened."""
-
-    def __init__(self, number: int, reason: str) -> None:
-        super().__init__(
-            f"trial {number} failed: {reason} (the traceback is in its user attribute "
-            f"{TRACEBACK_ATTR!r})"
-        )
-
-
-def failure_reason(exc: BaseException) -> str:
-    """One line saying why a trial failed with `exc`, for people."""
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    if isinstance(exc, Diverged):
-        return f"{DIVERGED}: {exc}"
-    if is_out_of_memory(exc):
-        return f"{OUT_OF_MEMORY}: {first_line(exc)}"
-    if isinstance(exc, DataError):
-        return f"data error: {first_line(exc)}"
-    return f"{type(exc).__name__}: {first_line(exc)}"
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether `exc` says the device (or the host) ran out of memory."""
-    return isinstance(exc, torch.OutOfMemoryError | MemoryError)
-
-
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """The first line of an error's message, cut to `limit` characters."""
-    lines = str(exc).strip().splitlines()
-    line = lines[0] if lines else "(no message)"
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def note_failure(trial: optuna.Trial, reason: str, details: str | None = None) -> None:
-    """Record why the trial failed; nothing when another worker finished it meanwhile (the
-    worker loop reports that, and the reason that worker recorded stays)."""
-    with contextlib.suppress(UpdateFinishedTrialError):
-        trial.set_user_attr(FAIL_REASON_ATTR, reason)
-        if details is not None:
-            trial.set_user_attr(TRACEBACK_ATTR, details)
 
 
 # Constraint name for the latency budget: probe latency - budget (feasible when <= 0).
@@ -147,21 +119,21 @@ TrialStartHook = Callable[[optuna.Trial, TrialConfig], None]
 EpochReport = Callable[[int, int, float, float], None]
 
 
-def run_trial(
+def train_configuration(
     config: TrialConfig,
     spec: Spec,
     data: TensorDataset,
     device: torch.device,
     on_epoch: EpochReport | None = None,
-    latency: dict[str, Any] | None = None,
+    latency: LatencyResult | None = None,
 ) -> TrialOutcome:
     """Train, evaluate, fold and verify one configuration. Raises Diverged.
 
     The validation accuracy is measured after every epoch (`val_accuracy_curve`); the last one
-    is the objective. `latency` is the architecture's probe (its latency attributes); without
+    is the objective. `latency` is the architecture's probe result; without
     one, the trained network is timed here.
     """
-    model = seeded_network(config, spec, data.num_classes, device)
+    model = seeded_network(config, spec.train, data.num_classes, device)
     batch = spec.train.eval_batch_size
     curve: list[float] = []
 
@@ -170,7 +142,7 @@ def run_trial(
         if on_epoch is not None:
             on_epoch(epoch, epochs, loss, curve[-1])
 
-    trained = train_network(model, config, spec, data, epoch_end)
+    trained = train_network(model, config, spec.train, data, epoch_end)
     val_accuracy = curve[-1]
     test_accuracy = evaluate(model, data, data.test, batch)
 
@@ -180,35 +152,35 @@ def run_trial(
     max_diff = fusion.check_equivalence(model, folded, check_images)
     if latency is None:
         latency = measure_objective_latency(folded, spec.latency, device)
-    if "speedup" not in latency:
+    if latency.fold is None:
         # A probe made under another study's latency budget skipped the fold speedup.
-        latency = {**latency, **measure_fold_speedup(model, folded, spec.latency, device)}
+        latency = latency.with_fold(measure_fold_speedup(model, folded, spec.latency, device))
     timing = {
-        **latency,
+        **latency.as_attrs(),
         **check_runtime_outputs(
             model, folded, spec.latency, device, check_images[:_BACKEND_CHECK_IMAGES]
         ),
     }
     folded_cost = cost.count_cost(folded, tuple(check_images.shape[1:]))
     attrs = {
-        "val_accuracy": val_accuracy,
-        "val_accuracy_curve": curve,
-        "test_accuracy": test_accuracy,
-        "n_params": models.count_parameters(model),
-        "train_seconds": trained.seconds,
-        "train_images_per_second": trained.images_per_second,
-        "final_train_loss": trained.final_loss,
-        "fold_report": report.as_dict(),
-        "n_folded": report.n_folded,
-        "n_kept": report.n_kept,
-        "fold_max_abs_diff": max_diff,
-        "macs": folded_cost.macs,
-        "n_params_folded": folded_cost.params,
-        "cost_layers": folded_cost.layer_dicts(),
-        "dataset": data.source,
+        VAL_ACCURACY_ATTR: val_accuracy,
+        VAL_CURVE_ATTR: curve,
+        TEST_ACCURACY_ATTR: test_accuracy,
+        N_PARAMS_ATTR: models.count_parameters(model),
+        TRAIN_SECONDS_ATTR: trained.seconds,
+        TRAIN_IMAGES_PER_SECOND_ATTR: trained.images_per_second,
+        FINAL_TRAIN_LOSS_ATTR: trained.final_loss,
+        FOLD_REPORT_ATTR: report.as_dict(),
+        N_FOLDED_ATTR: report.n_folded,
+        N_KEPT_ATTR: report.n_kept,
+        FOLD_MAX_ABS_DIFF_ATTR: max_diff,
+        MACS_ATTR: folded_cost.macs,
+        N_PARAMS_FOLDED_ATTR: folded_cost.params,
+        COST_LAYERS_ATTR: folded_cost.layer_dicts(),
+        DATASET_ATTR: data.source,
         **timing,
     }
-    return TrialOutcome(val_accuracy, timing["latency"]["median_ms"], attrs, model, folded)
+    return TrialOutcome(val_accuracy, latency.median_ms, attrs, model, folded)
 
 
 # Points (accuracy at an epoch, latency) of the other trials that reached that epoch: called
@@ -227,7 +199,7 @@ class Objective:
         on_trial_start: TrialStartHook | None = None,
         on_epoch: EpochReport | None = None,
         on_complete: CompleteHook | None = None,
-        probe: Callable[[dict[str, Any]], Probe] | None = None,
+        probe_architecture: Callable[[dict[str, Any]], ProbeRecord] | None = None,
         rung_points: RungPoints | None = None,
     ) -> None:
         self.spec = spec
@@ -236,12 +208,14 @@ class Objective:
         self.on_trial_start = on_trial_start
         self.on_epoch = on_epoch
         self.on_complete = on_complete
-        self.probe = probe
+        self.probe_architecture = probe_architecture
         self.rung_points = rung_points
         study = spec.study
         self.pruner = (
             ParetoHalving(study.pruner_eta, study.pruner_min_epochs)
-            if study.pruner == "pareto" and probe is not None and rung_points is not None
+            if study.pruner == "pareto"
+            and probe_architecture is not None
+            and rung_points is not None
             else None
         )
 
@@ -273,33 +247,35 @@ class Objective:
         started = time.perf_counter()
         config = space.suggest(trial, self.spec)
         # The sampler runs inside suggest: its cost per trial, next to the training time.
-        record(trial, {"suggest_seconds": time.perf_counter() - started})
+        record(trial, {SUGGEST_SECONDS_ATTR: time.perf_counter() - started})
         if self.on_trial_start is not None:
             self.on_trial_start(trial, config)
-        latency = self._probe(trial, config)
+        latency = self._latency_before_training(trial, config)
         on_epoch = self._epoch_hook(trial, latency)
-        outcome = run_trial(config, self.spec, self.data, self.device, on_epoch, latency)
+        outcome = train_configuration(config, self.spec, self.data, self.device, on_epoch, latency)
         record(trial, outcome.attrs)
         if self.on_complete is not None:
             self.on_complete(trial, outcome)
         return outcome.accuracy, outcome.latency_ms
 
-    def _probe(self, trial: optuna.Trial, config: TrialConfig) -> dict[str, Any] | None:
+    def _latency_before_training(
+        self, trial: optuna.Trial, config: TrialConfig
+    ) -> LatencyResult | None:
         """The architecture's latency before training; an architecture over the budget ends
         the trial here (PRUNED, infeasible), untrained."""
-        if self.probe is None:
+        if self.probe_architecture is None:
             return None
         started = time.perf_counter()
-        probe = self.probe(config.architecture())
+        probe = self.probe_architecture(config.architecture())
         seconds = time.perf_counter() - started
         # latency_ms is known before training: the dashboard shows it for a running trial, and
         # the pruner compares it.
         record(
             trial,
             {
-                "latency_probe_cached": probe.cached,
-                "latency_probe_seconds": seconds,
-                "latency_ms": probe.latency_ms,
+                PROBE_CACHED_ATTR: probe.cached,
+                PROBE_SECONDS_ATTR: seconds,
+                LATENCY_MS_ATTR: probe.latency_ms,
             },
         )
         budget = self.spec.study.max_latency_ms
@@ -307,13 +283,13 @@ class Objective:
             # Samplers that read constraints (TPE, NSGA-II, GP) learn where the budget lies.
             trial.set_constraint(BUDGET_CONSTRAINT, probe.latency_ms - budget)
             if probe.latency_ms > budget:
-                record(trial, probe.attrs)
+                record(trial, probe.latency.as_attrs())
                 reason = over_budget_reason(probe.latency_ms, budget)
-                trial.set_user_attr("stop_reason", reason)
+                trial.set_user_attr(STOP_REASON_ATTR, reason)
                 raise optuna.TrialPruned(reason)
-        return probe.attrs
+        return probe.latency
 
-    def _epoch_hook(self, trial: optuna.Trial, latency: dict[str, Any] | None) -> EpochReport:
+    def _epoch_hook(self, trial: optuna.Trial, latency: LatencyResult | None) -> EpochReport:
         """After each epoch: the live curve as user attributes, the display, the pruning rule."""
         curve: list[float] = []
         rungs = self.pruner.rungs(self.spec.train.epochs) if self.pruner is not None else []
@@ -321,8 +297,8 @@ class Objective:
         def after_epoch(epoch: int, epochs: int, loss: float, accuracy: float) -> None:
             curve.append(accuracy)
             # Written every epoch, so a running trial shows its learning curve in the dashboard.
-            trial.set_user_attr("val_accuracy_curve", list(curve))
-            trial.set_user_attr("epoch", epoch)
+            trial.set_user_attr(VAL_CURVE_ATTR, list(curve))
+            trial.set_user_attr(EPOCH_ATTR, epoch)
             if self.on_epoch is not None:
                 self.on_epoch(epoch, epochs, loss, accuracy)
             if epoch in rungs and latency is not None:
@@ -336,22 +312,22 @@ class Objective:
         rung: int,
         epoch: int,
         accuracy: float,
-        latency: dict[str, Any],
+        latency: LatencyResult,
     ) -> None:
         """Stop the trial (PRUNED) when the pruner says its point at this rung is dominated."""
         assert self.pruner is not None and self.rung_points is not None
         # As recorded (rounded), like the other trials' points: unrounded, a trial could sit a
         # hair below the latency of its own architecture recorded by others, and never be
         # dominated at it.
-        latency_ms = rounded(float(latency["latency"]["median_ms"]))
+        latency_ms = rounded(latency.median_ms)
         others = self.rung_points(epoch, trial.number)
         if self.pruner.keeps((accuracy, latency_ms), others):
             return
-        record(trial, {**latency, "val_accuracy": accuracy, "rung": rung})
+        record(trial, {**latency.as_attrs(), VAL_ACCURACY_ATTR: accuracy, RUNG_ATTR: rung})
         reason = (
             f"stopped at rung {rung} (epoch {epoch}): accuracy {accuracy:.2%} at "
             f"{latency_ms:.3f} ms is dominated and not in the best 1/{self.pruner.eta} of the "
             f"{len(others) + 1} trials at that rung"
         )
-        trial.set_user_attr("stop_reason", reason)
+        trial.set_user_attr(STOP_REASON_ATTR, reason)
         raise optuna.TrialPruned(reason)

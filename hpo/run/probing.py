@@ -18,16 +18,19 @@ from hpo.core.keys import digest
 from hpo.core.spec import Spec
 from hpo.core.trial_config import TrialConfig
 from hpo.measure import calibration
-from hpo.measure.probe import probe_context, probe_identity, probe_network, seeded
+from hpo.measure.latency_result import LatencyResult
+from hpo.measure.probe import measure_network_latency, probe_context, probe_identity, seeded
 from hpo.measure.runtimes import resolve_backend
+from hpo.run.context import WorkerContext
 from hpo.store import probes
 from hpo.store.connect import StoredStudy
 from hpo.store.hpo_tables import ensure_tables
 from hpo.train.model import build_network
 
 
-class StudyProbe:
-    """Latency of an architecture (a dict of architecture params) on this worker's device."""
+class StudyLatencies:
+    """Latencies of a study's architectures (dicts of architecture params) on this worker's
+    device: `probe()` gives an architecture's probe record, calling it gives the latency."""
 
     def __init__(
         self,
@@ -44,7 +47,7 @@ class StudyProbe:
         self.worker = worker
         self.context = probe_context(num_classes, spec.latency, device)
         self.context_key = digest(self.context)
-        self._memory: dict[str, probes.Probe] = {}
+        self._memory: dict[str, probes.ProbeRecord] = {}
         self.seconds = 0.0  # time spent measuring (not reading cached probes)
         ensure_tables(stored.storage)
         # The reference network is timed next to every probe; prepare it once, up front, so
@@ -52,7 +55,17 @@ class StudyProbe:
         backend = resolve_backend(spec.latency.backend, device)
         calibration.reference_runtime(backend, spec.latency.threads, str(device))
 
-    def probe(self, architecture: Mapping[str, Any]) -> probes.Probe:
+    @classmethod
+    def for_worker(cls, context: WorkerContext) -> StudyLatencies:
+        return cls(
+            context.stored,
+            context.spec,
+            context.device,
+            context.data.num_classes,
+            context.worker,
+        )
+
+    def probe(self, architecture: Mapping[str, Any]) -> probes.ProbeRecord:
         """The architecture's probe: from this process, from the database, or measured now."""
         canonical = TrialConfig.from_params(architecture).architecture()
         identity = probe_identity(canonical, self.context)
@@ -68,19 +81,18 @@ class StudyProbe:
             self.worker,
         )
         if not result.cached:
-            self.seconds += float(result.attrs.get("probe_seconds", 0.0))
-        self._memory[key] = probes.Probe(result.latency_ms, result.attrs, cached=True)
+            self.seconds += result.latency.probe_seconds or 0.0
+        self._memory[key] = probes.ProbeRecord(result.latency, cached=True)
         return result
 
-    def _measure(self, architecture: dict[str, Any]) -> dict[str, Any]:
+    def _measure(self, architecture: dict[str, Any]) -> LatencyResult:
         started = time.perf_counter()
         config = TrialConfig.from_params(architecture)
         network = seeded(lambda: build_network(config, self.num_classes))
-        attrs = probe_network(
+        result = measure_network_latency(
             network, self.spec.latency, self.device, self.spec.study.max_latency_ms
         )
-        attrs["probe_seconds"] = time.perf_counter() - started
-        return attrs
+        return result.with_probe_seconds(time.perf_counter() - started)
 
     def known(self) -> list[tuple[dict[str, Any], float]]:
         """Every architecture probed on this device (by any worker) with its latency in ms."""

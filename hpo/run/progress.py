@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.run.objective import DIVERGED, FAIL_REASON_ATTR, OUT_OF_MEMORY, OVER_BUDGET
+from hpo.core.trial_attrs import FAIL_REASON_ATTR, STOP_REASON_ATTR
+from hpo.run.failures import DIVERGED, OUT_OF_MEMORY
+from hpo.run.objective import OVER_BUDGET
 from hpo.store.connect import StoredStudy
 from hpo.store.queries import beating_trial_numbers
 from hpo.store.resilience import resilience_of
@@ -24,7 +26,7 @@ def counts_toward_target(trial: FrozenTrial) -> bool:
     if trial.state == TrialState.COMPLETE:
         return True
     if trial.state == TrialState.PRUNED:
-        return not str(trial.user_attrs.get("stop_reason", "")).startswith(OVER_BUDGET)
+        return not str(trial.user_attrs.get(STOP_REASON_ATTR, "")).startswith(OVER_BUDGET)
     reason = str(trial.user_attrs.get(FAIL_REASON_ATTR, ""))
     return trial.state == TrialState.FAIL and reason.startswith((DIVERGED, OUT_OF_MEMORY))
 

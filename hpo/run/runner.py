@@ -19,8 +19,10 @@ from rich.console import Console
 from hpo.core import results
 from hpo.core.errors import HpoError
 from hpo.core.spec import Spec, load_spec, with_values
+from hpo.core.trial_attrs import ARTIFACT_ERROR_ATTR
 from hpo.device import prepare_process, select_device
 from hpo.measure.serialize import deliverable_onnx
+from hpo.run.context import WorkerContext, worker_id
 from hpo.run.objective import CompleteHook, TrialOutcome
 from hpo.run.progress import TargetCounts, target_counts
 from hpo.run.worker import AfterTrial, WorkerSummary, run_worker, study_target
@@ -53,7 +55,7 @@ def model_saver(storage_url: str, data: TensorDataset) -> CompleteHook:
     def save(trial: optuna.Trial, outcome: TrialOutcome) -> None:
         if store is None or outcome.model is None or outcome.folded is None:
             if problem is not None:
-                trial.set_user_attr("artifact_error", problem)
+                trial.set_user_attr(ARTIFACT_ERROR_ATTR, problem)
             return
         model, folded = outcome.model, outcome.folded
         artifacts.save_if_on_front(
@@ -101,11 +103,9 @@ def work_on(
         f"({data.num_classes} classes) from {data.source}, {epochs} "
         f"epoch{'s' if epochs != 1 else ''} on {device}"
     )
+    context = WorkerContext(stored, spec, data, device, worker_id())
     summary = run_worker(
-        stored,
-        spec,
-        data,
-        device,
+        context,
         console,
         seed_salt=seed_salt,
         on_complete=model_saver(storage_url, data),
@@ -156,7 +156,7 @@ class CreateSummary:
     counts: TargetCounts
 
 
-def create_study(
+def create_or_update_study(
     spec_path: Path,
     overrides: list[str],
     storage_url: str,

@@ -12,25 +12,25 @@ same params (WAITING), and a waiting worker runs it.
 from __future__ import annotations
 
 import math
-import os
-import socket
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import optuna
-import torch
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
 from hpo.core.spec import Spec
+from hpo.core.trial_attrs import WORKER_ATTR
 from hpo.core.trial_config import TrialConfig
 from hpo.run.budget import BudgetWatch
+from hpo.run.context import WorkerContext
 from hpo.run.display import TrialDisplay
-from hpo.run.objective import CompleteHook, Objective, TrialFailed
-from hpo.run.probing import StudyProbe
+from hpo.run.failures import TrialFailed
+from hpo.run.objective import CompleteHook, Objective
+from hpo.run.probing import StudyLatencies
 from hpo.run.progress import TargetCounts, target_counts
 from hpo.run.pulse import Pulse
 from hpo.run.signals import StoppedBy, main_thread_stopper, sigterm_as_interrupt
@@ -43,7 +43,6 @@ from hpo.store.lost import LostTrial
 from hpo.store.optuna_internals import trial_id
 from hpo.store.queries import rung_points
 from hpo.store.resilience import resilience_of
-from hpo.train.data import TensorDataset
 
 
 @dataclass
@@ -54,11 +53,6 @@ class WorkerSummary:
     finished: int
     target: int
     seconds: float
-
-
-def worker_id() -> str:
-    """host:pid of this worker process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def poll_seconds(stored: StoredStudy) -> float:
@@ -119,7 +113,7 @@ def _work(
         # A WAITING trial is a dead worker's trial queued for its retry: it is owed even when
         # another worker filled the target meanwhile (it counted before the retry was queued).
         if counts.in_flight_or_done() < target or counts.waiting:
-            run_trial(stored, objective, pulse, catch, callbacks, on_lost)
+            run_optuna_trial(stored, objective, pulse, catch, callbacks, on_lost)
             runs += 1
             continue
         # The rest of the target is in flight elsewhere: it finishes, or its worker goes
@@ -129,7 +123,7 @@ def _work(
         time.sleep(poll)
 
 
-def run_trial(
+def run_optuna_trial(
     stored: StoredStudy,
     objective: ObjectiveFunction,
     pulse: Pulse,
@@ -202,10 +196,7 @@ AfterTrial = Callable[[StoredStudy], None]
 
 
 def run_worker(
-    stored: StoredStudy,
-    spec: Spec,
-    data: TensorDataset,
-    device: torch.device,
+    context: WorkerContext,
     console: Console,
     seed_salt: int = 0,
     on_complete: CompleteHook | None = None,
@@ -216,34 +207,34 @@ def run_worker(
     `seed_salt` keeps concurrent workers from drawing the same configurations; 0 keeps a
     single-worker study reproducible.
     """
+    stored, spec, me = context.stored, context.spec, context.worker
     target = study_target(spec)
     study = stored.study
-    me = worker_id()
-    probe = StudyProbe(stored, spec, device, data.num_classes, me)
+    latencies = StudyLatencies.for_worker(context)
     offset = len(study.get_trials(deepcopy=False)) + seed_salt
-    study.sampler = make_sampler(spec, seed_offset=offset, probe=probe, claim=claimer(stored))
+    study.sampler = make_sampler(spec, seed_offset=offset, probe=latencies, claim=claimer(stored))
     started = time.perf_counter()
     display = TrialDisplay(console, stored, target, target_counts(stored).finished)
     budget = spec.study.max_latency_ms
     watch = (
-        BudgetWatch(ArchitectureSpace.from_spec(spec), budget, probe.known)
+        BudgetWatch(ArchitectureSpace.from_spec(spec), budget, latencies.known)
         if budget is not None
         else None
     )
 
     def trial_start(trial: optuna.Trial, config: TrialConfig) -> None:
         # Which process runs the trial: shown in the dashboard, and how to find a stuck worker.
-        trial.set_user_attr("worker", me)
+        trial.set_user_attr(WORKER_ATTR, me)
         display.trial_start(trial, config)
 
     objective = Objective(
         spec,
-        data,
-        device,
+        context.data,
+        context.device,
         on_trial_start=trial_start,
         on_epoch=display.epoch,
         on_complete=on_complete,
-        probe=probe.probe,
+        probe_architecture=latencies.probe,
         rung_points=lambda epoch, number: rung_points(stored, epoch, number),
     )
 

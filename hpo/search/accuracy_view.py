@@ -20,7 +20,7 @@ from optuna.storages import InMemoryStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from hpo.core.names import VAL_CURVE_ATTR
+from hpo.core.trial_attrs import VAL_CURVE_ATTR
 
 _VIEW = "accuracy-view"
 

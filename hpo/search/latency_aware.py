@@ -37,7 +37,7 @@ from optuna.samplers import BaseSampler
 from optuna.search_space import intersection_search_space
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.core.names import VAL_CURVE_ATTR
+from hpo.core.trial_attrs import VAL_CURVE_ATTR
 from hpo.search.accuracy_view import accuracy_view
 from hpo.search.architecture import Architecture, ArchitectureSpace, architecture_key
 from hpo.search.ehvi import expected_improvement

@@ -21,7 +21,8 @@ from optuna.distributions import (
 from hpo.core.errors import SpecError
 from hpo.core.params import CATALOG, Hyperparameter
 from hpo.core.spec import Choice, Domain, Fixed, Range, Spec
-from hpo.core.trial_config import CONFIG_ATTR, TrialConfig, coerce
+from hpo.core.trial_attrs import CONFIG_ATTR
+from hpo.core.trial_config import TrialConfig, coerce
 
 
 def distribution_of(param: Hyperparameter, domain: Domain) -> BaseDistribution:

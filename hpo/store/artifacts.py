@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.core.errors import HpoError
 from hpo.core.results import dominates
+from hpo.core.trial_attrs import ARTIFACT_ERROR_ATTR
 from hpo.store.url import parse_url, sqlite_path
 
 ARTIFACTS_ENV = "HPO_ARTIFACTS"
@@ -99,7 +100,7 @@ def save_if_on_front(
             upload_bytes(store, trial, name, make())
     except OSError as exc:
         # A full disk must not turn a finished trial into a failed one; say why it has no model.
-        trial.set_user_attr("artifact_error", str(exc))
+        trial.set_user_attr(ARTIFACT_ERROR_ATTR, str(exc))
         return False
     return True
 

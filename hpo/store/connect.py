@@ -44,6 +44,8 @@ def open_storage(url: str, *, create: bool = True) -> ResilientRDBStorage:
                 heartbeat_interval=resilience.heartbeat_interval,
                 grace_period=resilience.grace_period,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                where=safe_url(parsed),
+                retry_seconds=resilience.retry_seconds,
             )
         )
     except ImportError as exc:
@@ -56,9 +58,6 @@ def open_storage(url: str, *, create: bool = True) -> ResilientRDBStorage:
         raise StorageError(
             f"cannot connect to {safe_url(parsed)} (host {where}): {scrub(str(exc), parsed)}"
         ) from None
-    # Retries start only now: at start a wrong URL must fail at once, not after minutes.
-    storage.where = safe_url(parsed)
-    storage.retry_seconds = resilience.retry_seconds
     return storage
 
 

@@ -18,18 +18,15 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from sqlalchemy import Connection, func, select
 
-from hpo.core.trial_config import CONFIG_ATTR
+from hpo.core.trial_attrs import CONFIG_ATTR, FAIL_REASON_ATTR, GRACE_ATTR, WORKER_ATTR
 from hpo.store.connect import StoredStudy, read
 from hpo.store.optuna_internals import retry_system_attrs
 from hpo.store.resilience import ResilientRDBStorage, resilience_of
 from hpo.store.tables import trial_heartbeats, trial_system_attributes, trials
 
-# Trial system attribute: the grace period (s) of the worker running the trial.
-GRACE_ATTR = "hpo:grace_period"
 # How often one configuration is retried after losing its worker (Optuna's
 # RetryHeartbeatStaleTrialCallback(max_retry=1) semantics, whose attributes the retry carries).
 MAX_RETRIES = 1
-FAIL_REASON_ATTR = "fail_reason"
 WORKER_LOST = "worker lost"
 
 
@@ -128,7 +125,7 @@ def retry_lost_trial(stored: StoredStudy, failed: FrozenTrial, silent: SilentTri
     storage = stored.storage
     system_attrs = retry_system_attrs(failed)
     history = system_attrs["retry_history"]
-    worker = failed.user_attrs.get("worker")
+    worker = failed.user_attrs.get(WORKER_ATTR)
     reason = f"{WORKER_LOST}: no heartbeat for {silent.silent_s:.0f} s"
     if worker:
         reason += f" from {worker}"

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from hpo.measure.latency_result import LatencyResult
 from hpo.store.connect import read
 from hpo.store.hpo_tables import probes
 from hpo.store.resilience import ResilientRDBStorage
@@ -29,12 +30,15 @@ _POLL_S = 0.2
 
 
 @dataclass(frozen=True)
-class Probe:
-    """A finished probe: the latency in ms and every latency attribute measured."""
+class ProbeRecord:
+    """A finished probe: everything its latency measurement recorded."""
 
-    latency_ms: float
-    attrs: dict[str, Any]
+    latency: LatencyResult
     cached: bool  # True when another call (or worker) had measured it already
+
+    @property
+    def latency_ms(self) -> float:
+        return self.latency.median_ms
 
 
 def known(storage: ResilientRDBStorage, context_key: str) -> list[tuple[dict[str, Any], float]]:
@@ -52,14 +56,14 @@ def get_or_measure(
     key: str,
     identity: dict[str, Any],
     context_key: str,
-    measure: Callable[[], dict[str, Any]],
+    measure: Callable[[], LatencyResult],
     worker: str,
-) -> Probe:
+) -> ProbeRecord:
     """The probe `key`: read it, wait for another worker's, or measure it (`measure()`)."""
     while True:
         row = _row(storage, key)
         if row is not None and row.latency_ms is not None:
-            return Probe(float(row.latency_ms), json.loads(row.attrs_json), cached=True)
+            return ProbeRecord(LatencyResult.from_attrs(json.loads(row.attrs_json)), cached=True)
         # UTC, so workers on hosts in different time zones agree on a placeholder's age.
         now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
         if row is None:
@@ -120,11 +124,11 @@ def _take_over(
 
 
 def _measure(
-    storage: ResilientRDBStorage, key: str, measure: Callable[[], dict[str, Any]], worker: str
-) -> Probe:
+    storage: ResilientRDBStorage, key: str, measure: Callable[[], LatencyResult], worker: str
+) -> ProbeRecord:
     started = time.perf_counter()
     try:
-        attrs = measure()
+        result = measure()
     except BaseException:
         # Let another worker (or a later trial) probe it again; only our own placeholder goes:
         # one another worker took over (ours looked stale) is theirs to fill.
@@ -135,18 +139,17 @@ def _measure(
         )
         storage.retrying(lambda: _execute(storage, statement))
         raise
-    latency = float(attrs["latency"]["median_ms"])
     statement = (
         probes.update()
         .where(probes.c.probe_key == key)
         .values(
-            latency_ms=latency,
-            attrs_json=json.dumps(attrs),
+            latency_ms=result.median_ms,
+            attrs_json=json.dumps(result.as_attrs()),
             seconds=time.perf_counter() - started,
         )
     )
     storage.retrying(lambda: _execute(storage, statement))
-    return Probe(latency, attrs, cached=False)
+    return ProbeRecord(result, cached=False)
 
 
 def _execute(storage: ResilientRDBStorage, statement: Any) -> int:

@@ -17,9 +17,20 @@ from optuna.distributions import BaseDistribution, json_to_distribution
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Connection, func, select
 
-from hpo.core.names import SPEC_ATTR
 from hpo.core.results import StudyOverview, TrialResult, choose, why_empty
-from hpo.core.trial_config import CONFIG_ATTR, stored_params
+from hpo.core.trial_attrs import (
+    CONFIG_ATTR,
+    FAIL_REASON_ATTR,
+    LATENCY_BACKEND_ATTR,
+    LATENCY_MS_ATTR,
+    LATENCY_RATIO_ATTR,
+    N_FOLDED_ATTR,
+    SPEC_ATTR,
+    STOP_REASON_ATTR,
+    TEST_ACCURACY_ATTR,
+    VAL_CURVE_ATTR,
+)
+from hpo.core.trial_config import stored_params
 from hpo.store.connect import StoredStudy, read
 from hpo.store.resilience import ResilientRDBStorage
 from hpo.store.tables import (
@@ -33,10 +44,10 @@ from hpo.store.tables import (
 )
 
 _SHOWN_ATTRS = (
-    "test_accuracy",
-    "latency_ratio",
-    "n_folded",
-    "latency_backend",
+    TEST_ACCURACY_ATTR,
+    LATENCY_RATIO_ATTR,
+    N_FOLDED_ATTR,
+    LATENCY_BACKEND_ATTR,
     CONFIG_ATTR,
 )
 # Above this many trials, read the whole study and filter here rather than send a huge IN list.
@@ -52,10 +63,10 @@ def result_of(trial: FrozenTrial) -> TrialResult:
         accuracy=accuracy,
         latency_ms=latency_ms,
         params=stored_params(trial.params, attrs),
-        test_accuracy=attrs.get("test_accuracy"),
-        latency_ratio=attrs.get("latency_ratio"),
-        n_folded=attrs.get("n_folded"),
-        latency_backend=attrs.get("latency_backend"),
+        test_accuracy=attrs.get(TEST_ACCURACY_ATTR),
+        latency_ratio=attrs.get(LATENCY_RATIO_ATTR),
+        n_folded=attrs.get(N_FOLDED_ATTR),
+        latency_backend=attrs.get(LATENCY_BACKEND_ATTR),
     )
 
 
@@ -69,7 +80,7 @@ def completed(stored: StoredStudy) -> list[TrialResult]:
 
 
 def best(
-    stored: StoredStudy, max_latency: float | None = None, rank_by: str = "latency_ms"
+    stored: StoredStudy, max_latency: float | None = None, rank_by: str = LATENCY_MS_ATTR
 ) -> list[TrialResult]:
     """The Pareto front, or the trials within `max_latency` most accurate first.
 
@@ -89,7 +100,7 @@ def best(
 
 
 def why_nothing_chosen(
-    stored: StoredStudy, max_latency: float | None, rank_by: str = "latency_ms"
+    stored: StoredStudy, max_latency: float | None, rank_by: str = LATENCY_MS_ATTR
 ) -> str:
     """One line saying why `best` found no trial: no complete trial, or none fast enough."""
     found = read(stored.storage, lambda c: _objectives(c, stored.study_id))
@@ -144,15 +155,15 @@ def rung_points(stored: StoredStudy, epoch: int, before: int) -> list[tuple[floa
         .join(trial_user_attributes, trial_user_attributes.c.trial_id == trials.c.trial_id)
         .where(trials.c.study_id == stored.study_id)
         .where(trials.c.number < before)
-        .where(trial_user_attributes.c.key.in_(("val_accuracy_curve", "latency_ms")))
+        .where(trial_user_attributes.c.key.in_((VAL_CURVE_ATTR, LATENCY_MS_ATTR)))
     )
     found: dict[int, dict[str, Any]] = {}
     for number, key, value in read(stored.storage, lambda c: c.execute(query).all()):
         found.setdefault(number, {})[key] = json.loads(value)
     return [
-        (float(f["val_accuracy_curve"][epoch - 1]), float(f["latency_ms"]))
+        (float(f[VAL_CURVE_ATTR][epoch - 1]), float(f[LATENCY_MS_ATTR]))
         for f in found.values()
-        if len(f.get("val_accuracy_curve", [])) >= epoch and "latency_ms" in f
+        if len(f.get(VAL_CURVE_ATTR, [])) >= epoch and LATENCY_MS_ATTR in f
     ]
 
 
@@ -181,7 +192,7 @@ def ended_early(stored: StoredStudy) -> list[tuple[int, str, str]]:
         .outerjoin(
             trial_user_attributes,
             (trial_user_attributes.c.trial_id == trials.c.trial_id)
-            & trial_user_attributes.c.key.in_(("stop_reason", "fail_reason")),
+            & trial_user_attributes.c.key.in_((STOP_REASON_ATTR, FAIL_REASON_ATTR)),
         )
         .where(trials.c.study_id == stored.study_id)
         .where(trials.c.state.in_((TrialState.PRUNED, TrialState.FAIL)))
@@ -233,7 +244,7 @@ def _objectives(connection: Connection, study_id: int) -> list[TrialResult]:
         connection.execute(
             select(trial_user_attributes.c.trial_id, trial_user_attributes.c.value_json)
             .join(trials, trials.c.trial_id == trial_user_attributes.c.trial_id)
-            .where(complete & (trial_user_attributes.c.key == "latency_ratio"))
+            .where(complete & (trial_user_attributes.c.key == LATENCY_RATIO_ATTR))
         ).all()
     )
     results = [
@@ -297,10 +308,10 @@ def _hydrate(
         replace(
             r,
             params=stored_params(params.get(r.number, {}), attrs.get(r.number, {})),
-            test_accuracy=attrs.get(r.number, {}).get("test_accuracy"),
-            latency_ratio=attrs.get(r.number, {}).get("latency_ratio"),
-            n_folded=attrs.get(r.number, {}).get("n_folded"),
-            latency_backend=attrs.get(r.number, {}).get("latency_backend"),
+            test_accuracy=attrs.get(r.number, {}).get(TEST_ACCURACY_ATTR),
+            latency_ratio=attrs.get(r.number, {}).get(LATENCY_RATIO_ATTR),
+            n_folded=attrs.get(r.number, {}).get(N_FOLDED_ATTR),
+            latency_backend=attrs.get(r.number, {}).get(LATENCY_BACKEND_ATTR),
         )
         for r in results
     ]

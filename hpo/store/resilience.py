@@ -146,15 +146,25 @@ class ResilientRDBStorage(RDBStorage):
     database went away however many calls it makes meanwhile.
     """
 
-    retry_seconds: float = 0.0
-    where: str = "the database"
-    _local = threading.local()
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        where: str = "the database",
+        retry_seconds: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        """`where`: the database as log lines name it (no password); the other arguments are
+        RDBStorage's."""
+        self.where = where
+        # Per thread: whether a call is already retrying, and the trial it may amend.
+        self._local = threading.local()
         self._outage_lock = threading.Lock()
         self._outage_started: float | None = None
         self._outage_ended = -math.inf
+        # No retries while connecting: a wrong URL must fail at once, not after minutes.
+        self.retry_seconds = 0.0
         super().__init__(*args, **kwargs)
+        self.retry_seconds = retry_seconds
 
     def retrying(self, call: Callable[[], _T]) -> _T:
         """`call()`, retried while the database is unreachable, until the outage is

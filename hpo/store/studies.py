@@ -12,8 +12,9 @@ from typing import Any
 import optuna
 
 from hpo.core.errors import HpoError, SpecError
-from hpo.core.names import DIRECTIONS, METRIC_NAMES, SPEC_ATTR
+from hpo.core.names import DIRECTIONS, METRIC_NAMES
 from hpo.core.spec import Spec, dump_toml, validate
+from hpo.core.trial_attrs import SPEC_ATTR
 from hpo.store.claims import forget_claims
 from hpo.store.connect import StoredStudy, study_names
 from hpo.store.resilience import ResilientRDBStorage

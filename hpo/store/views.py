@@ -25,6 +25,15 @@ from sqlalchemy.sql.ddl import CreateView, DropView
 
 from hpo.core.errors import StorageError
 from hpo.core.names import LEADING_PARAMS, METRIC_NAMES
+from hpo.core.trial_attrs import (
+    FAIL_REASON_ATTR,
+    LATENCY_IQR_ATTR,
+    LATENCY_RATIO_ATTR,
+    MACS_ATTR,
+    N_PARAMS_ATTR,
+    STOP_REASON_ATTR,
+    TEST_ACCURACY_ATTR,
+)
 from hpo.store.optuna_internals import ARTIFACT_ATTR_PREFIX
 from hpo.store.tables import studies as _studies
 from hpo.store.tables import trial_params as _params
@@ -37,13 +46,13 @@ VIEW_NAME = "hpo_trials"
 OBJECTIVE_COLUMNS = METRIC_NAMES  # objective 0 and 1
 # Columns read from a trial's user attributes: (column, attribute, key inside it or None, type).
 ATTRIBUTE_COLUMNS: tuple[tuple[str, str, str | None, str], ...] = (
-    ("test_accuracy", "test_accuracy", None, "float"),
-    ("latency_iqr_ms", "latency_iqr_ms", None, "float"),
-    ("latency_ratio", "latency_ratio", None, "float"),
-    ("n_params", "n_params", None, "integer"),
-    ("macs", "macs", None, "integer"),
+    (TEST_ACCURACY_ATTR, TEST_ACCURACY_ATTR, None, "float"),
+    (LATENCY_IQR_ATTR, LATENCY_IQR_ATTR, None, "float"),
+    (LATENCY_RATIO_ATTR, LATENCY_RATIO_ATTR, None, "float"),
+    (N_PARAMS_ATTR, N_PARAMS_ATTR, None, "integer"),
+    (MACS_ATTR, MACS_ATTR, None, "integer"),
 )
-REASON_COLUMNS = ("fail_reason", "stop_reason")
+REASON_COLUMNS = (FAIL_REASON_ATTR, STOP_REASON_ATTR)
 FIXED_COLUMNS = (
     "study",
     "number",
@@ -148,8 +157,7 @@ def view_columns(kinds: dict[str, str]) -> list[ViewColumn]:
         ViewColumn("study", "text"),
         ViewColumn("number", "integer"),
         ViewColumn("state", "text"),
-        ViewColumn("accuracy", "float"),
-        ViewColumn("latency_ms", "float"),
+        *(ViewColumn(column, "float") for column in OBJECTIVE_COLUMNS),
         *(ViewColumn(column, kind) for column, _, _, kind in ATTRIBUTE_COLUMNS),
         ViewColumn("on_front", "integer"),
         ViewColumn("has_model", "integer"),

@@ -1,4 +1,5 @@
-"""A trial's network: built from its configuration, and trained with the spec's seeds."""
+"""A trial's network: built from its configuration, and trained with the [train] section's
+settings and seeds."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import torch
 from torch import nn
 
 import models
-from hpo.core.spec import Spec
+from hpo.core.spec import TrainSection
 from hpo.core.trial_config import TrialConfig
 from hpo.train.data import TensorDataset
 from hpo.train.loop import EpochCallback, TrainResult, train
@@ -20,39 +21,39 @@ def build_network(config: TrialConfig, num_classes: int) -> nn.Module:
 
 
 def seeded_network(
-    config: TrialConfig, spec: Spec, num_classes: int, device: torch.device
+    config: TrialConfig, section: TrainSection, num_classes: int, device: torch.device
 ) -> nn.Module:
-    """The configured network, initialized from the spec's seed, on `device`."""
-    torch.manual_seed(spec.train.seed)
+    """The configured network, initialized from the section's seed, on `device`."""
+    torch.manual_seed(section.seed)
     return build_network(config, num_classes).to(device)
 
 
 def train_network(
     model: nn.Module,
     config: TrialConfig,
-    spec: Spec,
+    section: TrainSection,
     data: TensorDataset,
     on_epoch: EpochCallback | None = None,
 ) -> TrainResult:
-    """Train a network made by `seeded_network` with the spec's training settings."""
+    """Train a network made by `seeded_network` with the section's training settings."""
     return train(
         model,
         data,
         config,
-        epochs=spec.train.epochs,
-        seed=spec.train.seed,
-        augment_batches=spec.train.augment,
+        epochs=section.epochs,
+        seed=section.seed,
+        augment_batches=section.augment,
         on_epoch=on_epoch,
     )
 
 
 def train_model(
     config: TrialConfig,
-    spec: Spec,
+    section: TrainSection,
     data: TensorDataset,
     device: torch.device,
     on_epoch: EpochCallback | None = None,
 ) -> tuple[nn.Module, TrainResult]:
-    """Build the configured network and train it with the spec's seeds. Raises Diverged."""
-    model = seeded_network(config, spec, data.num_classes, device)
-    return model, train_network(model, config, spec, data, on_epoch)
+    """Build the configured network and train it with the section's seeds. Raises Diverged."""
+    model = seeded_network(config, section, data.num_classes, device)
+    return model, train_network(model, config, section, data, on_epoch)
