@@ -56,6 +56,7 @@ def result_of(trial: FrozenTrial) -> TrialResult:
         latency_ratio=attrs.get("latency_ratio"),
         n_folded=attrs.get("n_folded"),
         latency_backend=attrs.get("latency_backend"),
+        latency_iqr_ms=attrs.get("latency_iqr_ms"),
     )
 
 
@@ -210,7 +211,8 @@ def beating_trial_numbers(stored: StoredStudy) -> set[int]:
 
 
 def _objectives(connection: Connection, study_id: int) -> list[TrialResult]:
-    """COMPLETE trials with both objectives and latency_ratio; params not read yet."""
+    """COMPLETE trials with both objectives, latency_ratio and latency_iqr_ms; params not read
+    yet."""
     complete = (trials.c.study_id == study_id) & (trials.c.state == TrialState.COMPLETE)
     rows = connection.execute(
         select(
@@ -229,13 +231,18 @@ def _objectives(connection: Connection, study_id: int) -> list[TrialResult]:
         stored = stored_value(value, value_type)
         values.setdefault(trial_id, {})[objective] = stored
         numbers[trial_id] = number
-    ratios = dict(
-        connection.execute(
-            select(trial_user_attributes.c.trial_id, trial_user_attributes.c.value_json)
-            .join(trials, trials.c.trial_id == trial_user_attributes.c.trial_id)
-            .where(complete & (trial_user_attributes.c.key == "latency_ratio"))
-        ).all()
-    )
+    # What choosing needs besides the objectives: the ratio (to rank by) and the spread.
+    latency_attrs: dict[int, dict[str, Any]] = {}
+    for trial_id, key, value_json in connection.execute(
+        select(
+            trial_user_attributes.c.trial_id,
+            trial_user_attributes.c.key,
+            trial_user_attributes.c.value_json,
+        )
+        .join(trials, trials.c.trial_id == trial_user_attributes.c.trial_id)
+        .where(complete & trial_user_attributes.c.key.in_(("latency_ratio", "latency_iqr_ms")))
+    ):
+        latency_attrs.setdefault(trial_id, {})[key] = json.loads(value_json)
     results = [
         TrialResult(
             number=numbers[trial_id],
@@ -243,9 +250,10 @@ def _objectives(connection: Connection, study_id: int) -> list[TrialResult]:
             latency_ms=by_objective[1],
             params={},
             test_accuracy=None,
-            latency_ratio=json.loads(ratios[trial_id]) if trial_id in ratios else None,
+            latency_ratio=latency_attrs.get(trial_id, {}).get("latency_ratio"),
             n_folded=None,
             latency_backend=None,
+            latency_iqr_ms=latency_attrs.get(trial_id, {}).get("latency_iqr_ms"),
         )
         for trial_id, by_objective in values.items()
         if set(by_objective) == {0, 1}
