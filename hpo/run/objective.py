@@ -211,9 +211,9 @@ def run_trial(
     return TrialOutcome(val_accuracy, timing["latency"]["median_ms"], attrs, model, folded)
 
 
-# Points (accuracy at an epoch, latency) of the other trials that reached that epoch: called
-# with (epoch, this trial's number).
-RungPoints = Callable[[int, int], list[tuple[float, float]]]
+# Points (accuracy at an epoch, latency, latency IQR) of the other trials that reached that
+# epoch: called with (epoch, this trial's number).
+RungPoints = Callable[[int, int], list[tuple[float, float, float]]]
 
 
 class Objective:
@@ -292,14 +292,15 @@ class Objective:
         started = time.perf_counter()
         probe = self.probe(config.architecture())
         seconds = time.perf_counter() - started
-        # latency_ms is known before training: the dashboard shows it for a running trial, and
-        # the pruner compares it.
+        # latency_ms and its spread are known before training: the dashboard shows them for a
+        # running trial, and the pruner compares them.
         record(
             trial,
             {
                 "latency_probe_cached": probe.cached,
                 "latency_probe_seconds": seconds,
                 "latency_ms": probe.latency_ms,
+                "latency_iqr_ms": probe.attrs["latency"]["iqr_ms"],
             },
         )
         budget = self.spec.study.max_latency_ms
@@ -344,8 +345,9 @@ class Objective:
         # hair below the latency of its own architecture recorded by others, and never be
         # dominated at it.
         latency_ms = rounded(float(latency["latency"]["median_ms"]))
+        spread = rounded(float(latency["latency"]["iqr_ms"]))
         others = self.rung_points(epoch, trial.number)
-        if self.pruner.keeps((accuracy, latency_ms), others):
+        if self.pruner.keeps((accuracy, latency_ms, spread), others):
             return
         record(trial, {**latency, "val_accuracy": accuracy, "rung": rung})
         reason = (

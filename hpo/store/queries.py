@@ -133,9 +133,10 @@ def study_overviews(storage: ResilientRDBStorage) -> list[StudyOverview]:
     return overviews
 
 
-def rung_points(stored: StoredStudy, epoch: int, before: int) -> list[tuple[float, float]]:
-    """(validation accuracy after `epoch` epochs, latency ms) of every trial numbered below
-    `before` that got that far, running, finished or stopped.
+def rung_points(stored: StoredStudy, epoch: int, before: int) -> list[tuple[float, float, float]]:
+    """(validation accuracy after `epoch` epochs, latency ms, latency IQR ms) of every trial
+    numbered below `before` that got that far, running, finished or stopped. A trial that
+    recorded no IQR (made by an older version) has 0: its latency compares exactly.
 
     Only earlier trials: two trials reaching a rung at the same instant on two workers would
     otherwise each count the other, and with equal points both would be stopped.
@@ -145,13 +146,19 @@ def rung_points(stored: StoredStudy, epoch: int, before: int) -> list[tuple[floa
         .join(trial_user_attributes, trial_user_attributes.c.trial_id == trials.c.trial_id)
         .where(trials.c.study_id == stored.study_id)
         .where(trials.c.number < before)
-        .where(trial_user_attributes.c.key.in_(("val_accuracy_curve", "latency_ms")))
+        .where(
+            trial_user_attributes.c.key.in_(("val_accuracy_curve", "latency_ms", "latency_iqr_ms"))
+        )
     )
     found: dict[int, dict[str, Any]] = {}
     for number, key, value in read(stored.storage, lambda c: c.execute(query).all()):
         found.setdefault(number, {})[key] = json.loads(value)
     return [
-        (float(f["val_accuracy_curve"][epoch - 1]), float(f["latency_ms"]))
+        (
+            float(f["val_accuracy_curve"][epoch - 1]),
+            float(f["latency_ms"]),
+            float(f.get("latency_iqr_ms") or 0.0),
+        )
         for f in found.values()
         if len(f.get("val_accuracy_curve", [])) >= epoch and "latency_ms" in f
     ]
