@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+import optuna
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import FrozenTrial, create_trial
 
 from hpo.core.dominance import dominance, nondominated
 from hpo.core.results import TrialResult, pareto_front
+from hpo.core.trial_attrs import readable
 
 
 def test_a_latency_within_the_spread_is_a_tie_accuracy_decides() -> None:
@@ -105,3 +112,69 @@ def test_the_front_of_results_uses_their_recorded_spread() -> None:
     assert [r.number for r in pareto_front(found, "latency_ratio")] == [3]
     older = [result(3, 0.663, 0.663, None), result(6, 0.245, 0.662, None)]
     assert [r.number for r in pareto_front(older)] == [6, 3]  # fastest first
+
+
+def recorded_trial(accuracy: float, norm: str, latency: dict[str, float]) -> FrozenTrial:
+    """A finished trial with its probe's latency statistics recorded as the objective does."""
+    attrs = readable({"latency": latency, "latency_ms": latency["median_ms"]})
+    return create_trial(
+        values=[accuracy, latency["median_ms"]],
+        params={"norm": norm},
+        distributions={"norm": CategoricalDistribution(["batch", "group", "none"])},
+        user_attrs=attrs,
+    )
+
+
+def test_every_front_drops_a_trial_within_the_spread_of_a_more_accurate_one(
+    tmp_path: Path,
+) -> None:
+    """The quickstart's case: a no-norm trial 0.001 ms faster than a far more accurate BatchNorm
+    trial (the same folded network), inside both probes' IQR. `hpo best`, the view, the report
+    and the dashboard's figures leave it off; a measurably faster trial stays on."""
+    from hpo.present import figures
+    from hpo.present.report import build_report
+    from hpo.store import queries
+    from hpo.store.connect import StoredStudy, open_storage
+    from tests.conftest import invoke
+    from tests.test_views import create_views, sqlite_rows
+
+    def stats(median: float, iqr: float) -> dict[str, float]:
+        # The shape of LatencyStats.as_dict(), as a probe of 10 rounds of 50 runs records it.
+        return {
+            "median_ms": median,
+            "mean_ms": median,
+            "std_ms": iqr,
+            "p90_ms": median + iqr,
+            "iqr_ms": iqr,
+            "min_ms": median - iqr,
+            "loops": 500,
+            "rounds": 10,
+        }
+
+    url = f"sqlite:///{tmp_path / 'recorded.db'}"
+    storage = open_storage(url)
+    study = optuna.create_study(
+        study_name="recorded", storage=storage, directions=["maximize", "minimize"]
+    )
+    study.add_trials(
+        [
+            recorded_trial(0.663, "batch", stats(0.6630, 0.0061)),  # trial 0
+            recorded_trial(0.245, "none", stats(0.6620, 0.0057)),  # trial 1: the tie
+            recorded_trial(0.690, "group", stats(0.9120, 0.0213)),  # trial 2: slower, better
+            recorded_trial(0.300, "none", stats(0.6400, 0.0049)),  # trial 3: measurably faster
+        ]
+    )
+    expected = [3, 0, 2]  # fastest first; trial 1 is off
+    stored = StoredStudy.of(study, storage)
+    assert [r.number for r in queries.best(stored)] == expected
+    shown = invoke("best", "--storage", url, "--study-name", "recorded", "--format", "json")
+    assert shown.returncode == 0, shown.stderr
+    assert [t["number"] for t in json.loads(shown.stdout)] == expected
+    create_views(url)
+    rows = sqlite_rows(tmp_path / "recorded.db", "SELECT number FROM hpo_trials WHERE on_front = 1")
+    assert sorted(r["number"] for r in rows) == sorted(expected)
+    assert [r.number for r in build_report(stored).front] == expected
+    pareto = figures.dashboard_figures(queries.completed(stored), {})["hpo-pareto-front"]
+    (marked,) = [trace for trace in pareto.data if trace.name == "on the front"]
+    assert list(marked.text) == [f"#{n}" for n in expected]
+    storage.engine.dispose()
