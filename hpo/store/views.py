@@ -183,15 +183,15 @@ def view_select(columns: list[ViewColumn], dialect: str) -> sa.Select:
         selected.append(sa.cast(value.c.value, sa.Float).label(name))
     attributes = [(c, a, k, t) for c, a, k, t in ATTRIBUTE_COLUMNS]
     attributes += [(column, column, None, "text") for column in REASON_COLUMNS]
-    read: dict[str, Any] = {}
+    recorded: dict[str, Any] = {}
     for column, attribute, key, kind in attributes:
         found = _user_attrs.alias(f"a_{column}")
         source = source.outerjoin(
             found, sa.and_(found.c.trial_id == _trials.c.trial_id, found.c.key == attribute)
         )
-        read[column] = sa.cast(_json_value(found.c.value_json, dialect, key), _SQL_TYPES[kind])
-        selected.append(read[column].label(column))
-    selected.append(_on_front(*objectives, read[SPREAD_COLUMN], dialect).label("on_front"))
+        recorded[column] = sa.cast(_json_value(found.c.value_json, dialect, key), _SQL_TYPES[kind])
+        selected.append(recorded[column].label(column))
+    selected.append(_on_front(*objectives, recorded[SPREAD_COLUMN], dialect).label("on_front"))
     has_model = sa.exists().where(
         _system_attrs.c.trial_id == _trials.c.trial_id,
         _system_attrs.c.key.startswith(ARTIFACT_ATTR_PREFIX, autoescape=True),
