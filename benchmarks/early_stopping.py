@@ -26,6 +26,7 @@ from hpo.core import results
 from hpo.core.spec import load_spec
 from hpo.core.trial_attrs import VAL_CURVE_ATTR
 from hpo.search.pruning import ParetoHalving
+from hpo.store.artifacts import latency_spread
 from hpo.store.queries import result_of
 from studies import ROOT, SAMPLE, StudyRun, common_reference, run_spec, volume
 
@@ -41,9 +42,10 @@ def false_stops(run: StudyRun, pruner: ParetoHalving, epochs: int) -> tuple[int,
         curve, latency = trial.user_attrs[VAL_CURVE_ATTR], trial.values[1]
         for rung in pruner.rungs(epochs):
             earlier = [
-                (t.user_attrs[VAL_CURVE_ATTR][rung - 1], t.values[1]) for t in ordered[:index]
+                (t.user_attrs[VAL_CURVE_ATTR][rung - 1], t.values[1], latency_spread(t))
+                for t in ordered[:index]
             ]
-            if not pruner.keeps((curve[rung - 1], latency), earlier):
+            if not pruner.keeps((curve[rung - 1], latency, latency_spread(trial)), earlier):
                 stopped += 1
                 break
     return stopped, len(front)

@@ -12,8 +12,11 @@ from hpo.store import artifacts
 from tests.conftest import FinishedStudy
 
 
-def frozen(accuracy: float, latency_ms: float) -> optuna.trial.FrozenTrial:
-    return create_trial(values=[accuracy, latency_ms])
+def frozen(
+    accuracy: float, latency_ms: float, iqr: float | None = None
+) -> optuna.trial.FrozenTrial:
+    attrs = {} if iqr is None else {"latency_iqr_ms": iqr}
+    return create_trial(values=[accuracy, latency_ms], user_attrs=attrs)
 
 
 def test_artifact_folder_sits_next_to_a_sqlite_file(
@@ -39,12 +42,18 @@ def test_artifact_folder_sits_next_to_a_sqlite_file(
         ((0.5, 1.0), [(0.5, 1.0)], True),  # a tie dominates nothing
         ((0.5, 1.0), [(0.5, 0.9)], False),  # as accurate, faster
         ((0.5, 1.0), [(0.6, 1.1), (0.4, 0.9)], True),  # a trade-off
+        ((0.5, 1.0, 0.0), [(0.6, 1.01, 0.02)], False),  # slower only within its spread
+        ((0.5, 1.0, 0.02), [(0.6, 1.01)], False),  # within the candidate's own spread
+        ((0.5, 1.0, 0.005), [(0.6, 1.01, 0.005)], True),  # measurably faster
+        ((0.5, 1.0, 0.02), [(0.5, 0.99, 0.02)], True),  # equal within the noise: a tie
     ],
 )
 def test_is_on_front(
-    candidate: tuple[float, float], others: list[tuple[float, float]], on_front: bool
+    candidate: tuple[float, ...], others: list[tuple[float, ...]], on_front: bool
 ) -> None:
-    assert artifacts.is_on_front(*candidate, [frozen(*o) for o in others]) is on_front
+    accuracy, latency_ms, *spread = candidate
+    trials = [frozen(*o) for o in others]
+    assert artifacts.is_on_front(accuracy, latency_ms, trials, *spread) is on_front
 
 
 @pytest.mark.slow
@@ -62,7 +71,8 @@ def test_front_trials_store_their_model(finished_study: FinishedStudy) -> None:
             for name in (artifacts.ONNX_NAME, artifacts.CHECKPOINT_NAME)
             if artifacts.find_artifact(trial, storage, name) is not None
         }
-        expected_on_front = artifacts.is_on_front(*trial.values, complete[:index])
+        spread = artifacts.latency_spread(trial)
+        expected_on_front = artifacts.is_on_front(*trial.values, complete[:index], spread)
         assert bool(stored) == expected_on_front, trial.number
         if expected_on_front:
             assert stored == {artifacts.ONNX_NAME, artifacts.CHECKPOINT_NAME}

@@ -69,6 +69,20 @@ def test_a_faster_trial_survives_a_more_accurate_crowd() -> None:
     assert not pruner.keeps((0.2, 2.0), slow_and_good)
 
 
+def test_a_latency_within_its_spread_is_no_faster_at_a_rung() -> None:
+    # A no-norm trial 0.001 ms faster than a far more accurate BatchNorm trial, well inside both
+    # probes' IQR (the third column): a tie in latency, so accuracy decides and it is dominated.
+    pruner = ParetoHalving(eta=3)
+    others = [(0.30, 0.663, 0.004), (0.32, 0.80, 0.01), (0.31, 0.90, 0.01)]
+    assert nondominated_ranks(np.array([*others, (0.15, 0.662, 0.005)])).tolist() == [0, 0, 1, 1]
+    assert not pruner.keeps((0.15, 0.662, 0.005), others)
+    # Without recorded spreads the 0.001 ms counts: the fastest trial is on the front, goes on.
+    assert nondominated_ranks(np.array([*others, (0.15, 0.662, 0.0)])[:, :2]).tolist()[-1] == 0
+    assert pruner.keeps((0.15, 0.662), [(a, lat) for a, lat, _ in others])
+    # Measurably faster (beyond the larger IQR), it goes on with its spread too.
+    assert pruner.keeps((0.15, 0.640, 0.005), others)
+
+
 def test_curves_of_a_synthetic_study() -> None:
     """Replay synthetic learning curves through the rule, in arrival order."""
     pruner = ParetoHalving(eta=3)
@@ -156,8 +170,14 @@ def test_a_trial_is_judged_against_trials_started_before_it(tmp_path: Path) -> N
     )
     for accuracy in (0.3, 0.3, 0.5):  # trials 0 and 1 are equal at epoch 1
         attrs = {"val_accuracy_curve": [accuracy], "latency_ms": 0.4}
+        if accuracy == 0.5:  # the others recorded no spread: their latency compares exactly
+            attrs["latency_iqr_ms"] = 0.02
         stored.study.add_trial(create_trial(state=TrialState.PRUNED, user_attrs=attrs))
     assert rung_points(stored, 1, before=0) == []
-    assert rung_points(stored, 1, before=1) == [(0.3, 0.4)]
-    assert sorted(rung_points(stored, 1, before=3)) == [(0.3, 0.4), (0.3, 0.4), (0.5, 0.4)]
+    assert rung_points(stored, 1, before=1) == [(0.3, 0.4, 0.0)]
+    assert sorted(rung_points(stored, 1, before=3)) == [
+        (0.3, 0.4, 0.0),
+        (0.3, 0.4, 0.0),
+        (0.5, 0.4, 0.02),
+    ]
     assert rung_points(stored, 2, before=3) == []  # nobody reached epoch 2

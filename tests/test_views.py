@@ -10,9 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 
+from hpo.core.results import pareto_front
+from hpo.store.queries import result_of
 from hpo.store.views import distribution_kind
 from tests import synthetic
 from tests.conftest import FinishedStudy, invoke
@@ -172,7 +175,9 @@ def finished_rows_match(rows: list[dict[str, Any]], study: optuna.Study) -> None
         assert (row["n_params"], row["macs"]) == (attrs["n_params"], attrs["macs"])
         assert row["fail_reason"] is None and row["stop_reason"] is None
         assert row["has_model"] == int(any(k.startswith("artifacts:") for k in trial.system_attrs))
-    front = {t.number for t in study.best_trials}
+    # The front of `hpo best`: latencies within their IQR are equal (`hpo.core.dominance`).
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    front = {r.number for r in pareto_front([result_of(t) for t in complete])}
     assert {r["number"] for r in rows if r["on_front"] == 1} == front & {r["number"] for r in rows}
 
 
@@ -212,6 +217,57 @@ def test_view_reasons_and_front_on_both_databases(tmp_path: Path, pg_url: str) -
         assert [r["on_front"] for r in rows] == [1, 1, 0, 1, 0, 0], "equal points are both on it"
         assert rows[4]["fail_reason"] == reasons["fail_reason"], "JSON strings are decoded"
         assert rows[5]["stop_reason"] == reasons["stop_reason"] and rows[5]["fail_reason"] is None
+
+
+@pytest.mark.postgres
+def test_on_front_counts_latencies_within_their_iqr_as_equal(tmp_path: Path, pg_url: str) -> None:
+    """on_front is the front `hpo best` shows (`hpo.core.dominance`): latencies within the
+    larger IQR are equal, and a trial that recorded none compares exactly."""
+    from optuna.trial import TrialState, create_trial
+
+    from hpo.store import queries
+    from hpo.store.connect import StoredStudy, open_storage
+
+    rng = np.random.default_rng(0)
+    # A no-norm trial 0.001 ms faster than a far more accurate BatchNorm one, within both IQRs;
+    # one that recorded no IQR, within the IQR of a more accurate one (the larger IQR counts);
+    # then, measurably slower, near ties of every kind, some without a recorded IQR.
+    points: list[tuple[float, float, float | None]] = [
+        (0.663, 0.663, 0.004),
+        (0.245, 0.662, 0.005),
+        (0.55, 0.650, None),
+        (0.60, 0.655, 0.01),
+    ]
+    for _ in range(40):
+        spread = rng.choice([-1.0, 0.0, 0.002, 0.005, 0.02])
+        points.append(
+            (
+                float(rng.choice([0.3, 0.4, 0.5, 0.6, 0.7])),
+                round(float(rng.uniform(0.7, 0.8)), 3),
+                None if spread < 0 else float(spread),
+            )
+        )
+    for url in (f"sqlite:///{tmp_path / 'front.db'}", pg_url):
+        storage = open_storage(url)
+        study = optuna.create_study(
+            study_name="front", storage=storage, directions=["maximize", "minimize"]
+        )
+        for accuracy, latency, spread in points:
+            attrs = {} if spread is None else {"latency_iqr_ms": spread}
+            study.add_trial(create_trial(values=[accuracy, latency], user_attrs=attrs))
+        study.add_trial(create_trial(state=TrialState.FAIL))
+        create_views(url)
+        query = "SELECT number, on_front FROM hpo_trials ORDER BY number"
+        rows = (
+            sqlite_rows(tmp_path / "front.db", query)
+            if "sqlite" in url
+            else postgres_rows(url, query)
+        )
+        on_front = {r["number"] for r in rows if r["on_front"] == 1}
+        assert on_front == {r.number for r in queries.best(StoredStudy.of(study, storage))}
+        assert 0 in on_front and not on_front & {1, 2, 3}
+        assert on_front != {t.number for t in study.best_trials}, "the exact front differs"
+        storage.engine.dispose()
 
 
 @pytest.mark.slow

@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hpo.core.dominance import nondominated
 from hpo.core.trial_attrs import (
     LATENCY_BACKEND_ATTR,
+    LATENCY_IQR_ATTR,
     LATENCY_MS_ATTR,
     LATENCY_RATIO_ATTR,
     N_FOLDED_ATTR,
@@ -29,12 +31,15 @@ class TrialResult:
     latency_ratio: float | None
     n_folded: int | None
     latency_backend: str | None
+    # The latency's spread (IQR of the probe's timed runs, ms); None where none was recorded.
+    latency_iqr_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "number": self.number,
             "accuracy": self.accuracy,
             LATENCY_MS_ATTR: self.latency_ms,
+            LATENCY_IQR_ATTR: self.latency_iqr_ms,
             TEST_ACCURACY_ATTR: self.test_accuracy,
             LATENCY_RATIO_ATTR: self.latency_ratio,
             N_FOLDED_ATTR: self.n_folded,
@@ -49,17 +54,26 @@ def _latency(result: TrialResult, rank_by: str) -> float:
     return result.latency_ms
 
 
+def _spread(result: TrialResult, rank_by: str) -> float:
+    """The latency's spread on the `rank_by` scale (a ratio's spread scales with it)."""
+    spread = result.latency_iqr_ms or 0.0
+    if rank_by == LATENCY_RATIO_ATTR:
+        ratio = result.latency_ratio
+        return spread * ratio / result.latency_ms if ratio is not None and spread else 0.0
+    return spread
+
+
 def pareto_front(results: list[TrialResult], rank_by: str = LATENCY_MS_ATTR) -> list[TrialResult]:
-    """Trials no other trial beats on both accuracy (higher) and latency (lower), fastest first."""
-    ordered = sorted(results, key=lambda r: (_latency(r, rank_by), -r.accuracy, r.number))
-    front: list[TrialResult] = []
-    best_accuracy = float("-inf")
-    for result in ordered:
-        # Sorted by latency, a trial is on the front iff it is more accurate than all faster ones.
-        if result.accuracy > best_accuracy:
-            front.append(result)
-            best_accuracy = result.accuracy
-    return front
+    """Trials no other trial dominates, fastest first: none is as accurate, no slower, and
+    better on one, where latencies within their measured spread are equal
+    (`hpo.core.dominance`)."""
+    on_front = nondominated(
+        [r.accuracy for r in results],
+        [_latency(r, rank_by) for r in results],
+        [_spread(r, rank_by) for r in results],
+    )
+    front = [r for r, kept in zip(results, on_front, strict=True) if kept]
+    return sorted(front, key=lambda r: (_latency(r, rank_by), -r.accuracy, r.number))
 
 
 def within_budget(
@@ -126,17 +140,22 @@ def reference_point(results: list[TrialResult]) -> tuple[float, float]:
 
 
 def hypervolume(results: list[TrialResult], reference: tuple[float, float]) -> float:
-    """Area (accuracy x ms) the trials dominate up to `reference` = (accuracy, latency_ms)."""
+    """Area (accuracy x ms) the trials dominate up to `reference` = (accuracy, latency_ms).
+
+    The area itself, measured at the recorded medians: the latency spread decides which
+    trials a front shows, not how much area they cover.
+    """
     ref_accuracy, ref_latency = reference
     inside = [r for r in results if r.accuracy > ref_accuracy and r.latency_ms < ref_latency]
-    front = pareto_front(inside)  # fastest first, accuracy rising
-    if not front:
+    ordered = sorted(inside, key=lambda r: r.latency_ms)
+    if not ordered:
         return 0.0
-    area = 0.0
-    edges = [r.latency_ms for r in front[1:]] + [ref_latency]
-    for current, right in zip(front, edges, strict=True):
-        # Between this trial's latency and the next front trial's, this one is the best.
-        area += (right - current.latency_ms) * (current.accuracy - ref_accuracy)
+    area, best = 0.0, ref_accuracy
+    edges = [r.latency_ms for r in ordered[1:]] + [ref_latency]
+    for current, right in zip(ordered, edges, strict=True):
+        # Between this trial's latency and the next one's, the best accuracy so far covers.
+        best = max(best, current.accuracy)
+        area += (right - current.latency_ms) * (best - ref_accuracy)
     return area
 
 
@@ -146,9 +165,3 @@ def hypervolume_history(
     """(trial number, hypervolume of the completed trials up to it), in trial order."""
     ordered = sorted(results, key=lambda r: r.number)
     return [(r.number, hypervolume(ordered[: i + 1], reference)) for i, r in enumerate(ordered)]
-
-
-def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
-    """Whether (accuracy, latency) `a` is at least as good as `b` on both and better on one."""
-    no_worse = a[0] >= b[0] and a[1] <= b[1]
-    return no_worse and (a[0] > b[0] or a[1] < b[1])

@@ -67,6 +67,12 @@ class LatencyResult(Mapping[str, Any]):
         """The objective: median latency in ms."""
         return float(self.stats["median_ms"])
 
+    @property
+    def iqr_ms(self) -> float:
+        """The spread of the timed rounds (interquartile range, ms): latencies closer than
+        this are equal for dominance."""
+        return float(self.stats["iqr_ms"])
+
     def with_fold(self, fold: FoldSpeedup) -> LatencyResult:
         return replace(self, fold=fold)
 

@@ -33,6 +33,7 @@ from hpo.core.trial_attrs import (
     FINAL_TRAIN_LOSS_ATTR,
     FOLD_MAX_ABS_DIFF_ATTR,
     FOLD_REPORT_ATTR,
+    LATENCY_IQR_ATTR,
     LATENCY_MS_ATTR,
     MACS_ATTR,
     N_FOLDED_ATTR,
@@ -183,9 +184,9 @@ def train_configuration(
     return TrialOutcome(val_accuracy, latency.median_ms, attrs, model, folded)
 
 
-# Points (accuracy at an epoch, latency) of the other trials that reached that epoch: called
-# with (epoch, this trial's number).
-RungPoints = Callable[[int, int], list[tuple[float, float]]]
+# Points (accuracy at an epoch, latency, latency IQR) of the other trials that reached that
+# epoch: called with (epoch, this trial's number).
+RungPoints = Callable[[int, int], list[tuple[float, float, float]]]
 
 
 class Objective:
@@ -268,14 +269,15 @@ class Objective:
         started = time.perf_counter()
         probe = self.probe_architecture(config.architecture())
         seconds = time.perf_counter() - started
-        # latency_ms is known before training: the dashboard shows it for a running trial, and
-        # the pruner compares it.
+        # latency_ms and its spread are known before training: the dashboard shows them for a
+        # running trial, and the pruner compares them.
         record(
             trial,
             {
                 PROBE_CACHED_ATTR: probe.cached,
                 PROBE_SECONDS_ATTR: seconds,
                 LATENCY_MS_ATTR: probe.latency_ms,
+                LATENCY_IQR_ATTR: probe.latency.iqr_ms,
             },
         )
         budget = self.spec.study.max_latency_ms
@@ -320,8 +322,9 @@ class Objective:
         # hair below the latency of its own architecture recorded by others, and never be
         # dominated at it.
         latency_ms = rounded(latency.median_ms)
+        spread = rounded(latency.iqr_ms)
         others = self.rung_points(epoch, trial.number)
-        if self.pruner.keeps((accuracy, latency_ms), others):
+        if self.pruner.keeps((accuracy, latency_ms, spread), others):
             return
         record(trial, {**latency.as_attrs(), VAL_ACCURACY_ATTR: accuracy, RUNG_ATTR: rung})
         reason = (

@@ -12,9 +12,10 @@ with few latency levels (e.g. a study that searches only the norm layer) that st
 other trial beats at their speed, which are the ones the study is looking for. How many more
 go on depends on the trade-off: few when accuracy and latency are unrelated (a front of n
 random points holds about ln(n) of them), up to about half the rung when slower networks are
-reliably more accurate. Latency is known before training, so the comparison is exact on that
-axis; only accuracy is provisional. Nothing waits: the rung holds whatever has reached it so
-far, so the first trials always go on.
+reliably more accurate. Latency is known before training; two latencies within their probes'
+spread (IQR) are equal, so a tie in latency is decided by accuracy (`hpo.core.dominance`). Only
+accuracy is provisional. Nothing waits: the rung holds whatever has reached it so far, so the
+first trials always go on.
 """
 
 from __future__ import annotations
@@ -23,17 +24,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# (accuracy, latency ms): accuracy is maximized, latency minimized.
-Point = tuple[float, float]
+from hpo.core.dominance import dominance
+
+# (accuracy, latency ms[, latency IQR ms]): accuracy is maximized, latency minimized; a point
+# without the IQR compares its latency exactly.
+Point = tuple[float, float] | tuple[float, float, float]
 
 
 def nondominated_ranks(points: np.ndarray) -> np.ndarray:
-    """Front index of each point: 0 for the non-dominated ones, 1 for the next front, ..."""
+    """Front index of each point: 0 for the non-dominated ones, 1 for the next front, ...
+
+    Columns: accuracy, latency ms and, when there, the latency's spread (its IQR in ms):
+    latencies within the spread are equal (`hpo.core.dominance`).
+    """
     n = len(points)
-    accuracy, latency = points[:, 0], points[:, 1]
-    no_worse = (accuracy[:, None] >= accuracy[None, :]) & (latency[:, None] <= latency[None, :])
-    better = (accuracy[:, None] > accuracy[None, :]) | (latency[:, None] < latency[None, :])
-    dominates = no_worse & better  # dominates[i, j]: point i dominates point j
+    spread = points[:, 2] if points.shape[1] > 2 else None
+    dominates = dominance(points[:, 0], points[:, 1], spread)  # [i, j]: point i dominates j
     ranks = np.full(n, -1)
     remaining = np.ones(n, dtype=bool)
     front = 0
@@ -62,6 +68,10 @@ def crowding_distance(points: np.ndarray) -> np.ndarray:
     return distance
 
 
+def _with_spread(point: Point) -> tuple[float, float, float]:
+    return (point[0], point[1], point[2] if len(point) > 2 else 0.0)
+
+
 @dataclass(frozen=True)
 class ParetoHalving:
     """The rung schedule and the decision at a rung."""
@@ -79,7 +89,7 @@ class ParetoHalving:
 
     def keeps(self, point: Point, others: list[Point]) -> bool:
         """Whether a trial at `point` goes on, among `others` that reached the same rung."""
-        points = np.array([*others, point], dtype=float)
+        points = np.array([_with_spread(p) for p in [*others, point]], dtype=float)
         keep = max(1, len(points) // self.eta)
         ranks = nondominated_ranks(points)
         if ranks[-1] == 0:
@@ -87,7 +97,7 @@ class ParetoHalving:
         crowding = np.zeros(len(points))
         for front in np.unique(ranks):
             members = ranks == front
-            crowding[members] = crowding_distance(points[members])
+            crowding[members] = crowding_distance(points[members][:, :2])
         # Best first: lower front, then more crowding distance; the newcomer loses exact ties.
         position = np.arange(len(points))
         order = np.lexsort((position, -crowding, ranks))

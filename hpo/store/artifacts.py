@@ -20,9 +20,9 @@ from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upl
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.core.dominance import dominance
 from hpo.core.errors import HpoError
-from hpo.core.results import dominates
-from hpo.core.trial_attrs import ARTIFACT_ERROR_ATTR
+from hpo.core.trial_attrs import ARTIFACT_ERROR_ATTR, LATENCY_IQR_ATTR
 from hpo.store.url import parse_url, sqlite_path
 
 ARTIFACTS_ENV = "HPO_ARTIFACTS"
@@ -56,13 +56,25 @@ def open_store(
     return FileSystemArtifactStore(folder)
 
 
-def is_on_front(accuracy: float, latency_ms: float, others: Sequence[FrozenTrial]) -> bool:
-    """True when no other trial is at least as good on both objectives and better on one."""
-    point = (accuracy, latency_ms)
-    return not any(
-        t.values and len(t.values) == 2 and dominates((t.values[0], t.values[1]), point)
-        for t in others
-    )
+def is_on_front(
+    accuracy: float, latency_ms: float, others: Sequence[FrozenTrial], spread: float = 0.0
+) -> bool:
+    """True when no other trial dominates (`accuracy`, `latency_ms`) whose latency IQR is
+    `spread`: none is as accurate, no slower, and better on one (`hpo.core.dominance`)."""
+    points = [(t.values[0], t.values[1], latency_spread(t)) for t in others if _two_values(t)]
+    points.append((accuracy, latency_ms, spread))
+    accuracies, latencies, spreads = zip(*points, strict=True)
+    return not dominance(accuracies, latencies, spreads, [len(points) - 1]).any()
+
+
+def latency_spread(trial: optuna.Trial | FrozenTrial) -> float:
+    """The trial's recorded latency IQR in ms; 0 where none was recorded."""
+    spread = trial.user_attrs.get(LATENCY_IQR_ATTR)
+    return float(spread) if isinstance(spread, int | float) else 0.0
+
+
+def _two_values(trial: FrozenTrial) -> bool:
+    return trial.values is not None and len(trial.values) == 2
 
 
 def upload_bytes(
@@ -93,7 +105,7 @@ def save_if_on_front(
     completed so far: a front trial's model is on disk even if later trials dominate it.
     """
     completed = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not is_on_front(*objectives, completed):
+    if not is_on_front(*objectives, completed, latency_spread(trial)):
         return False
     try:
         for name, make in files.items():

@@ -22,6 +22,7 @@ from hpo.core.trial_attrs import (
     CONFIG_ATTR,
     FAIL_REASON_ATTR,
     LATENCY_BACKEND_ATTR,
+    LATENCY_IQR_ATTR,
     LATENCY_MS_ATTR,
     LATENCY_RATIO_ATTR,
     N_FOLDED_ATTR,
@@ -67,6 +68,7 @@ def result_of(trial: FrozenTrial) -> TrialResult:
         latency_ratio=attrs.get(LATENCY_RATIO_ATTR),
         n_folded=attrs.get(N_FOLDED_ATTR),
         latency_backend=attrs.get(LATENCY_BACKEND_ATTR),
+        latency_iqr_ms=attrs.get(LATENCY_IQR_ATTR),
     )
 
 
@@ -143,9 +145,10 @@ def study_overviews(storage: ResilientRDBStorage) -> list[StudyOverview]:
     return overviews
 
 
-def rung_points(stored: StoredStudy, epoch: int, before: int) -> list[tuple[float, float]]:
-    """(validation accuracy after `epoch` epochs, latency ms) of every trial numbered below
-    `before` that got that far, running, finished or stopped.
+def rung_points(stored: StoredStudy, epoch: int, before: int) -> list[tuple[float, float, float]]:
+    """(validation accuracy after `epoch` epochs, latency ms, latency IQR ms) of every trial
+    numbered below `before` that got that far, running, finished or stopped. A trial that
+    recorded no IQR (made by an older version) has 0: its latency compares exactly.
 
     Only earlier trials: two trials reaching a rung at the same instant on two workers would
     otherwise each count the other, and with equal points both would be stopped.
@@ -155,13 +158,17 @@ def rung_points(stored: StoredStudy, epoch: int, before: int) -> list[tuple[floa
         .join(trial_user_attributes, trial_user_attributes.c.trial_id == trials.c.trial_id)
         .where(trials.c.study_id == stored.study_id)
         .where(trials.c.number < before)
-        .where(trial_user_attributes.c.key.in_((VAL_CURVE_ATTR, LATENCY_MS_ATTR)))
+        .where(trial_user_attributes.c.key.in_((VAL_CURVE_ATTR, LATENCY_MS_ATTR, LATENCY_IQR_ATTR)))
     )
     found: dict[int, dict[str, Any]] = {}
     for number, key, value in read(stored.storage, lambda c: c.execute(query).all()):
         found.setdefault(number, {})[key] = json.loads(value)
     return [
-        (float(f[VAL_CURVE_ATTR][epoch - 1]), float(f[LATENCY_MS_ATTR]))
+        (
+            float(f[VAL_CURVE_ATTR][epoch - 1]),
+            float(f[LATENCY_MS_ATTR]),
+            float(f.get(LATENCY_IQR_ATTR) or 0.0),
+        )
         for f in found.values()
         if len(f.get(VAL_CURVE_ATTR, [])) >= epoch and LATENCY_MS_ATTR in f
     ]
@@ -221,7 +228,8 @@ def beating_trial_numbers(stored: StoredStudy) -> set[int]:
 
 
 def _objectives(connection: Connection, study_id: int) -> list[TrialResult]:
-    """COMPLETE trials with both objectives and latency_ratio; params not read yet."""
+    """COMPLETE trials with both objectives, latency_ratio and latency_iqr_ms; params not read
+    yet."""
     complete = (trials.c.study_id == study_id) & (trials.c.state == TrialState.COMPLETE)
     rows = connection.execute(
         select(
@@ -240,13 +248,18 @@ def _objectives(connection: Connection, study_id: int) -> list[TrialResult]:
         stored = stored_value(value, value_type)
         values.setdefault(trial_id, {})[objective] = stored
         numbers[trial_id] = number
-    ratios = dict(
-        connection.execute(
-            select(trial_user_attributes.c.trial_id, trial_user_attributes.c.value_json)
-            .join(trials, trials.c.trial_id == trial_user_attributes.c.trial_id)
-            .where(complete & (trial_user_attributes.c.key == LATENCY_RATIO_ATTR))
-        ).all()
-    )
+    # What choosing needs besides the objectives: the ratio (to rank by) and the spread.
+    latency_attrs: dict[int, dict[str, Any]] = {}
+    for trial_id, key, value_json in connection.execute(
+        select(
+            trial_user_attributes.c.trial_id,
+            trial_user_attributes.c.key,
+            trial_user_attributes.c.value_json,
+        )
+        .join(trials, trials.c.trial_id == trial_user_attributes.c.trial_id)
+        .where(complete & trial_user_attributes.c.key.in_((LATENCY_RATIO_ATTR, LATENCY_IQR_ATTR)))
+    ):
+        latency_attrs.setdefault(trial_id, {})[key] = json.loads(value_json)
     results = [
         TrialResult(
             number=numbers[trial_id],
@@ -254,9 +267,10 @@ def _objectives(connection: Connection, study_id: int) -> list[TrialResult]:
             latency_ms=by_objective[1],
             params={},
             test_accuracy=None,
-            latency_ratio=json.loads(ratios[trial_id]) if trial_id in ratios else None,
+            latency_ratio=latency_attrs.get(trial_id, {}).get(LATENCY_RATIO_ATTR),
             n_folded=None,
             latency_backend=None,
+            latency_iqr_ms=latency_attrs.get(trial_id, {}).get(LATENCY_IQR_ATTR),
         )
         for trial_id, by_objective in values.items()
         if set(by_objective) == {0, 1}

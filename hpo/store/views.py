@@ -52,6 +52,8 @@ ATTRIBUTE_COLUMNS: tuple[tuple[str, str, str | None, str], ...] = (
     (N_PARAMS_ATTR, N_PARAMS_ATTR, None, "integer"),
     (MACS_ATTR, MACS_ATTR, None, "integer"),
 )
+# The latency's spread (IQR, ms): on_front counts latencies within it as equal.
+SPREAD_COLUMN = LATENCY_IQR_ATTR
 REASON_COLUMNS = (FAIL_REASON_ATTR, STOP_REASON_ATTR)
 FIXED_COLUMNS = (
     "study",
@@ -189,14 +191,15 @@ def view_select(columns: list[ViewColumn], dialect: str) -> sa.Select:
         selected.append(sa.cast(value.c.value, sa.Float).label(name))
     attributes = [(c, a, k, t) for c, a, k, t in ATTRIBUTE_COLUMNS]
     attributes += [(column, column, None, "text") for column in REASON_COLUMNS]
+    recorded: dict[str, Any] = {}
     for column, attribute, key, kind in attributes:
         found = _user_attrs.alias(f"a_{column}")
         source = source.outerjoin(
             found, sa.and_(found.c.trial_id == _trials.c.trial_id, found.c.key == attribute)
         )
-        value = _json_value(found.c.value_json, dialect, key)
-        selected.append(sa.cast(value, _SQL_TYPES[kind]).label(column))
-    selected.append(_on_front(*objectives).label("on_front"))
+        recorded[column] = sa.cast(_json_value(found.c.value_json, dialect, key), _SQL_TYPES[kind])
+        selected.append(recorded[column].label(column))
+    selected.append(_on_front(*objectives, recorded[SPREAD_COLUMN], dialect).label("on_front"))
     has_model = sa.exists().where(
         _system_attrs.c.trial_id == _trials.c.trial_id,
         _system_attrs.c.key.startswith(ARTIFACT_ATTR_PREFIX, autoescape=True),
@@ -222,11 +225,23 @@ def _json_value(value_json: Any, dialect: str, key: str | None) -> Any:
     return sa.func.json_extract_path_text(document, key)
 
 
-def _on_front(accuracy: Any, latency: Any) -> Any:
-    """1 for a COMPLETE trial no other COMPLETE trial of its study dominates, else 0."""
+def _on_front(accuracy: Any, latency: Any, spread: Any, dialect: str) -> Any:
+    """1 for a COMPLETE trial no other COMPLETE trial of its study dominates, else 0.
+
+    The rule of `hpo.core.dominance`, written in SQL so the view stays live: latencies within
+    the larger of the two trials' IQRs (`latency_iqr_ms`, 0 where not recorded) are equal.
+    """
     other = _trials.alias("other")
     other_accuracy = _values.alias("other_accuracy")
     other_latency = _values.alias("other_latency")
+    other_iqr = _user_attrs.alias("other_iqr")
+    other_spread = (
+        sa.select(sa.cast(_json_value(other_iqr.c.value_json, dialect, None), sa.Float))
+        .where(other_iqr.c.trial_id == other.c.trial_id, other_iqr.c.key == SPREAD_COLUMN)
+        .scalar_subquery()
+    )
+    own, theirs = sa.func.coalesce(spread, 0.0), sa.func.coalesce(other_spread, 0.0)
+    tolerance = sa.case((own >= theirs, own), else_=theirs)
     dominated = sa.exists().where(
         other.c.study_id == _trials.c.study_id,
         other.c.state == TrialState.COMPLETE,
@@ -236,8 +251,8 @@ def _on_front(accuracy: Any, latency: Any) -> Any:
         other_latency.c.trial_id == other.c.trial_id,
         other_latency.c.objective == 1,
         other_accuracy.c.value >= accuracy,
-        other_latency.c.value <= latency,
-        sa.or_(other_accuracy.c.value > accuracy, other_latency.c.value < latency),
+        other_latency.c.value <= latency + tolerance,
+        sa.or_(other_accuracy.c.value > accuracy, other_latency.c.value < latency - tolerance),
     )
     return sa.case(
         (sa.and_(_trials.c.state == TrialState.COMPLETE, sa.not_(dominated)), 1), else_=0
