@@ -20,7 +20,7 @@ from hpo.search.ehvi import hypervolume
 from hpo.search.encoding import Encoding, log_spaced
 from hpo.search.joint import JointLatencySampler
 from hpo.search.samplers import make_sampler, sampler_for
-from tests.cells import FunctionProbe
+from tests.cells import CELLS, OPS, FunctionProbe, TableProbe, table_accuracy, table_latency
 from tests.conftest import ROOT
 from tests.test_samplers import RANGES, SEARCH, synthetic_objective, width_latency
 
@@ -209,3 +209,25 @@ def test_two_worker_processes_never_run_the_same_configuration(tmp_path: Path) -
     trials = optuna.load_study(study_name="joint", storage=url).trials
     keys = [tuple(sorted(t.params.items())) for t in trials]
     assert len(trials) == 16 and len(set(keys)) == 16, "two workers ran the same configuration"
+
+
+def test_an_architecture_only_space_is_the_latency_aware_sampler() -> None:
+    """Over a table of cells (nothing but the architecture searched) the sampler makes the
+    latency-aware sampler's choices, which its trees make well there."""
+    from tests.test_latency_aware import run_table_study
+
+    def run(name: str) -> list[dict]:
+        sampler = sampler_for(
+            name, 2, architecture=ArchitectureSpace.from_distributions(CELLS), probe=TableProbe()
+        )
+        sampler.startup_trials = 5
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+
+        def objective(trial: optuna.Trial) -> tuple[float, float]:
+            cell = {name: trial.suggest_categorical(name, OPS) for name in CELLS}
+            return table_accuracy(cell), table_latency(cell)
+
+        study.optimize(objective, n_trials=12)
+        return [t.params for t in study.trials]
+
+    assert run("latency_joint") == run("latency_aware") == run_table_study(2, 12)
