@@ -192,7 +192,17 @@ WORKER = textwrap.dedent(
 
 def test_two_worker_processes_never_run_the_same_configuration(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'joint.db'}"
-    optuna.create_study(storage=url, study_name="joint", directions=["maximize", "minimize"])
+    study = optuna.create_study(
+        storage=url, study_name="joint", directions=["maximize", "minimize"]
+    )
+    # One finished trial: the space is known to both workers from their first draw. (Before
+    # any trial has params, a first trial cannot be claimed: its params are not known yet.)
+    first = {"size": 1, "lr": 1e-5, "batch_size": 16}
+    study.add_trial(
+        optuna.trial.create_trial(
+            params=first, distributions=SPACE, values=[joint_accuracy(first), 1.0]
+        )
+    )
     # The same seed in both workers: without claims and pending trials they would choose alike.
     workers = [
         subprocess.Popen(
@@ -208,7 +218,7 @@ def test_two_worker_processes_never_run_the_same_configuration(tmp_path: Path) -
         assert worker.returncode == 0, stderr
     trials = optuna.load_study(study_name="joint", storage=url).trials
     keys = [tuple(sorted(t.params.items())) for t in trials]
-    assert len(trials) == 16 and len(set(keys)) == 16, "two workers ran the same configuration"
+    assert len(trials) == 17 and len(set(keys)) == 17, "two workers ran the same configuration"
 
 
 def test_an_architecture_only_space_is_the_latency_aware_sampler() -> None:

@@ -87,6 +87,30 @@ class JointLatencySampler(LatencyAwareSampler):
         self._training[trial.number] = {n: (training[n], v) for n, v in settings.items()}
         return {**{k: v for k, v in architecture.items() if k in search_space}, **settings}
 
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        drawn = self._training.get(trial.number, {}).get(param_name)
+        known = param_name in self._chosen.get(trial.number, {}) or (
+            drawn is not None and drawn[0] == param_distribution
+        )
+        if known or param_name in self.space.names:
+            return super().sample_independent(study, trial, param_name, param_distribution)
+        if len(_trained(study.get_trials(deepcopy=False))) >= self.startup_trials:
+            return super().sample_independent(study, trial, param_name, param_distribution)
+        # The random start, before the space is known (a first trial): drawn with this trial's
+        # own generator, so two workers with one seed do not draw alike.
+        rng = np.random.default_rng(
+            None if self.seed is None else [self.seed, trial.number, *param_name.encode()]
+        )
+        return ArchitectureSpace.from_distributions({param_name: param_distribution}).draw(rng)[
+            param_name
+        ]
+
     def _training_space(self, study: optuna.Study) -> dict[str, BaseDistribution]:
         """Training params every trial so far has (conditional ones are left to the base):
         running trials count, so a second worker knows the space before any trial ends."""
