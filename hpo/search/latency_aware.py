@@ -51,7 +51,7 @@ CANDIDATES = 512
 # time carries over. A real probe takes about a second, so this is a probe every other trial.
 PROBE_SECONDS_PER_TRIAL = 0.5
 # The reference latency is this much beyond the slowest known candidate.
-_REFERENCE_MARGIN = 1.01
+REFERENCE_MARGIN = 1.01
 
 
 class LatencyProbe(Protocol):
@@ -327,7 +327,7 @@ class LatencyAwareSampler(BaseSampler):
             settings.join(self.space.features(candidates), [settings.values] * len(candidates))
         )
         slowest = max(float(latencies.max()), float(points[:, 1].max()))
-        reference = (0.0, self.max_latency or _REFERENCE_MARGIN * slowest)
+        reference = (0.0, self.max_latency or REFERENCE_MARGIN * slowest)
         gain = expected_improvement(points, latencies, mean, std, reference)
         # Ties (e.g. no improvement anywhere) go to the more accurate, then the faster one.
         return np.lexsort((latencies, -mean, -gain))

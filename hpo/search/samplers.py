@@ -10,6 +10,7 @@ import optuna
 
 from hpo.core.spec import Spec
 from hpo.search.architecture import ArchitectureSpace
+from hpo.search.joint import JointLatencySampler
 from hpo.search.latency_aware import LatencyAwareSampler, LatencyProbe
 from hpo.search.space import grid_search_space
 
@@ -62,15 +63,12 @@ def sampler_for(
     with warnings.catch_warnings():
         # QMC and NSGA-III are marked experimental; a spec that names one asked for it.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if name == "latency_aware":
+        if name in ("latency_aware", "latency_joint"):
             if architecture is None or probe is None:
-                raise ValueError(
-                    "the latency_aware sampler needs the architecture space and a probe"
-                )
+                raise ValueError(f"the {name} sampler needs the architecture space and a probe")
             base = optuna.samplers.TPESampler(seed=seed)
-            return LatencyAwareSampler(
-                architecture, probe, base, seed=seed, max_latency=max_latency, claim=claim
-            )
+            kind = LatencyAwareSampler if name == "latency_aware" else JointLatencySampler
+            return kind(architecture, probe, base, seed=seed, max_latency=max_latency, claim=claim)
         if name == "tpe":
             return optuna.samplers.TPESampler(seed=seed)
         if name == "random":

@@ -1,0 +1,108 @@
+"""Configurations as points of the unit cube, for a Gaussian process over the joint space.
+
+Each param becomes columns in [0, 1] whose distances mean something to a stationary kernel:
+
+- a ranged number: its position in the range (on the log scale for log ranges);
+- a choice of numbers (`batch_size = [64, 128, 256]`, a table's grid of learning rates): its
+  position among the sorted values, on the log scale when the values are positive and spaced
+  more evenly in log than in linear terms, so neighbouring values are near each other;
+- any other choice: one column per value (one-hot);
+- a param that does not apply to this configuration: -1 (all zeros for one-hot columns).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+_MISSING = -1.0
+
+
+def ordered_values(distribution: BaseDistribution) -> list[float] | None:
+    """The sorted values of a choice of plain numbers, or None for any other param."""
+    if not isinstance(distribution, CategoricalDistribution):
+        return None
+    choices = distribution.choices
+    if not all(isinstance(c, int | float) and not isinstance(c, bool) for c in choices):
+        return None
+    return sorted(float(c) for c in choices)
+
+
+def log_spaced(values: list[float]) -> bool:
+    """Whether sorted positive `values` are spaced more evenly on the log scale."""
+    if len(values) < 3 or values[0] <= 0:
+        return False
+
+    def unevenness(points: list[float]) -> float:
+        gaps = np.diff(points)
+        return float(np.std(gaps) / np.mean(gaps))
+
+    return unevenness([math.log(v) for v in values]) < unevenness(values)
+
+
+class _Column:
+    """How one param is written as columns."""
+
+    def __init__(self, name: str, distribution: BaseDistribution) -> None:
+        self.name = name
+        self.choices: list[Any] | None = None
+        self.low = self.high = 0.0
+        self.log = False
+        ordered = ordered_values(distribution)
+        if ordered is not None:
+            self.log = log_spaced(ordered)
+            self.low, self.high = self._scale(ordered[0]), self._scale(ordered[-1])
+        elif isinstance(distribution, CategoricalDistribution):
+            self.choices = list(distribution.choices)
+        else:
+            assert isinstance(distribution, FloatDistribution | IntDistribution)
+            self.log = distribution.log
+            self.low = self._scale(float(distribution.low))
+            self.high = self._scale(float(distribution.high))
+
+    @property
+    def width(self) -> int:
+        return len(self.choices) if self.choices is not None else 1
+
+    def _scale(self, value: float) -> float:
+        return math.log(value) if self.log else value
+
+    def write(self, value: Any, out: np.ndarray) -> None:
+        if self.choices is not None:
+            out[:] = 0.0
+            if value is not None and value in self.choices:
+                out[self.choices.index(value)] = 1.0
+            return
+        if value is None:
+            out[0] = _MISSING
+            return
+        span = self.high - self.low
+        out[0] = (self._scale(float(value)) - self.low) / span if span > 0 else 0.0
+
+
+class Encoding:
+    """Writes configurations (dicts of params) as rows of a feature matrix."""
+
+    def __init__(self, distributions: Mapping[str, BaseDistribution]) -> None:
+        self.columns = [
+            _Column(name, d) for name, d in sorted(distributions.items()) if not d.single()
+        ]
+        self.width = max(1, sum(c.width for c in self.columns))
+
+    def rows(self, configurations: list[Mapping[str, Any]]) -> np.ndarray:
+        matrix = np.zeros((len(configurations), self.width))
+        for row, configuration in zip(matrix, configurations, strict=True):
+            start = 0
+            for column in self.columns:
+                column.write(configuration.get(column.name), row[start : start + column.width])
+                start += column.width
+        return matrix

@@ -1,0 +1,337 @@
+"""The latency-aware sampler over the joint space: architecture and training params together.
+
+When training params (lr, optimizer, batch size, ...) are searched beside the architecture,
+the accuracy of a trial is a function of both, and the best training settings differ between
+architectures. So, once a few trials have finished, each trial is chosen as one configuration:
+
+1. candidate architectures are those with a known latency (probed by any worker, plus new
+   probes within the same time allowance as `LatencyAwareSampler`), within the budget;
+2. candidate training settings are random draws, the best trials' settings, and small moves
+   around those (`hpo.search.neighbours`), each paired with the trial's own architecture and
+   with other candidate architectures;
+3. a Gaussian process (`hpo.search.gaussian_process`) models accuracy over the joint space,
+   encoded so that numeric choices are ordered (`hpo.search.encoding`); latency is never
+   modelled: a candidate's latency is its architecture's probed latency;
+4. the candidate with the largest expected hypervolume improvement over (predicted accuracy,
+   exact latency) wins, after a second round of moves around the leading candidates. Trials
+   other workers are running count at their predicted accuracy, both on the front and in the
+   model, so concurrent workers spread out. A configuration equal to a tried or running one is
+   never proposed, and in a finite space each one is claimed database-wide (when a claim
+   function is given).
+
+Trials the pruner stopped count in the model with the best accuracy their curve reached, and
+(as for `LatencyAwareSampler`) end the random start. Params that apply only to some trials
+(momentum for the momentum optimizers, ...) are drawn by the base sampler, on accuracy alone.
+When only the architecture is searched, the sampler is `LatencyAwareSampler`: its
+extremely-randomized-trees model is the stronger one over a table of cells.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.core.names import VAL_CURVE_ATTR
+from hpo.search.architecture import Architecture, ArchitectureSpace, architecture_key
+from hpo.search.ehvi import expected_improvement
+from hpo.search.encoding import Encoding
+from hpo.search.gaussian_process import GaussianAccuracy
+from hpo.search.latency_aware import REFERENCE_MARGIN, LatencyAwareSampler
+from hpo.search.neighbours import neighbour
+
+# Random training settings per trial, each with a random candidate architecture.
+RANDOM_SETTINGS = 256
+# The best finished trials whose settings are moved around, and moves per trial.
+INCUMBENTS = 8
+MOVES = 16
+# Other architectures each incumbent's settings (and their moves) are tried with.
+PAIRED_ARCHITECTURES = 32
+# Leading candidates moved around again, and moves per candidate.
+LEADERS = 4
+REFINE_MOVES = 32
+
+
+class JointLatencySampler(LatencyAwareSampler):
+    """Architecture and training params chosen together by expected hypervolume improvement,
+    with a Gaussian process of accuracy and probed latencies."""
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        space = super().infer_relative_search_space(study, trial)
+        space.update(self._training_space(study))
+        return space
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        training = {k: v for k, v in search_space.items() if k not in self.space.names}
+        architecture_only = {k: v for k, v in search_space.items() if k in self.space.names}
+        if not training:
+            return super().sample_relative(study, trial, architecture_only)
+        trained = _trained(study.get_trials(deepcopy=False))
+        complete = [t for t in trained if t.state == TrialState.COMPLETE]
+        chosen = None
+        if complete and len(trained) >= self.startup_trials:
+            chosen = self._choose_jointly(study, trial, training, trained, complete)
+        if chosen is None:
+            chosen = self._random_configuration(study, trial, training)
+        if chosen is None:
+            return super().sample_relative(study, trial, architecture_only)
+        architecture, settings = chosen
+        self._chosen[trial.number] = architecture
+        self._training[trial.number] = {n: (training[n], v) for n, v in settings.items()}
+        return {**{k: v for k, v in architecture.items() if k in search_space}, **settings}
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        drawn = self._training.get(trial.number, {}).get(param_name)
+        known = param_name in self._chosen.get(trial.number, {}) or (
+            drawn is not None and drawn[0] == param_distribution
+        )
+        if known or param_name in self.space.names:
+            return super().sample_independent(study, trial, param_name, param_distribution)
+        if len(_trained(study.get_trials(deepcopy=False))) >= self.startup_trials:
+            return super().sample_independent(study, trial, param_name, param_distribution)
+        # The random start, before the space is known (a first trial): drawn with this trial's
+        # own generator, so two workers with one seed do not draw alike.
+        rng = np.random.default_rng(
+            None if self.seed is None else [self.seed, trial.number, *param_name.encode()]
+        )
+        return ArchitectureSpace.from_distributions({param_name: param_distribution}).draw(rng)[
+            param_name
+        ]
+
+    def _training_space(self, study: optuna.Study) -> dict[str, BaseDistribution]:
+        """Training params every trial so far has (conditional ones are left to the base):
+        running trials count, so a second worker knows the space before any trial ends."""
+        drawn = [t for t in study.get_trials(deepcopy=False) if t.params]
+        if not drawn:
+            return {}
+        shared = _shared_distributions(drawn)
+        return {
+            name: distribution
+            for name, distribution in shared.items()
+            if name not in self.space.names and not distribution.single()
+        }
+
+    def _choose_jointly(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        training: dict[str, BaseDistribution],
+        trained: list[FrozenTrial],
+        complete: list[FrozenTrial],
+    ) -> tuple[Architecture, dict[str, Any]] | None:
+        import time
+
+        started = time.perf_counter()
+        try:
+            return self._best_configuration(study, trial, training, trained, complete)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _best_configuration(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        training: dict[str, BaseDistribution],
+        trained: list[FrozenTrial],
+        complete: list[FrozenTrial],
+    ) -> tuple[Architecture, dict[str, Any]] | None:
+        rng = np.random.default_rng(None if self.seed is None else [self.seed, trial.number])
+        names = sorted(training)
+        trials = [t for t in study.get_trials(deepcopy=False) if t.number != trial.number]
+        taken = {self._key(t.params, names) for t in trials}
+        architectures, latencies = self._candidates(rng, set())
+        if not architectures:
+            return None
+        keys = [architecture_key(a) for a in architectures]
+        latency_of = dict(zip(keys, latencies, strict=True))
+        encoding = Encoding({**self.space.distributions, **training})
+        model = GaussianAccuracy(self.seed).fit(
+            encoding.rows([self._configuration(t.params, names) for t in trained]),
+            np.array([_accuracy(t) for t in trained]),
+        )
+        points = np.array([[t.values[0], t.values[1]] for t in complete])
+        # Other workers' running trials: at their predicted accuracy on the front and in the
+        # model (a constant liar), so this trial looks elsewhere.
+        running = [
+            self._configuration(t.params, names)
+            for t in trials
+            if t.state == TrialState.RUNNING and all(n in t.params for n in names)
+        ]
+        running = [c for c in running if architecture_key(self.space.of(c)) in self._latency_of]
+        if running:
+            rows = encoding.rows(running)
+            mean, _ = model.predict(rows)
+            pending = [self._latency_of[architecture_key(self.space.of(c))] for c in running]
+            points = np.vstack([points, np.column_stack([mean, pending])])
+            model = model.fantasize(rows)
+        slowest = max(float(latencies.max()), float(points[:, 1].max()))
+        reference = (0.0, self.max_latency or REFERENCE_MARGIN * slowest)
+
+        def score(candidates: list[tuple[Architecture, dict[str, Any]]]) -> np.ndarray:
+            ms = np.array([latency_of[architecture_key(a)] for a, _ in candidates])
+            mean, std = model.predict(encoding.rows([{**a, **s} for a, s in candidates]))
+            gain = expected_improvement(points, ms, mean, std, reference)
+            # Ties (e.g. no improvement anywhere) go to the more accurate, then the faster one.
+            return np.lexsort((ms, -mean, -gain))
+
+        candidates = self._fresh(
+            self._first_round(rng, architectures, training, names, complete, latency_of),
+            names,
+            taken,
+        )
+        if not candidates:
+            return None
+        order = score(candidates)
+        leaders = [candidates[int(i)] for i in order[:LEADERS]]
+        moved = [
+            (architecture, neighbour(settings, training, rng))
+            for architecture, settings in leaders
+            for _ in range(REFINE_MOVES)
+        ]
+        candidates = self._fresh(leaders + moved, names, taken)
+        finite = self.space.finite() and ArchitectureSpace.from_distributions(training).finite()
+        for index in score(candidates):
+            architecture, settings = candidates[int(index)]
+            if not finite or self._claimed({**architecture, **settings}):
+                return architecture, settings
+        return None
+
+    def _random_configuration(
+        self, study: optuna.Study, trial: FrozenTrial, training: dict[str, BaseDistribution]
+    ) -> tuple[Architecture, dict[str, Any]] | None:
+        """A configuration drawn uniformly (the random start): untried, not known to be over
+        the budget, claimed in a finite space."""
+        rng = np.random.default_rng(None if self.seed is None else [self.seed, trial.number])
+        names = sorted(training)
+        taken = {
+            self._key(t.params, names)
+            for t in study.get_trials(deepcopy=False)
+            if t.number != trial.number
+        }
+        over = (
+            {architecture_key(a) for a, ms in self.probe.known() if ms > self.max_latency}
+            if self.max_latency is not None
+            else set()
+        )
+        draws = ArchitectureSpace.from_distributions(training)
+        finite = self.space.finite() and draws.finite()
+        for _ in range(1000):
+            architecture, settings = self.space.draw(rng), draws.draw(rng)
+            if architecture_key(architecture) in over:
+                continue
+            if self._key({**architecture, **settings}, names) in taken:
+                continue
+            if not finite or self._claimed({**architecture, **settings}):
+                return architecture, settings
+        return None
+
+    def _first_round(
+        self,
+        rng: np.random.Generator,
+        architectures: list[Architecture],
+        training: dict[str, BaseDistribution],
+        names: list[str],
+        complete: list[FrozenTrial],
+        latency_of: dict[str, float],
+    ) -> list[tuple[Architecture, dict[str, Any]]]:
+        """Random settings with random architectures, and the best trials' settings (and moves
+        around them) with their own and other architectures."""
+        draws = ArchitectureSpace.from_distributions(training)
+        candidates = [
+            (architectures[int(rng.integers(len(architectures)))], draws.draw(rng))
+            for _ in range(RANDOM_SETTINGS)
+        ]
+        for best in _incumbents(complete, INCUMBENTS):
+            own = self.space.of(best.params)
+            settings = {n: best.params[n] for n in names}
+            tried = [settings] + [neighbour(settings, training, rng) for _ in range(MOVES)]
+            others = rng.permutation(len(architectures))[:PAIRED_ARCHITECTURES]
+            paired = [architectures[int(i)] for i in others]
+            if architecture_key(own) in latency_of:
+                paired.append(own)
+            candidates += [(a, s) for s in tried for a in paired]
+        return candidates
+
+    def _fresh(
+        self,
+        candidates: list[tuple[Architecture, dict[str, Any]]],
+        names: list[str],
+        taken: set[tuple],
+    ) -> list[tuple[Architecture, dict[str, Any]]]:
+        """Candidates that no trial has tried or is running, each once."""
+        seen = set(taken)
+        fresh = []
+        for architecture, settings in candidates:
+            key = self._key({**architecture, **settings}, names)
+            if key not in seen:
+                seen.add(key)
+                fresh.append((architecture, settings))
+        return fresh
+
+    def _configuration(self, params: dict[str, Any], names: list[str]) -> dict[str, Any]:
+        return {**self.space.of(params), **{n: params.get(n) for n in names}}
+
+    def _key(self, params: dict[str, Any], names: list[str]) -> tuple:
+        """A key of the configuration, equal for equal values (16 and 16.0 alike)."""
+        return tuple(sorted(self._configuration(params, names).items()))
+
+
+def _shared_distributions(trials: list[FrozenTrial]) -> dict[str, BaseDistribution]:
+    """The params every one of `trials` has, each with its distribution (the same in all)."""
+    shared = dict(trials[0].distributions)
+    for t in trials[1:]:
+        shared = {
+            name: distribution
+            for name, distribution in shared.items()
+            if t.distributions.get(name) == distribution
+        }
+    return shared
+
+
+def _trained(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Finished trials with an accuracy: complete ones, and those the pruner stopped."""
+    return [
+        t
+        for t in trials
+        if (t.state == TrialState.COMPLETE and t.values and len(t.values) == 2)
+        or (t.state == TrialState.PRUNED and t.user_attrs.get(VAL_CURVE_ATTR))
+    ]
+
+
+def _accuracy(trial: FrozenTrial) -> float:
+    """A complete trial's accuracy; for a stopped one, the best its curve reached."""
+    if trial.state == TrialState.COMPLETE:
+        return float(trial.values[0])
+    return max(float(v) for v in trial.user_attrs[VAL_CURVE_ATTR])
+
+
+def _incumbents(complete: list[FrozenTrial], count: int) -> list[FrozenTrial]:
+    """The Pareto-optimal trials, then the most accurate ones, at most `count`."""
+    ordered = sorted(complete, key=lambda t: (t.values[1], -t.values[0]))
+    front, best = [], -np.inf
+    for t in ordered:
+        if t.values[0] > best:
+            front.append(t)
+            best = t.values[0]
+    chosen = sorted(front, key=lambda t: -t.values[0])[:count]
+    numbers = {t.number for t in chosen}
+    for t in sorted(complete, key=lambda t: -t.values[0]):
+        if len(chosen) >= count:
+            break
+        if t.number not in numbers:
+            chosen.append(t)
+            numbers.add(t.number)
+    return chosen
