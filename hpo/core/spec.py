@@ -44,6 +44,11 @@ class StudySection(_Section):
     pruner_min_epochs: int = Field(
         1, ge=1, description="pareto pruner: first rung; rungs at min_epochs * eta**k epochs"
     )
+    start_from_first: bool = Field(
+        False,
+        description="trial 0 takes each [search] list's first value and each range's middle "
+        "(geometric when log), before the sampler proposes anything",
+    )
 
 
 class DataSection(_Section):
@@ -66,7 +71,9 @@ class TrainSection(_Section):
     epochs: int = Field(5, ge=1, description="epochs per trial")
     device: Literal[DEVICES] = Field("auto", description="auto = CUDA when present, else CPU")
     seed: int = Field(0, description="seed of weights init, batch order and augmentation")
-    augment: bool = Field(True, description="random crop (pad 4) + horizontal flip")
+    augment: bool = Field(
+        True, description="random translation ([search] translate pixels) + horizontal flip"
+    )
     eval_batch_size: int = Field(1000, ge=1, description="batch size for accuracy evaluation")
 
 
