@@ -82,6 +82,12 @@ def test_first_values_are_each_list_s_first_and_each_range_s_middle() -> None:
         "dropout": pytest.approx(0.2),
     }
     assert isinstance(first["translate"], int)
+    search["lr"] = {"low": 0.01, "high": 1.0, "log": True, "first": 0.2}
+    spec = validate({"study": {"name": "t"}, "search": search})
+    assert first_values(spec)["lr"] == 0.2
+    search["lr"] = {"low": 0.01, "high": 1.0, "first": 2.0}
+    with pytest.raises(SpecError, match=r"\[search\] lr: first must be a value in \[0.01, 1.0\]"):
+        validate({"study": {"name": "t"}, "search": search})
 
 
 def test_grid_refuses_ranges() -> None:

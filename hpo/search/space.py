@@ -78,8 +78,8 @@ def suggest(trial: optuna.Trial, spec: Spec) -> TrialConfig:
 
 def first_values(spec: Spec) -> dict[str, Any]:
     """The searched params of the spec's starting trial (`[study] start_from_first`): each
-    list's first value, each range's middle (geometric when log; on the step grid when it has
-    one), for the params that apply given the values before them."""
+    list's first value, each range's `first` or else its middle (geometric when log; on the
+    step grid when it has one), for the params that apply given the values before them."""
     chosen: dict[str, Any] = {}
     searched: dict[str, Any] = {}
     for param in CATALOG:
@@ -92,7 +92,7 @@ def first_values(spec: Spec) -> dict[str, Any]:
         elif isinstance(domain, Choice):
             value = domain.values[0]
         else:
-            value = _middle(param, domain)
+            value = _middle(param, domain) if domain.first is None else domain.first
         chosen[param.name] = searched[param.name] = coerce(param, value)
         if isinstance(domain, Fixed):
             del searched[param.name]
