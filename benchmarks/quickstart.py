@@ -27,6 +27,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from hpo.core import results
+from hpo.core.spec import Fixed, load_spec
 from hpo.store.queries import result_of
 from studies import ROOT, SAMPLE, run_spec
 
@@ -66,13 +67,13 @@ def summary(result: results.TrialResult) -> dict[str, Any]:
     }
 
 
-def line(trial: dict[str, Any]) -> str:
+def line(trial: dict[str, Any], searched: list[str]) -> str:
     """One trial on one line: number, accuracies, latency and the searched params."""
     test = trial["test_accuracy"]
     params = ", ".join(
         f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
         for key, value in trial["params"].items()
-        if key not in ("model",)
+        if key in searched
     )
     return (
         f"trial {trial['trial']}: val {trial['val_accuracy']:.2%}, test "
@@ -111,6 +112,8 @@ def main() -> None:
         "best_test_median": statistics.median(r["best"]["test_accuracy"] for r in runs),
         "best_test_min": min(r["best"]["test_accuracy"] for r in runs),
     }
+    search = load_spec(args.spec, args.set).search
+    searched = [key for key, domain in search.items() if not isinstance(domain, Fixed)]
     if args.json:
         for run in runs:
             print(json.dumps(run))
@@ -121,13 +124,14 @@ def main() -> None:
             f"seed {run['seed']}: wall {run['wall_seconds']:.0f} s, CPU {run['cpu_seconds']:.0f} "
             f"s, {run['complete']} complete + {run['pruned']} pruned"
         )
-        print(f"  best  {line(run['best'])}")
+        print(f"  best  {line(run['best'], searched)}")
         if run["first"] is not None:
             added = run["best"]["val_accuracy"] - run["first"]["val_accuracy"]
-            print(f"  first {line(run['first'])}; the search added {added * 100:+.1f} points val")
+            print(f"  first {line(run['first'], searched)}")
+            print(f"  the search added {added * 100:+.1f} points of validation accuracy")
         print("  front:")
         for trial in run["front"]:
-            print(f"    {line(trial)}")
+            print(f"    {line(trial, searched)}")
     print(
         f"medians over seeds {args.seeds}: wall {medians['wall_seconds_median']:.0f} s, CPU "
         f"{medians['cpu_seconds_median']:.0f} s, best val {medians['best_val_median']:.2%}, "
