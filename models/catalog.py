@@ -8,7 +8,10 @@ spec fails in milliseconds. Each family's module registers its factory with `@re
 from __future__ import annotations
 
 NORMS: tuple[str, ...] = ("batch", "group", "layer", "instance", "none")
-HEADS: tuple[str, ...] = ("gap", "flatten")
+# The head's global pooling: gap = average, gmp = max (as in airbench); flatten keeps the maps.
+HEADS: tuple[str, ...] = ("gap", "gmp", "flatten")
+# The nonlinearity after each norm layer (every ReLU of a family is this one).
+ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "silu")
 # How a family halves the feature maps: `auto` is the family's own way (see FAMILY_POOL).
 POOLS: tuple[str, ...] = ("auto", "max", "avg", "conv")
 # Convolutions of a VGG-style stage: two stacked 3x3 or one 5x5 (the same receptive field).

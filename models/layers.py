@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from models.catalog import ATTENTIONS, FAMILY_POOL, HEADS, POOLS
+from models.catalog import ACTIVATIONS, ATTENTIONS, FAMILY_POOL, HEADS, POOLS
 from models.norm import conv_bias, make_norm, scaled
 
 # Side of the square images every family is built for (CIFAR).
@@ -132,13 +132,40 @@ class SqueezeExcite(nn.Module):
         return x * self.gate(x)
 
 
+def make_activation(kind: str) -> nn.Module:
+    """The nonlinearity named `kind` (never in place: a family may read its input again)."""
+    if kind == "relu":
+        return nn.ReLU()
+    if kind == "gelu":
+        return nn.GELU()
+    if kind == "silu":
+        return nn.SiLU()
+    raise ValueError(f"unknown activation {kind!r}; allowed: {', '.join(ACTIVATIONS)}")
+
+
+def use_activation(model: nn.Module, kind: str) -> nn.Module:
+    """`model` with every ReLU module replaced by the activation `kind` (in place; returned).
+
+    Families are written with ReLU; swapping the modules afterwards gives every family every
+    activation without a parameter threaded through each block. ReLU stays as built."""
+    check_choice("activation", kind, ACTIVATIONS)
+    if kind == "relu":
+        return model
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.ReLU):
+                setattr(parent, name, make_activation(kind))
+    return model
+
+
 def make_head(
     kind: str, *, channels: int, spatial: int, num_classes: int, dropout: float
 ) -> nn.Sequential:
-    """Classifier: `gap` pools each map to one value; `flatten` keeps all channels*spatial**2."""
-    if kind == "gap":
+    """Classifier: `gap`/`gmp` pool each map to its mean/max; `flatten` keeps all
+    channels*spatial**2."""
+    if kind in ("gap", "gmp"):
         return nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
+            nn.AdaptiveAvgPool2d(1) if kind == "gap" else nn.AdaptiveMaxPool2d(1),
             nn.Flatten(),
             nn.Dropout(dropout),
             nn.Linear(channels, num_classes),

@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from torch import nn
 
 from models.catalog import FAMILIES, FAMILY_OPTIONS, FAMILY_POOL, families_with, family_names
+from models.layers import use_activation
 
 ModelFactory = Callable[..., nn.Module]
 # Keyword arguments every family takes (besides norm and num_classes).
 COMMON_OPTIONS: tuple[str, ...] = ("width", "dropout", "head")
+# Options applied to any family's network once it is built (the factory never sees them).
+APPLIED_OPTIONS: tuple[str, ...] = ("activation",)
 _CATALOG = "models/catalog.py"
 
 
@@ -97,12 +100,13 @@ def build_model(name: str, *, norm: str, num_classes: int = 10, **kwargs: object
     the families taking it.
     """
     info = model_info(name)
+    activation = str(kwargs.pop(APPLIED_OPTIONS[0], "relu"))
     for option in kwargs:
         if option not in COMMON_OPTIONS and option not in FAMILY_OPTIONS.get(name, ()):
             takers = families_with(option)
             where = f"{option} applies to {', '.join(takers)}" if takers else "no family takes it"
             raise ValueError(f"model {name!r} has no {option} choice; {where}")
-    return info.factory(norm=norm, num_classes=num_classes, **kwargs)
+    return use_activation(info.factory(norm=norm, num_classes=num_classes, **kwargs), activation)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -17,15 +17,16 @@ from hpo.measure.fusion import check_equivalence, fold_batchnorm
 from hpo.measure.serialize import load_torchscript, onnx_bytes, torchscript_bytes
 from models.catalog import FAMILY_OPTIONS
 from models.layers import conv_output_size
-from models.registry import COMMON_OPTIONS
+from models.registry import APPLIED_OPTIONS, COMMON_OPTIONS
 from tests.conftest import invoke, randomize_batchnorms
 
 # Three variants per family that between them build every value of every design option the
 # family takes (the defaults, `auto` and `none`, are what the other model tests build). DenseNet
 # is kept small (few, narrow layers): the options, not its size, are under test.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "max-5x5-bottleneck-se-post": {
+    "max-5x5-bottleneck-se-post-gelu": {
         "head": "flatten",
+        "activation": "gelu",
         "pool": "max",
         "kernel": "5x5",
         "bottleneck": 0.5,
@@ -35,8 +36,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "growth_rate": 8,
         "dense_layers": 2,
     },
-    "avg-3x3-pre": {
-        "head": "gap",
+    "avg-3x3-pre-gmp": {
+        "head": "gmp",
         "pool": "avg",
         "kernel": "3x3",
         "dense_order": "pre",
@@ -44,8 +45,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "dense_layers": 2,
         "compression": 0.75,
     },
-    "conv-5x5-bottleneck-se-pre": {
+    "conv-5x5-bottleneck-se-pre-silu": {
         "head": "flatten",
+        "activation": "silu",
         "pool": "conv",
         "kernel": "5x5",
         "bottleneck": 0.5,
@@ -60,7 +62,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 def family_options(name: str, variant: dict[str, Any]) -> dict[str, Any]:
     """The variant's options that family `name` takes."""
-    taken = (*COMMON_OPTIONS, *FAMILY_OPTIONS[name])
+    taken = (*COMMON_OPTIONS, *APPLIED_OPTIONS, *FAMILY_OPTIONS[name])
     return {option: value for option, value in variant.items() if option in taken}
 
 
@@ -120,6 +122,30 @@ def test_build_train_step_fold_and_export(name: str, norm: str, variant: str) ->
     scripted = load_torchscript(torchscript_bytes(folded))
     with torch.inference_mode():
         np.testing.assert_allclose(scripted(image).numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("activation", ["gelu", "silu"])
+@pytest.mark.parametrize("name", models.list_models())
+def test_activation_replaces_every_relu(name: str, activation: str) -> None:
+    relu = models.build_model(name, norm="batch")
+    other = models.build_model(name, norm="batch", activation=activation)
+    kind = {"gelu": torch.nn.GELU, "silu": torch.nn.SiLU}[activation]
+    count = sum(isinstance(m, torch.nn.ReLU) for m in relu.modules())
+    assert count > 0
+    assert sum(isinstance(m, kind) for m in other.modules()) == count
+    assert not any(isinstance(m, torch.nn.ReLU) for m in other.modules())
+    assert models.count_parameters(other) == models.count_parameters(relu)
+    with pytest.raises(ValueError, match="unknown activation 'tanh'; allowed: relu, gelu, silu"):
+        models.build_model(name, norm="batch", activation="tanh")
+
+
+def test_gmp_head_takes_each_map_s_maximum() -> None:
+    torch.manual_seed(0)
+    gmp = models.build_model("vgg", norm="none", head="gmp").eval()
+    body, head = gmp[:-1], gmp[-1]
+    features = body(torch.randn(2, 3, 32, 32))
+    expected = head[-1](features.amax(dim=(2, 3)))
+    torch.testing.assert_close(head(features), expected)
 
 
 def test_width_scales_parameters() -> None:

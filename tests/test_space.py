@@ -9,7 +9,7 @@ from hpo.core.errors import SpecError
 from hpo.core.params import CATALOG
 from hpo.core.spec import validate
 from hpo.core.trial_config import TrialConfig
-from hpo.search.space import grid_search_space, suggest
+from hpo.search.space import first_values, grid_search_space, suggest
 
 
 def run_space(search: dict, n_trials: int = 30) -> list[optuna.trial.FrozenTrial]:
@@ -61,6 +61,35 @@ def test_every_catalog_default_is_valid() -> None:
         assert param.check_value(param.default) is None, param.name
 
 
+def test_first_values_are_each_list_s_first_and_each_range_s_middle() -> None:
+    search = {
+        "norm": ["layer", "batch"],
+        "optimizer": ["adam", "nesterov"],
+        "lr": {"low": 0.01, "high": 1.0, "log": True},
+        "weight_decay": {"low": 0.0, "high": 0.001},
+        "translate": {"low": 0, "high": 3},
+        "dropout": {"low": 0.0, "high": 0.5, "step": 0.2},
+        "scheduler": "onecycle",
+    }
+    first = first_values(validate({"study": {"name": "t"}, "search": search}))
+    # beta1 and the rest apply to adam but are fixed; momentum does not apply; nothing fixed.
+    assert first == {
+        "norm": "layer",
+        "optimizer": "adam",
+        "lr": pytest.approx(0.1),
+        "weight_decay": pytest.approx(0.0005),
+        "translate": 2,
+        "dropout": pytest.approx(0.2),
+    }
+    assert isinstance(first["translate"], int)
+    search["lr"] = {"low": 0.01, "high": 1.0, "log": True, "first": 0.2}
+    spec = validate({"study": {"name": "t"}, "search": search})
+    assert first_values(spec)["lr"] == 0.2
+    search["lr"] = {"low": 0.01, "high": 1.0, "first": 2.0}
+    with pytest.raises(SpecError, match=r"\[search\] lr: first must be a value in \[0.01, 1.0\]"):
+        validate({"study": {"name": "t"}, "search": search})
+
+
 def test_grid_refuses_ranges() -> None:
     spec = validate({"study": {"name": "t"}, "search": {"lr": {"low": 0.01, "high": 0.1}}})
     with pytest.raises(SpecError, match=r"\[search\] lr: the grid sampler needs a list"):
@@ -73,8 +102,15 @@ def test_architecture_params_are_the_ones_that_change_the_network() -> None:
     import models
     from hpo.core.params import ARCHITECTURE, BY_NAME
 
-    expected = ("model", "norm", "head", "width", "depth", "pool", "kernel", "bottleneck")
-    expected += ("attention", "se_ratio", "growth_rate", "dense_layers", "compression")
+    expected = ("model", "norm", "head", "activation", "width", "depth", "pool", "kernel")
+    expected += (
+        "bottleneck",
+        "attention",
+        "se_ratio",
+        "growth_rate",
+        "dense_layers",
+        "compression",
+    )
     assert expected + ("dense_order",) == ARCHITECTURE
     # Dropout is not one: in eval mode it is the identity, so the timed graph is the same.
     assert not BY_NAME["dropout"].architecture
@@ -145,9 +181,31 @@ def test_a_config_stored_before_the_design_options_rebuilds_the_same_network() -
         "width": 1.0,
         "dropout": 0.0,
         "head": "gap",
+        "activation": "relu",
         "pool": "auto",
         "kernel": "auto",
         "bottleneck": 0.0,
         "attention": "none",
     }
     assert config.loss == "cross_entropy" and config.label_smoothing == 0.2
+
+
+@pytest.mark.parametrize("start", [True, False])
+def test_start_from_first_enqueues_the_first_values_once(tmp_path, start: bool) -> None:
+    from optuna.trial import TrialState
+
+    from hpo.store.connect import open_storage
+    from hpo.store.studies import create_or_load_study
+
+    search = {"norm": ["batch", "layer"], "lr": {"low": 0.01, "high": 1.0}}
+    spec = validate({"study": {"name": "t", "start_from_first": start}, "search": search})
+    url = f"sqlite:///{tmp_path}/s.db"
+    create_or_load_study(spec, open_storage(url))
+    study = create_or_load_study(spec, open_storage(url)).study  # loading again adds nothing
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == int(start)
+    if start:
+        # Optuna's own storage: the resilient one has heartbeats, which warn outside optimize.
+        trial = optuna.load_study(study_name="t", storage=url).ask()
+        suggest(trial, spec)
+        assert trial.number == 0 and trial.params == first_values(spec)

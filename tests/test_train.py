@@ -76,6 +76,21 @@ def test_every_scheduler_steps(scheduler: str) -> None:
         assert optimizer.param_groups[0]["lr"] < cfg.lr
 
 
+@pytest.mark.parametrize("warmup", [0.1, 0.5])
+def test_onecycle_peaks_after_its_warmup_fraction(warmup: float) -> None:
+    model = torch.nn.Linear(2, 2)
+    cfg = config(scheduler="onecycle", optimizer="nesterov", lr=0.2, onecycle_warmup=warmup)
+    optimizer = make_optimizer(cfg, list(model.parameters()))
+    schedule = make_scheduler(cfg, optimizer, steps_per_epoch=10, epochs=10)
+    rates = [optimizer.param_groups[0]["lr"]]
+    for _ in range(100):
+        optimizer.step()
+        schedule.after_batch()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert max(rates) == pytest.approx(0.2)
+    assert abs(rates.index(max(rates)) - warmup * 100) <= 1
+
+
 def test_channels_last_only_for_norms_that_run_faster_in_it_on_cpu() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert memory_format_for(cpu, "batch") == torch.channels_last

@@ -22,6 +22,7 @@ from hpo.core.names import (
     SMOOTHED_LOSSES,
 )
 from models.catalog import (
+    ACTIVATIONS,
     ATTENTIONS,
     DENSE_ORDERS,
     HEADS,
@@ -165,8 +166,17 @@ CATALOG: tuple[Hyperparameter, ...] = (
         "head",
         "categorical",
         "gap",
-        "classifier head: gap = global average pool, flatten = flatten + linear",
+        "classifier head: gap = global average pool, gmp = global max pool, flatten = "
+        "flatten + linear",
         choices=HEADS,
+        architecture=True,
+    ),
+    Hyperparameter(
+        "activation",
+        "categorical",
+        "relu",
+        "nonlinearity after each norm layer (every ReLU of the family)",
+        choices=ACTIVATIONS,
         architecture=True,
     ),
     Hyperparameter(
@@ -369,6 +379,16 @@ CATALOG: tuple[Hyperparameter, ...] = (
         condition=Condition("scheduler", CYCLIC_SCHEDULERS),
     ),
     Hyperparameter(
+        "onecycle_warmup",
+        "float",
+        0.3,
+        "fraction of training onecycle spends rising to its peak rate",
+        minimum=0.0,
+        exclusive_minimum=True,
+        maximum=0.9,
+        condition=Condition("scheduler", ("onecycle",)),
+    ),
+    Hyperparameter(
         "warmup_fraction",
         "float",
         0.1,
@@ -388,6 +408,15 @@ CATALOG: tuple[Hyperparameter, ...] = (
         condition=Condition("scheduler", ("polynomial",)),
     ),
     Hyperparameter("batch_size", "int", 128, "training batch size", minimum=1, maximum=65536),
+    Hyperparameter(
+        "translate",
+        "int",
+        4,
+        "augmentation: each image shifted by up to this many pixels (reflect padding), when "
+        "[train] augment is on",
+        minimum=0,
+        maximum=16,
+    ),
     Hyperparameter(
         "loss",
         "categorical",

@@ -58,7 +58,8 @@ def spec_reference() -> str:
         "",
         'Each key is a fixed value (`norm = "batch"`), a list of choices '
         '(`norm = ["batch", "group"]`) or, for numbers, a range '
-        "(`lr = { low = 1e-3, high = 0.1, log = true }`, optional `step`). "
+        "(`lr = { low = 1e-3, high = 0.1, log = true }`, optional `step`, and `first`: trial 0's "
+        "value under `[study] start_from_first`). "
         "Conditional keys are sampled only when they apply.",
         "",
         "| key | default | allowed | applies when | meaning |",

@@ -44,6 +44,11 @@ class StudySection(_Section):
     pruner_min_epochs: int = Field(
         1, ge=1, description="pareto pruner: first rung; rungs at min_epochs * eta**k epochs"
     )
+    start_from_first: bool = Field(
+        False,
+        description="trial 0 takes each [search] list's first value and each range's first "
+        "(default: its middle, geometric when log), before the sampler proposes anything",
+    )
 
 
 class DataSection(_Section):
@@ -66,7 +71,9 @@ class TrainSection(_Section):
     epochs: int = Field(5, ge=1, description="epochs per trial")
     device: Literal[DEVICES] = Field("auto", description="auto = CUDA when present, else CPU")
     seed: int = Field(0, description="seed of weights init, batch order and augmentation")
-    augment: bool = Field(True, description="random crop (pad 4) + horizontal flip")
+    augment: bool = Field(
+        True, description="random translation ([search] translate pixels) + horizontal flip"
+    )
     eval_batch_size: int = Field(1000, ge=1, description="batch size for accuracy evaluation")
 
 
@@ -116,6 +123,8 @@ class Range:
     high: float
     log: bool
     step: float | None = None
+    # The value of trial 0 under `[study] start_from_first` (None: the range's middle).
+    first: float | None = None
 
 
 Domain = Fixed | Choice | Range
@@ -144,10 +153,10 @@ def _parse_domain(param: Hyperparameter, value: Any) -> Domain:
             raise SpecError(
                 f"{where}: is a choice; give one value or a list of values, not a range"
             )
-        unknown = set(value) - {"low", "high", "log", "step"}
+        unknown = set(value) - {"low", "high", "log", "step", "first"}
         if unknown or not {"low", "high"} <= set(value):
             raise SpecError(
-                f"{where}: a range needs keys low and high (optional: log, step); "
+                f"{where}: a range needs keys low and high (optional: log, step, first); "
                 f"got {', '.join(sorted(value))}"
             )
         low, high = value["low"], value["high"]
@@ -166,7 +175,10 @@ def _parse_domain(param: Hyperparameter, value: Any) -> Domain:
             isinstance(step, bool) or not isinstance(step, int | float) or step <= 0 or log
         ):
             raise SpecError(f"{where}: step must be a positive number and needs log = false")
-        return Range(low=low, high=high, log=log, step=step)
+        first = value.get("first")
+        if first is not None and (param.check_value(first) is not None or not low <= first <= high):
+            raise SpecError(f"{where}: first must be a value in [{low}, {high}], got {first!r}")
+        return Range(low=low, high=high, log=log, step=step, first=first)
     if isinstance(value, list):
         if not value:
             raise SpecError(f"{where}: the list of choices is empty")

@@ -30,6 +30,7 @@ class TrialConfig:
     model: str
     norm: str
     head: str
+    activation: str
     width: float
     depth: int | None
     pool: str | None
@@ -55,16 +56,23 @@ class TrialConfig:
     t0: float | None
     t_mult: int | None
     max_lr_factor: float | None
+    onecycle_warmup: float | None
     warmup_fraction: float | None
     power: float | None
     batch_size: int
+    translate: int
     loss: str
     label_smoothing: float | None
 
     def model_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `models.build_model` (besides name, norm, num_classes): the
         common ones and every option of the model's family that applies."""
-        kwargs: dict[str, Any] = {"width": self.width, "dropout": self.dropout, "head": self.head}
+        kwargs: dict[str, Any] = {
+            "width": self.width,
+            "dropout": self.dropout,
+            "head": self.head,
+            "activation": self.activation,
+        }
         for option in FAMILY_OPTIONS[self.model]:
             if getattr(self, option) is not None:
                 kwargs[option] = getattr(self, option)

@@ -8,6 +8,7 @@ whole configuration, fixed values included, is stored as the trial's `config` us
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import optuna
@@ -74,6 +75,40 @@ def suggest(trial: optuna.Trial, spec: Spec) -> TrialConfig:
     config = TrialConfig(**chosen)
     trial.set_user_attr(CONFIG_ATTR, config.as_params())
     return config
+
+
+def first_values(spec: Spec) -> dict[str, Any]:
+    """The searched params of the spec's starting trial (`[study] start_from_first`): each
+    list's first value, each range's `first` or else its middle (geometric when log; on the
+    step grid when it has one), for the params that apply given the values before them."""
+    chosen: dict[str, Any] = {}
+    searched: dict[str, Any] = {}
+    for param in CATALOG:
+        if not param.applies(chosen):
+            chosen[param.name] = None
+            continue
+        domain = spec.domain(param.name)
+        if isinstance(domain, Fixed):
+            value = domain.value
+        elif isinstance(domain, Choice):
+            value = domain.values[0]
+        else:
+            value = _middle(param, domain) if domain.first is None else domain.first
+        chosen[param.name] = searched[param.name] = coerce(param, value)
+        if isinstance(domain, Fixed):
+            del searched[param.name]
+    return searched
+
+
+def _middle(param: Hyperparameter, domain: Range) -> float:
+    """The middle of a range on its own scale, snapped to its step and to an int for int
+    params."""
+    middle = math.sqrt(domain.low * domain.high) if domain.log else (domain.low + domain.high) / 2
+    if domain.step is not None:
+        middle = domain.low + round((middle - domain.low) / domain.step) * domain.step
+    elif param.kind == "int":
+        middle = round(middle)
+    return min(max(middle, domain.low), domain.high)
 
 
 def grid_search_space(spec: Spec) -> dict[str, list[Any]]:

@@ -15,6 +15,7 @@ from hpo.core.errors import HpoError, SpecError
 from hpo.core.names import DIRECTIONS, METRIC_NAMES
 from hpo.core.spec import Spec, dump_toml, validate
 from hpo.core.trial_attrs import SPEC_ATTR
+from hpo.search.space import first_values
 from hpo.store.claims import forget_claims
 from hpo.store.connect import StoredStudy, study_names
 from hpo.store.resilience import ResilientRDBStorage
@@ -39,6 +40,9 @@ def create_or_load_study(spec: Spec, storage: ResilientRDBStorage) -> StoredStud
         forget_claims(StoredStudy.of(study, storage))
         set_metric_names(study)
         study.set_user_attr(SPEC_ATTR, spec.raw)
+        if spec.study.start_from_first:
+            # A known-good configuration first: the sampler's own first draws are random.
+            study.enqueue_trial(first_values(spec))
     elif stored.get("search", {}) != spec.raw.get("search", {}):
         raise SpecError(
             f"study {spec.study.name!r} already exists with a different [search] table; "

@@ -196,7 +196,8 @@ def prepare(raw: RawDataset, section: DataSection, device: torch.device) -> Tens
 
 
 def augment(images: Tensor, generator: torch.Generator, padding: int = 4) -> Tensor:
-    """Random crop with reflect padding and random horizontal flip, for a whole batch at once."""
+    """Random crop with reflect padding (each image shifted by up to `padding` pixels) and random
+    horizontal flip, for a whole batch at once."""
     n, c, h, w = images.shape
     padded = torch.nn.functional.pad(images, (padding,) * 4, mode="reflect")
     device = images.device

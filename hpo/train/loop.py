@@ -111,7 +111,7 @@ def _train_epochs(
             index = order[step * batch_size : (step + 1) * batch_size]
             images = data.normalize(data.train.images[index])
             if augment_batches:
-                images = augment(images, generator)
+                images = augment(images, generator, config.translate)
             images = images.contiguous(memory_format=memory_format)
             with autocast:
                 loss = criterion(model(images), data.train.labels[index])

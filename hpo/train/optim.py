@@ -101,7 +101,13 @@ def make_scheduler(
         )
     if name == "onecycle":
         return Schedule(
-            lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=total, cycle_momentum=False)
+            lr_scheduler.OneCycleLR(
+                optimizer,
+                max_lr=peak,
+                total_steps=total,
+                pct_start=config.onecycle_warmup or 0.3,
+                cycle_momentum=False,
+            )
         )
     if name == "cosine_warm_restarts":
         t0 = max(1, round((config.t0 or 1.0) * steps_per_epoch))
