@@ -35,7 +35,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.core.names import VAL_CURVE_ATTR
+from hpo.core.trial_attrs import VAL_CURVE_ATTR
 from hpo.search.architecture import Architecture, ArchitectureSpace, architecture_key
 from hpo.search.ehvi import expected_improvement
 from hpo.search.encoding import Encoding
