@@ -153,7 +153,8 @@ CATALOG: tuple[Hyperparameter, ...] = (
         "model",
         "categorical",
         "resnet",
-        "model family (registry name)",
+        "model family (registry name), or a model factory: FILE.py:NAME, module.path:NAME or "
+        "torchvision:NAME (README: Your own model)",
         choices=ALL_FAMILIES,
         architecture=True,
     ),
