@@ -304,7 +304,7 @@ def test_the_example_study_runs_end_to_end(sample_path: Path, tmp_path: Path) ->
     tiny = [
         "--set", "data.train_size=256", "--set", "data.val_size=128", "--set", "train.epochs=3",
         "--set", "study.n_trials=6", "--set", "study.pruner_min_epochs=1",
-        "--set", "search.model_params={ channels = 8, blocks = 1 }",
+        "--set", "search.model_params={ channels = [8], blocks = [1] }",
         "--set", "latency.max_seconds=0.5", "--set", "latency.max_rounds=2",
     ]  # fmt: skip
     spec = str(ROOT / "studies" / "custom_model.toml")
