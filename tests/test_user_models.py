@@ -13,12 +13,14 @@ import numpy as np
 import optuna
 import pytest
 import torch
+from optuna.distributions import IntDistribution
 
 from hpo.core.errors import SpecError
 from hpo.core.spec import Choice, Range, validate
 from hpo.core.trial_attrs import SPEC_ATTR
 from hpo.core.trial_config import TrialConfig
 from hpo.measure.fusion import fold_batchnorm
+from hpo.search.architecture import ArchitectureSpace
 from hpo.store.connect import open_storage
 from models import user
 from models.registry import build_model
@@ -133,6 +135,30 @@ def test_a_config_keeps_a_factorys_params_and_its_own_norm() -> None:
     assert TrialConfig.from_params(config.as_params()) == config
     with_norm = TrialConfig.from_params({**stored, "norm": "group"})
     assert with_norm.architecture() == {"model": ref, "norm": "group", "channels": 16, "blocks": 2}
+
+
+def test_model_params_are_architecture_params_and_a_factory_may_keep_its_norm(
+    tmp_path: Path,
+) -> None:
+    folder = copy_example(tmp_path)
+    own = (
+        EXAMPLE_NET.read_text()
+        .replace("norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,", "")
+        .replace("conv_block(c_in, c_out, norm_layer)", "conv_block(c_in, c_out, nn.BatchNorm2d)")
+    )
+    (folder / "nets" / "own.py").write_text(own)
+    search = {"model_params": {"channels": [8, 16], "blocks": {"low": 1, "high": 2}}}
+    for ref, names in [
+        ("nets/tiny.py:build", ("model", "norm", "channels", "blocks")),
+        ("nets/own.py:build", ("model", "channels", "blocks")),
+    ]:
+        user.load(ref, user.ModelSources(spec_dir=folder))
+        spec = validate({"study": {"name": "s"}, "search": {"model": ref, **search}})
+        space = ArchitectureSpace.from_spec(spec)
+        chosen = {"model": ref}
+        applying = tuple(p.name for p in space.params if p.applies(chosen))
+        assert applying == names
+        assert space.distributions["blocks"] == IntDistribution(1, 2)
 
 
 # --- the factory ---------------------------------------------------------------------------
