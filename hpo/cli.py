@@ -133,6 +133,17 @@ ArtifactsOption = Annotated[
         help="Folder of the trials' stored models (default: next to a SQLite file, DB.artifacts).",
     ),
 ]
+ModelsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--models",
+        envvar="HPO_MODELS",
+        show_envvar=True,
+        help="A folder of model files or a module this process may import a model factory from "
+        "(repeatable; HPO_MODELS: space-separated). A factory named only by the database is "
+        "never imported.",
+    ),
+]
 TrialOption = Annotated[int, typer.Option("--trial", min=0, help="Trial number to export.")]
 OutOption = Annotated[Path, typer.Option("--out", help="Folder to write into (created).")]
 
@@ -230,6 +241,7 @@ def worker(
             help="Dataset .npz on this machine; replaces the stored spec's data.dataset here.",
         ),
     ] = None,
+    models: ModelsOption = None,
 ) -> None:
     """Join a study made by `hpo create` and run trials until the study's total is reached.
 
@@ -241,10 +253,12 @@ def worker(
 
     from hpo.present.figures import publisher
     from hpo.run.runner import join_study
+    from models.user import ModelSources
 
+    sources = ModelSources.parse(models or [])
     # A random seed salt: workers started together must not draw the same configurations.
     salt = secrets.randbelow(2**31)
-    summary = join_study(storage, study_name, data, console, salt, publisher(_warn))
+    summary = join_study(storage, study_name, data, console, salt, publisher(_warn), sources)
     done = summary.worker
     console.print(
         f"worker ran {done.trials_run} trial(s); study {study_name} has {done.finished} of "
@@ -412,17 +426,20 @@ def export(
         typer.Option("--data", help="Dataset .npz for retraining, if the stored path is gone."),
     ] = None,
     fmt: SummaryFormatOption = SummaryFormat.table,
+    models: ModelsOption = None,
 ) -> None:
     """Write a trial's folded model as TorchScript and ONNX, with a JSON model card."""
     from hpo.present.export import export_trial
     from hpo.store.artifacts import open_store
     from hpo.store.connect import load_study, open_storage
     from hpo.train.data import local_npz
+    from models.user import ModelSources
 
     local_npz(data)  # a bad --data fails before the database is opened
+    sources = ModelSources.parse(models or [])
     stored = load_study(open_storage(storage, create=False), study_name)
     store = open_store(storage, artifacts)
-    result = export_trial(stored, trial, out, store, data, notify=notes.print)
+    result = export_trial(stored, trial, out, store, data, notify=notes.print, models=sources)
     summary = {**result.as_dict(), "source": result.card["source"], **result.card["checks"]}
     print_summary(console, summary, fmt, f"{study_name} trial {trial}")
 

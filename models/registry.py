@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from hpo.core.model_ref import is_model_ref
 from models.catalog import FAMILIES, FAMILY_OPTIONS, FAMILY_POOL, families_with, family_names
 from models.layers import use_activation
 
@@ -93,12 +94,18 @@ def model_info(name: str) -> ModelInfo:
         raise KeyError(f"unknown model {name!r}; allowed: {', '.join(list_models())}") from None
 
 
-def build_model(name: str, *, norm: str, num_classes: int = 10, **kwargs: object) -> nn.Module:
+def build_model(
+    name: str, *, norm: str | None, num_classes: int = 10, **kwargs: object
+) -> nn.Module:
     """Build the registered model `name` with the given norm layer and head size.
 
     An option the family does not take (e.g. `kernel` for resnet) is a ValueError that names
     the families taking it.
     """
+    if is_model_ref(name):  # a user's factory, imported by `models.user.load`
+        from models import user
+
+        return user.build(name, norm=norm, num_classes=num_classes, **kwargs)
     info = model_info(name)
     activation = str(kwargs.pop(APPLIED_OPTIONS[0], "relu"))
     for option in kwargs:

@@ -126,6 +126,10 @@ _ADAM = Condition("optimizer", ADAM_FAMILY, text="optimizer in Adam family")
 
 
 ALL_FAMILIES = tuple(family_names())
+# Options every built-in family takes and a user's model factory does not (it declares its own).
+_FAMILIES_ONLY = Condition("model", ALL_FAMILIES, "always (built-in families)")
+# What hpo passes a user's model factory itself: [search.model_params] cannot take these names.
+RESERVED_MODEL_ARGS: tuple[str, ...] = ("num_classes", "norm_layer")
 
 
 def _family_option(name: str, kind: Kind, default: Any, help: str, **domain: Any) -> Hyperparameter:
@@ -137,7 +141,7 @@ def _family_option(name: str, kind: Kind, default: Any, help: str, **domain: Any
         default,
         help,
         # Taken by every family: the reference says "always" rather than list them all.
-        condition=Condition("model", families, "always" if families == ALL_FAMILIES else None),
+        condition=_FAMILIES_ONLY if families == ALL_FAMILIES else Condition("model", families),
         architecture=True,
         families=families,
         **domain,
@@ -150,7 +154,8 @@ CATALOG: tuple[Hyperparameter, ...] = (
         "model",
         "categorical",
         "resnet",
-        "model family (registry name)",
+        "model family (registry name), or a model factory: FILE.py:NAME, module.path:NAME or "
+        "torchvision:NAME (README: Your own model)",
         choices=ALL_FAMILIES,
         architecture=True,
     ),
@@ -169,7 +174,9 @@ CATALOG: tuple[Hyperparameter, ...] = (
         "classifier head: gap = global average pool, gmp = global max pool, flatten = "
         "flatten + linear",
         choices=HEADS,
+        condition=_FAMILIES_ONLY,
         architecture=True,
+        families=ALL_FAMILIES,
     ),
     Hyperparameter(
         "activation",
@@ -177,7 +184,9 @@ CATALOG: tuple[Hyperparameter, ...] = (
         "relu",
         "nonlinearity after each norm layer (every ReLU of the family)",
         choices=ACTIVATIONS,
+        condition=_FAMILIES_ONLY,
         architecture=True,
+        families=ALL_FAMILIES,
     ),
     Hyperparameter(
         "width",
@@ -187,7 +196,9 @@ CATALOG: tuple[Hyperparameter, ...] = (
         minimum=0.0,
         exclusive_minimum=True,
         maximum=8.0,
+        condition=_FAMILIES_ONLY,
         architecture=True,
+        families=ALL_FAMILIES,
     ),
     _family_option("depth", "int", 14, "ResNet depth (6n+2)", choices=(8, 14, 20, 26, 32, 44, 56)),
     _family_option(
@@ -267,7 +278,14 @@ CATALOG: tuple[Hyperparameter, ...] = (
         choices=DENSE_ORDERS,
     ),
     Hyperparameter(
-        "dropout", "float", 0.0, "dropout before the linear head", minimum=0.0, maximum=0.9
+        "dropout",
+        "float",
+        0.0,
+        "dropout before the linear head",
+        minimum=0.0,
+        maximum=0.9,
+        condition=_FAMILIES_ONLY,
+        families=ALL_FAMILIES,
     ),
     Hyperparameter("optimizer", "categorical", "nesterov", "optimizer", choices=OPTIMIZERS),
     Hyperparameter(
@@ -441,3 +459,23 @@ BY_NAME: dict[str, Hyperparameter] = {p.name: p for p in CATALOG}
 
 # The params that set the network's inference graph (and so its latency), in catalog order.
 ARCHITECTURE: tuple[str, ...] = tuple(p.name for p in CATALOG if p.architecture)
+
+
+def model_param(name: str, value: Any) -> Hyperparameter:
+    """A user model's own hyperparameter, typed by how the spec writes it: a range of integers
+    is an int, any other range a float, a value or a list of values a choice among them."""
+    if isinstance(value, dict):
+        bounds = [value.get("low"), value.get("high")]
+        whole = all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
+        return Hyperparameter(
+            name, "int" if whole else "float", bounds[0], "model parameter", architecture=True
+        )
+    choices = tuple(value) if isinstance(value, list) else (value,)
+    return Hyperparameter(
+        name,
+        "categorical",
+        choices[0] if choices else None,
+        "model parameter",
+        choices=choices,
+        architecture=True,
+    )

@@ -70,6 +70,13 @@ def spec_reference() -> str:
             f"| `{param.name}` | `{param.default!r}` | {_domain(param)} | {param.applies_when} "
             f"| {param.help} |"
         )
+    lines += [
+        "",
+        "`[search.model_params]` holds a model factory's own params, in the same syntax (a range "
+        "of integers is an int, any other range a float; a value or a list is a choice). They "
+        "are architecture params, and the built-in families' keys (`head`, `width`, `dropout`, "
+        "the design options) apply to the families only.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -6,7 +6,7 @@ import copy
 import json
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hpo.core.db_limits import name_problem, shorten, text_problem
 from hpo.core.errors import SpecError
+from hpo.core.model_ref import FORMS, is_model_ref, parse_model_ref
 from hpo.core.names import DEVICES, LATENCY_BACKENDS, PRUNERS, SAMPLERS
-from hpo.core.params import BY_NAME, CATALOG, Hyperparameter
+from hpo.core.params import BY_NAME, CATALOG, RESERVED_MODEL_ARGS, Hyperparameter, model_param
 
 
 class _Section(BaseModel):
@@ -140,14 +141,27 @@ class Spec:
     latency: LatencySection
     search: dict[str, Domain]
     raw: dict[str, Any]
+    # [search.model_params]: a user model's own hyperparameters, in the spec's order.
+    model_params: dict[str, Domain] = field(default_factory=dict)
 
     def domain(self, name: str) -> Domain:
         """The spec's domain for `name`, or the catalog default fixed."""
         return self.search.get(name, Fixed(BY_NAME[name].default))
 
+    @property
+    def model_ref(self) -> str | None:
+        """The factory the spec's model names (`FILE.py:NAME`, ...), or None for a family."""
+        model = self.search.get("model")
+        return model.value if isinstance(model, Fixed) and is_model_ref(model.value) else None
 
-def _parse_domain(param: Hyperparameter, value: Any) -> Domain:
-    where = f"[search] {param.name}"
+    def model_hyperparameters(self) -> list[tuple[Hyperparameter, Domain]]:
+        """Each of [search.model_params] as a hyperparameter with its domain."""
+        written = self.raw["search"][MODEL_PARAMS] if self.model_params else {}
+        return [(model_param(name, written[name]), d) for name, d in self.model_params.items()]
+
+
+def _parse_domain(param: Hyperparameter, value: Any, where: str | None = None) -> Domain:
+    where = where or f"[search] {param.name}"
     if isinstance(value, dict):
         if param.kind == "categorical":
             raise SpecError(
@@ -197,15 +211,64 @@ def parse_search(table: Any) -> dict[str, Domain]:
     """Validate the [search] table against the hyperparameter catalog."""
     if not isinstance(table, dict):
         raise SpecError("[search] must be a table")
-    unknown = [key for key in table if key not in BY_NAME]
+    unknown = [key for key in table if key not in BY_NAME and key != MODEL_PARAMS]
     if unknown:
-        raise SpecError(
-            f"[search] unknown key {unknown[0]!r}; allowed: {', '.join(p.name for p in CATALOG)}"
-        )
-    search = {key: _parse_domain(BY_NAME[key], value) for key, value in table.items()}
+        allowed = ", ".join([*(p.name for p in CATALOG), MODEL_PARAMS])
+        raise SpecError(f"[search] unknown key {unknown[0]!r}; allowed: {allowed}")
+    search = {
+        key: _parse_model(value) if key == "model" else _parse_domain(BY_NAME[key], value)
+        for key, value in table.items()
+        if key != MODEL_PARAMS
+    }
     if problem := _family_problem(search):
         raise SpecError(problem)
     return search
+
+
+MODEL_PARAMS = "model_params"
+# What a model param's value or choice may be (what Optuna stores as a categorical choice).
+_SCALARS = (str, int, float, bool)
+
+
+def _parse_model(value: Any) -> Domain:
+    """A family (or a list of them) as any choice, or one model factory."""
+    if is_model_ref(value):
+        parse_model_ref(value)
+        return Fixed(value)
+    if isinstance(value, list) and any(is_model_ref(item) for item in value):
+        raise SpecError(
+            '[search] model: a model factory is given alone (model = "nets/tiny.py:build"), '
+            "not in a list"
+        )
+    try:
+        return _parse_domain(BY_NAME["model"], value)
+    except SpecError as exc:
+        raise SpecError(f"{exc}; or a model factory: {FORMS}") from None
+
+
+def parse_model_params(search: dict[str, Domain], table: Any) -> dict[str, Domain]:
+    """Validate [search.model_params]: the named factory's own hyperparameters."""
+    if not isinstance(table, dict):
+        raise SpecError(f"[search] {MODEL_PARAMS} must be a table")
+    model = search.get("model")
+    if table and not (isinstance(model, Fixed) and is_model_ref(model.value)):
+        raise SpecError(
+            f"[search.{MODEL_PARAMS}] applies to a model factory only ([search] model = "
+            f"{FORMS}); the built-in families take the [search] keys"
+        )
+    params: dict[str, Domain] = {}
+    for name, value in table.items():
+        where = f"[search.{MODEL_PARAMS}] {name}"
+        if not name.isidentifier():
+            raise SpecError(f"{where}: a parameter name must be a Python identifier")
+        if name in BY_NAME or name in RESERVED_MODEL_ARGS:
+            taken = "a [search] key" if name in BY_NAME else "an argument hpo passes"
+            raise SpecError(f"{where}: the name is {taken}; rename the factory's parameter")
+        values = value if isinstance(value, list) else [value]
+        if not isinstance(value, dict) and not all(isinstance(v, _SCALARS) for v in values):
+            raise SpecError(f"{where}: expected a value, a list of values or a range (low, high)")
+        params[name] = _parse_domain(model_param(name, value), value, where)
+    return params
 
 
 def _family_problem(search: dict[str, Domain]) -> str | None:
@@ -214,6 +277,11 @@ def _family_problem(search: dict[str, Domain]) -> str | None:
     names = model.values if isinstance(model, Choice) else (model.value,)
     for key in search:
         families = BY_NAME[key].families
+        if families and is_model_ref(names[0]):
+            return (
+                f"[search] {key}: applies to the built-in families ({', '.join(families)}); "
+                f"a model factory takes its own params from [search.{MODEL_PARAMS}]"
+            )
         if families and not set(names) & set(families):
             which = (
                 f"model {names[0]} has" if len(names) == 1 else f"models {', '.join(names)} have"
@@ -268,9 +336,10 @@ def validate(raw: dict[str, Any]) -> Spec:
         except ValidationError as exc:
             raise _section_error(name, section, exc) from None
     search = parse_search(raw.get("search", {}))
+    model_params = parse_model_params(search, raw.get("search", {}).get(MODEL_PARAMS, {}))
     if problem := _storable_problem(sections["study"], raw):  # type: ignore[arg-type]
         raise SpecError(problem)
-    return Spec(**sections, search=search, raw=raw)  # type: ignore[arg-type]
+    return Spec(**sections, search=search, raw=raw, model_params=model_params)  # type: ignore[arg-type]
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -9,10 +9,11 @@ trial's network.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from hpo.core.params import CATALOG, Hyperparameter
+from hpo.core.model_ref import is_model_ref
+from hpo.core.params import BY_NAME, CATALOG, Hyperparameter
 from hpo.core.trial_attrs import CONFIG_ATTR
 from models.catalog import FAMILY_OPTIONS
 
@@ -28,10 +29,10 @@ class TrialConfig:
     """Every hyperparameter of one trial; those that do not apply are None."""
 
     model: str
-    norm: str
-    head: str
-    activation: str
-    width: float
+    norm: str | None  # None: a model factory without norm_layer keeps its own norm layers
+    head: str | None  # head, activation, width, dropout: None for a model factory (families only)
+    activation: str | None
+    width: float | None
     depth: int | None
     pool: str | None
     kernel: str | None
@@ -42,7 +43,7 @@ class TrialConfig:
     dense_layers: int | None
     compression: float | None
     dense_order: str | None
-    dropout: float
+    dropout: float | None
     optimizer: str
     lr: float
     momentum: float | None
@@ -63,10 +64,15 @@ class TrialConfig:
     translate: int
     loss: str
     label_smoothing: float | None
+    # A model factory's own hyperparameters ([search.model_params]); empty for a family.
+    model_params: dict[str, Any] = field(default_factory=dict)
 
     def model_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `models.build_model` (besides name, norm, num_classes): the
-        common ones and every option of the model's family that applies."""
+        common ones and every option of the model's family that applies; a model factory's
+        own params."""
+        if is_model_ref(self.model):
+            return dict(self.model_params)
         kwargs: dict[str, Any] = {
             "width": self.width,
             "dropout": self.dropout,
@@ -81,14 +87,19 @@ class TrialConfig:
     def architecture(self) -> dict[str, Any]:
         """The params that set the network's inference graph (its latency), where they apply."""
         return {
-            p.name: getattr(self, p.name)
-            for p in CATALOG
-            if p.architecture and getattr(self, p.name) is not None
+            **{
+                p.name: getattr(self, p.name)
+                for p in CATALOG
+                if p.architecture and getattr(self, p.name) is not None
+            },
+            **self.model_params,
         }
 
     def as_params(self) -> dict[str, Any]:
-        """The applicable hyperparameters as a plain dict (None values dropped)."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """The applicable hyperparameters as a plain dict (None values dropped), a model
+        factory's own params beside the others."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model_params"}
+        return {**{k: v for k, v in values.items() if v is not None}, **self.model_params}
 
     @classmethod
     def from_trial(cls, params: Mapping[str, Any], user_attrs: Mapping[str, Any]) -> TrialConfig:
@@ -97,15 +108,21 @@ class TrialConfig:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TrialConfig:
-        """Rebuild a config from a finished trial's params (catalog defaults fill any gap)."""
+        """Rebuild a config from a finished trial's params (catalog defaults fill any gap).
+
+        For a model factory every other name is one of its own params, and a missing norm
+        means the factory keeps its own norm layers."""
         chosen: dict[str, Any] = {}
+        user_model = is_model_ref(params.get("model"))
         for param in CATALOG:
-            chosen[param.name] = (
-                coerce(param, params.get(param.name, param.default))
-                if param.applies(chosen)
-                else None
-            )
-        return cls(**chosen)
+            if not param.applies(chosen) or (
+                user_model and param.name == "norm" and "norm" not in params
+            ):
+                chosen[param.name] = None
+                continue
+            chosen[param.name] = coerce(param, params.get(param.name, param.default))
+        own = {k: v for k, v in params.items() if k not in BY_NAME} if user_model else {}
+        return cls(**chosen, model_params=own)
 
 
 def coerce(param: Hyperparameter, value: Any) -> Any:

@@ -25,7 +25,7 @@ from torch import nn
 import models
 from hpo.core.classes import class_names
 from hpo.core.errors import HpoError
-from hpo.core.spec import with_values
+from hpo.core.spec import Spec, with_values
 from hpo.core.trial_attrs import (
     CPU_MODEL_ATTR,
     DATASET_ATTR,
@@ -51,6 +51,8 @@ from hpo.store.connect import StoredStudy
 from hpo.store.studies import stored_spec
 from hpo.train.checkpoint import read_checkpoint
 from hpo.train.model import build_network
+from models import user
+from models.user import ModelSources, UserModel
 
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 ONNX_FILE = "model.onnx"
@@ -180,6 +182,11 @@ def trained_model(
     return retrain(stored.study, trial, data_path, notify)
 
 
+def load_factory(spec: Spec, models: ModelSources) -> UserModel | None:
+    """The model factory the study's spec names, imported from `models`; None for a family."""
+    return None if spec.model_ref is None else user.load(spec.model_ref, models)
+
+
 def _onnx_output(content: bytes, images: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(onnx_session(content).run(None, {"image": images.numpy()})[0])
 
@@ -261,12 +268,16 @@ def export_trial(
     store: FileSystemArtifactStore | None,
     data_path: Path | None = None,
     notify: Notify = lambda message: None,
+    models: ModelSources | None = None,
 ) -> ExportResult:
-    """Write the trial's folded model (TorchScript, ONNX) and its model card into `out`."""
+    """Write the trial's folded model (TorchScript, ONNX) and its model card into `out`.
+
+    A study of a model factory needs it again: it is imported from `models` (`--models`)."""
     if out.exists() and not out.is_dir():
         raise HpoError(f"--out {out}: exists and is not a folder")
     study = stored.study
     trial = find_trial(study, number)
+    factory = load_factory(stored_spec(study), models or ModelSources())
     trained = trained_model(stored, trial, store, data_path, notify)
     folded, report = fusion.fold_batchnorm(trained.model)
     images = torch.randn(INPUT_SHAPE, generator=torch.Generator().manual_seed(0))
@@ -287,6 +298,8 @@ def export_trial(
         ),
     }
     card = model_card(study, trial, trained, report, checks, files)
+    if factory is not None:
+        card["model_factory"] = factory.card()
     try:
         out.mkdir(parents=True, exist_ok=True)
         written = {}

@@ -33,7 +33,9 @@ _HEADLINE = ("model", "norm", "optimizer", "lr", "scheduler")
 def describe(config: TrialConfig, searched: Mapping[str, Any] | None = None) -> str:
     """One line for a configuration: the headline params, then any other `searched` params
     (what the sampler chose for this trial, e.g. pool=avg loss=kl)."""
-    line = f"{config.model}/{config.norm} {config.optimizer} lr={config.lr:.3g} {config.scheduler}"
+    # A model factory without norm_layer keeps its own norm layers: no norm to name.
+    model = config.model if config.norm is None else f"{config.model}/{config.norm}"
+    line = f"{model} {config.optimizer} lr={config.lr:.3g} {config.scheduler}"
     extra = [
         f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
         for name, value in (searched or {}).items()

@@ -25,6 +25,7 @@ from hpo.measure.serialize import deliverable_onnx
 from hpo.run.context import WorkerContext, worker_id
 from hpo.run.objective import CompleteHook, TrialOutcome
 from hpo.run.progress import TargetCounts, target_counts
+from hpo.run.user_model import prepare_model
 from hpo.run.worker import AfterTrial, WorkerSummary, run_worker, study_target
 from hpo.search.samplers import check_sampler
 from hpo.store import artifacts, queries
@@ -34,6 +35,7 @@ from hpo.store.url import safe_url
 from hpo.train.checkpoint import checkpoint_bytes
 from hpo.train.data import RawDataset, TensorDataset, check_dataset, load_raw, local_npz, prepare
 from hpo.train.data_check import check_split
+from models.user import ModelSources
 
 
 @dataclass
@@ -127,6 +129,8 @@ def run_study(
     # Load and check the data before touching the database: bad data must not leave a study.
     raw = load_raw(spec.data)
     select_device(spec.train.device)
+    # A model factory named by the spec is trusted: the spec was given on the command line.
+    prepare_model(spec, ModelSources(spec_dir=spec_path.resolve().parent), raw.num_classes)
     check_sampler(spec)  # e.g. grid over a continuous range: refuse before any study exists
     stored = create_or_load_study(spec, open_storage(storage_url))
     console.print(f"storage {safe_url(storage_url)}")
@@ -169,7 +173,8 @@ def create_or_update_study(
     """
     spec = load_spec(spec_path, overrides, values)
     # Workers load the data, maybe on other machines; check here what can be checked.
-    check_dataset(spec.data)
+    num_classes = check_dataset(spec.data)
+    prepare_model(spec, ModelSources(spec_dir=spec_path.resolve().parent), num_classes)
     check_sampler(spec)
     stored = create_or_load_study(spec, open_storage(storage_url))
     target = stored_spec(stored.study).study.n_trials
@@ -193,8 +198,12 @@ def join_study(
     console: Console,
     seed_salt: int,
     after_trial: AfterTrial | None = None,
+    models: ModelSources | None = None,
 ) -> RunSummary:
-    """Join an existing study as one more worker, with the spec read from the database."""
+    """Join an existing study as one more worker, with the spec read from the database.
+
+    A model factory the spec names is imported only from `models` (what this worker was given),
+    never from where the database says."""
     local = local_npz(data)  # a bad --data fails before the database is opened
     stored = load_study(open_storage(storage_url, create=False), study_name)
     spec = worker_spec(stored.study, data)
@@ -203,6 +212,7 @@ def join_study(
     else:
         raw = local
         check_split(len(raw.y_train), spec.data, raw.source)
+    prepare_model(spec, models or ModelSources(), raw.num_classes)
     console.print(f"storage {safe_url(storage_url)}")
     return work_on(
         stored, spec, raw, storage_url, console, seed_salt=seed_salt, after_trial=after_trial

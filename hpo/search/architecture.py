@@ -25,7 +25,7 @@ from optuna.distributions import (
 from hpo.core.keys import canonical_json
 from hpo.core.params import CATALOG
 from hpo.core.spec import Spec
-from hpo.search.space import distribution_of
+from hpo.search.space import distribution_of, keeps_own_norm
 
 Architecture = dict[str, Any]
 # Spaces with at most this many architectures are enumerated instead of sampled.
@@ -57,13 +57,18 @@ class ArchitectureSpace:
     @classmethod
     def from_spec(cls, spec: Spec) -> ArchitectureSpace:
         """The architecture params of a study spec, with the spec's domains."""
-        return cls(
-            [
-                ArchitectureParam(p.name, distribution_of(p, spec.domain(p.name)), p.applies)
-                for p in CATALOG
-                if p.architecture
-            ]
-        )
+        own_norm = keeps_own_norm(spec)
+        params = [
+            ArchitectureParam(p.name, distribution_of(p, spec.domain(p.name)), p.applies)
+            for p in CATALOG
+            if p.architecture and not (own_norm and p.name == "norm")
+        ]
+        # A model factory's own params set its graph too; none has a condition.
+        params += [
+            ArchitectureParam(p.name, distribution_of(p, domain))
+            for p, domain in spec.model_hyperparameters()
+        ]
+        return cls(params)
 
     @classmethod
     def from_distributions(cls, distributions: Mapping[str, BaseDistribution]) -> ArchitectureSpace:

@@ -66,13 +66,19 @@ def suggest(trial: optuna.Trial, spec: Spec) -> TrialConfig:
     are. The whole configuration is stored on the trial (`config`)."""
     chosen: dict[str, Any] = {}
     for param in CATALOG:
-        if not param.applies(chosen):
+        if not param.applies(chosen) or (param.name == "norm" and keeps_own_norm(spec)):
             chosen[param.name] = None
             continue
         domain = spec.domain(param.name)
         value = domain.value if isinstance(domain, Fixed) else _suggest(trial, param, domain)
         chosen[param.name] = coerce(param, value)
-    config = TrialConfig(**chosen)
+    own = {
+        param.name: coerce(
+            param, domain.value if isinstance(domain, Fixed) else _suggest(trial, param, domain)
+        )
+        for param, domain in spec.model_hyperparameters()
+    }
+    config = TrialConfig(**chosen, model_params=own)
     trial.set_user_attr(CONFIG_ATTR, config.as_params())
     return config
 
@@ -111,11 +117,20 @@ def _middle(param: Hyperparameter, domain: Range) -> float:
     return min(max(middle, domain.low), domain.high)
 
 
+def keeps_own_norm(spec: Spec) -> bool:
+    """Whether the spec's model is a factory without `norm_layer` (it keeps its own norm)."""
+    if spec.model_ref is None:
+        return False
+    from models import user  # torch: only for a spec that names a model factory
+
+    return not user.loaded(spec.model_ref).takes_norm_layer
+
+
 def grid_search_space(spec: Spec) -> dict[str, list[Any]]:
     """Every finite choice of the spec, for Optuna's GridSampler (ranges have no grid)."""
     space: dict[str, list[Any]] = {}
-    for param in CATALOG:
-        domain = spec.domain(param.name)
+    every = [(p, spec.domain(p.name)) for p in CATALOG] + spec.model_hyperparameters()
+    for param, domain in every:
         if isinstance(domain, Range):
             raise SpecError(
                 f"[search] {param.name}: the grid sampler needs a list of values, not a range "

@@ -132,8 +132,9 @@ def _check_found(section: DataSection) -> None:
         )
 
 
-def check_dataset(section: DataSection) -> None:
-    """Check the spec's data where it is named, without keeping it (for `hpo create`).
+def check_dataset(section: DataSection) -> int:
+    """Check the spec's data where it is named, without keeping it (for `hpo create`); the
+    number of classes.
 
     An .npz is read and checked whole. cifar10/cifar100 are downloaded by each worker, so only
     the split is checked here, against their 50,000 training images.
@@ -141,8 +142,8 @@ def check_dataset(section: DataSection) -> None:
     _check_found(section)
     if section.dataset in TORCHVISION_DATASETS:
         check_split(TORCHVISION_TRAIN_IMAGES, section, f"torchvision:{section.dataset}")
-    else:
-        load_raw(section)
+        return TORCHVISION_DATASETS[section.dataset]
+    return load_raw(section).num_classes
 
 
 def load_raw(section: DataSection) -> RawDataset:

@@ -1,0 +1,246 @@
+"""A user's own network factory, imported from where this process was told it may import.
+
+A spec's `model = "nets/tiny.py:build"` (or `mypkg.nets:build`, `torchvision:resnet18`) names a
+callable `build(num_classes=..., norm_layer=..., **params) -> nn.Module`. Importing it runs the
+user's code, so `ModelSources` says what this process may import: the files and modules named by
+a spec it was given on its command line, or the folders and modules given to it with `--models`
+(`HPO_MODELS`). A name read from the database alone is never imported.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from hpo.core.errors import SpecError
+from hpo.core.model_ref import ModelRef, parse_model_ref
+from models.norm import make_norm
+
+# torchvision classification models whose builders pass `norm_layer` on to every norm layer.
+TORCHVISION_PREFIXES: tuple[str, ...] = (
+    "mobilenet_v2",
+    "mobilenet_v3",
+    "regnet",
+    "resnet",
+    "resnext",
+    "wide_resnet",
+)
+
+
+@dataclass(frozen=True)
+class ModelSources:
+    """What this process may import model factories from.
+
+    `spec_dir`: the folder of a spec given on the command line; its files and modules are
+    trusted as that spec names them. `folders` and `modules`: what `--models` gave a worker.
+    """
+
+    folders: tuple[Path, ...] = ()
+    modules: tuple[str, ...] = ()
+    spec_dir: Path | None = None
+
+    @classmethod
+    def parse(cls, entries: Iterable[str], spec_dir: Path | None = None) -> ModelSources:
+        """`--models` entries: an existing folder, else a dotted module name."""
+        folders: list[Path] = []
+        modules: list[str] = []
+        for entry in (e.strip() for e in entries):
+            if not entry:
+                continue
+            if Path(entry).is_dir():
+                folders.append(Path(entry).resolve())
+            elif entry.replace(".", "_").isidentifier():
+                modules.append(entry)
+            else:
+                raise SpecError(
+                    f"--models {entry!r}: neither a folder nor a module name; give a folder "
+                    "holding model files, or an importable module (mypkg.nets)"
+                )
+        return cls(tuple(folders), tuple(modules), spec_dir)
+
+    def describe(self) -> str:
+        given = [str(f) for f in self.folders] + list(self.modules)
+        return ", ".join(given) if given else "nothing"
+
+
+@dataclass(frozen=True)
+class UserModel:
+    """A loaded factory: what it takes, and where its code came from (for the model card)."""
+
+    ref: str
+    factory: Callable[..., object]
+    takes_norm_layer: bool
+    params: tuple[str, ...] | None  # the keyword params it names; None when it takes **kwargs
+    origin: str  # the file, the module's file, or the torchvision version
+    sha256: str | None  # of the file (None for torchvision)
+
+    def takes(self, name: str) -> bool:
+        return self.params is None or name in self.params
+
+    def card(self) -> dict[str, object]:
+        """How a model card records the factory: enough to find the same code again."""
+        return {"reference": self.ref, "origin": self.origin, "sha256": self.sha256}
+
+
+_LOADED: dict[str, UserModel] = {}
+
+
+def load(text: str, sources: ModelSources) -> UserModel:
+    """Import the factory `text` names, if `sources` allow it; SpecError (one line) if not."""
+    ref = parse_model_ref(text)
+    if ref.kind == "torchvision":
+        loaded = _torchvision(ref)
+    elif ref.kind == "file":
+        loaded = _from_file(ref, _model_file(ref, sources))
+    else:
+        loaded = _from_module(ref, sources)
+    _LOADED[text] = loaded
+    return loaded
+
+
+def loaded(text: str) -> UserModel:
+    """The factory `load` imported for `text` in this process."""
+    try:
+        return _LOADED[text]
+    except KeyError:
+        raise SpecError(f"model {text!r} was not loaded in this process") from None
+
+
+def build(text: str, *, norm: str | None, num_classes: int, **params: object) -> nn.Module:
+    """Call the loaded factory: `norm_layer` is `make_norm` for the norm type, if it takes one."""
+    user = loaded(text)
+    kwargs: dict[str, object] = {"num_classes": num_classes, **params}
+    if user.takes_norm_layer:
+        kwargs["norm_layer"] = functools.partial(make_norm, norm or "batch")
+    network = user.factory(**kwargs)
+    if not isinstance(network, nn.Module):
+        raise TypeError(f"the factory returned {type(network).__name__}, not a torch nn.Module")
+    return network
+
+
+def _model_file(ref: ModelRef, sources: ModelSources) -> Path:
+    """The file a reference names, found under the spec's folder or a `--models` folder."""
+    if sources.spec_dir is not None:
+        path = (sources.spec_dir / ref.source).resolve()
+        if not path.is_file():
+            raise SpecError(f"model {ref}: file not found: {path}")
+        return path
+    if not sources.folders:
+        raise SpecError(
+            f"model {ref}: this process imports only model files it was given; start it with "
+            f"--models DIR (or HPO_MODELS=DIR) naming the folder that holds {ref.source}"
+        )
+    for folder in sources.folders:
+        path = (folder / ref.source).resolve()
+        # A reference cannot climb out of the folder it was given (../, absolute paths, links).
+        if path.is_relative_to(folder) and path.is_file():
+            return path
+    raise SpecError(
+        f"model {ref}: no file {ref.source} in the --models folders {sources.describe()}"
+    )
+
+
+def _from_file(ref: ModelRef, path: Path) -> UserModel:
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    name = f"hpo_user_model_{digest[:16]}"
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise SpecError(f"model {ref}: cannot import {path} as Python")
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise SpecError(f"model {ref}: importing {path} raised {one_line(exc)}") from None
+        sys.modules[name] = module  # classes defined there can be found again (deepcopy, fx)
+    return _user_model(ref, getattr(module, ref.name, None), str(path), digest)
+
+
+def _allowed_module(module: str, sources: ModelSources) -> bool:
+    return sources.spec_dir is not None or any(
+        module == given or module.startswith(f"{given}.") for given in sources.modules
+    )
+
+
+def _from_module(ref: ModelRef, sources: ModelSources) -> UserModel:
+    if not _allowed_module(ref.source, sources):
+        raise SpecError(
+            f"model {ref}: this process imports only modules it was given; start it with "
+            f"--models {ref.source} (or HPO_MODELS={ref.source})"
+        )
+    try:
+        module = importlib.import_module(ref.source)
+    except ModuleNotFoundError as exc:
+        if exc.name and (ref.source == exc.name or ref.source.startswith(f"{exc.name}.")):
+            raise SpecError(f"model {ref}: module {ref.source} not found") from None
+        raise SpecError(f"model {ref}: importing {ref.source} raised {one_line(exc)}") from None
+    except Exception as exc:
+        raise SpecError(f"model {ref}: importing {ref.source} raised {one_line(exc)}") from None
+    path = Path(getattr(module, "__file__", None) or ref.source)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return _user_model(ref, getattr(module, ref.name, None), str(path), digest)
+
+
+def _user_model(ref: ModelRef, factory: object, origin: str, digest: str | None) -> UserModel:
+    if not callable(factory):
+        raise SpecError(f"model {ref}: {ref.source} has no callable {ref.name}")
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        raise SpecError(f"model {ref}: cannot read the signature of {ref.name}") from None
+    names = tuple(p.name for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD)
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    if "num_classes" not in names and not open_ended:
+        raise SpecError(
+            f"model {ref}: {ref.name} must take num_classes (and optionally norm_layer and "
+            "its own params)"
+        )
+    return UserModel(
+        str(ref),
+        factory,
+        "norm_layer" in names,
+        None if open_ended else names,
+        origin,
+        digest,
+    )
+
+
+def torchvision_names() -> list[str]:
+    """torchvision classification models that take `norm_layer`, sorted."""
+    import torchvision
+
+    every = torchvision.models.list_models(module=torchvision.models)
+    return sorted(n for n in every if n.startswith(TORCHVISION_PREFIXES))
+
+
+def _torchvision(ref: ModelRef) -> UserModel:
+    import torchvision
+
+    names = torchvision_names()
+    if ref.name not in names:
+        raise SpecError(
+            f"model {ref}: not a torchvision classification model that takes norm_layer; "
+            f"allowed: {', '.join(names)}"
+        )
+    builder = torchvision.models.get_model_builder(ref.name)
+
+    def factory(*, num_classes: int, norm_layer: Callable[[int], nn.Module], **params: object):
+        return builder(weights=None, num_classes=num_classes, norm_layer=norm_layer, **params)
+
+    return UserModel(str(ref), factory, True, None, f"torchvision {torchvision.__version__}", None)
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,397 @@
+"""A user's own network as a model factory: the spec, the checks before any study, the worker's
+refusal of a factory it was not given, and whole studies (SQLite; two workers on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from optuna.distributions import IntDistribution
+
+from hpo.core.errors import SpecError
+from hpo.core.spec import Choice, Range, validate
+from hpo.core.trial_attrs import SPEC_ATTR
+from hpo.core.trial_config import TrialConfig
+from hpo.measure.fusion import fold_batchnorm
+from hpo.search.architecture import ArchitectureSpace
+from hpo.store.connect import open_storage
+from models import user
+from models.registry import build_model
+from tests.conftest import ROOT, invoke, run_cli
+from tests.pg import pg_url, start_cli, wait_all
+
+__all__ = ["pg_url"]  # fixture used below
+
+EXAMPLE_NET = ROOT / "studies" / "nets" / "tiny.py"
+SPEC = """
+[study]
+name = "{name}"
+n_trials = {n_trials}
+sampler = "random"
+seed = 0
+
+[data]
+train_size = 64
+val_size = 32
+
+[train]
+epochs = 1
+eval_batch_size = 256
+
+[latency]
+warmup = 2
+loops = 5
+max_rounds = 1
+max_seconds = 0.5
+
+[search]
+model = "{model}"
+{search}
+"""
+TINY_PARAMS = """batch_size = 32
+norm = ["batch", "none"]
+
+[search.model_params]
+channels = 8
+blocks = [1, 2]
+"""
+
+
+def write_spec(folder: Path, model: str, search: str = "", name: str = "mine", n: int = 2) -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(SPEC.format(name=name, n_trials=n, model=model, search=search))
+    return path
+
+
+def copy_example(folder: Path) -> Path:
+    """The example model file in the layout a user copies: folder/nets/tiny.py."""
+    (folder / "nets").mkdir(parents=True, exist_ok=True)
+    shutil.copy(EXAMPLE_NET, folder / "nets" / "tiny.py")
+    return folder
+
+
+def one_error_line(result, expected: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hpo: error: "), result.stderr
+    assert expected in lines[0], lines[0]
+
+
+# --- the spec -------------------------------------------------------------------------------
+
+
+def test_model_params_take_the_domain_syntax_of_every_key() -> None:
+    spec = validate(
+        {
+            "study": {"name": "s"},
+            "search": {
+                "model": "nets/tiny.py:build",
+                "model_params": {"channels": [16, 32], "blocks": {"low": 1, "high": 4}},
+            },
+        }
+    )
+    assert spec.model_ref == "nets/tiny.py:build"
+    assert spec.model_params == {"channels": Choice((16, 32)), "blocks": Range(1, 4, False)}
+    kinds = {p.name: p.kind for p, _ in spec.model_hyperparameters()}
+    assert kinds == {"channels": "categorical", "blocks": "int"}
+
+
+@pytest.mark.parametrize(
+    ("search", "expected"),
+    [
+        ({"model": "resnet", "model_params": {"c": 1}}, "applies to a model factory only"),
+        ({"model": "a.py:b", "model_params": {"lr": 1}}, "the name is a [search] key"),
+        ({"model": "a.py:b", "model_params": {"norm_layer": 1}}, "an argument hpo passes"),
+        ({"model": "a.py:b", "model_params": {"c": {"low": 4, "high": 2}}}, "must be below"),
+        ({"model": "a.py:b", "model_params": {"c": []}}, "the list of choices is empty"),
+        ({"model": "a.py:b", "model_params": {"c": [[1]]}}, "expected a value, a list"),
+        ({"model": "a.py:b", "width": 0.5}, "applies to the built-in families"),
+        ({"model": ["resnet", "a.py:b"]}, "given alone"),
+        ({"model": "a.py:2b"}, "NAME a Python identifier"),
+        ({"model": "nope"}, "or a model factory: FILE.py:NAME"),
+    ],
+)
+def test_bad_model_specs_name_the_problem(search: dict, expected: str) -> None:
+    with pytest.raises(SpecError, match=None) as caught:
+        validate({"study": {"name": "s"}, "search": search})
+    assert expected in str(caught.value), str(caught.value)
+
+
+def test_a_config_keeps_a_factorys_params_and_its_own_norm() -> None:
+    ref = "nets/tiny.py:build"
+    stored = {"model": ref, "optimizer": "adam", "lr": 0.01, "channels": 16, "blocks": 2}
+    config = TrialConfig.from_params(stored)
+    assert config.model_params == {"channels": 16, "blocks": 2}
+    assert config.norm is None and config.width is None and config.head is None
+    assert config.model_kwargs() == {"channels": 16, "blocks": 2}
+    assert config.architecture() == {"model": ref, "channels": 16, "blocks": 2}
+    assert TrialConfig.from_params(config.as_params()) == config
+    with_norm = TrialConfig.from_params({**stored, "norm": "group"})
+    assert with_norm.architecture() == {"model": ref, "norm": "group", "channels": 16, "blocks": 2}
+
+
+def test_model_params_are_architecture_params_and_a_factory_may_keep_its_norm(
+    tmp_path: Path,
+) -> None:
+    folder = copy_example(tmp_path)
+    own = (
+        EXAMPLE_NET.read_text()
+        .replace("norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,", "")
+        .replace("conv_block(c_in, c_out, norm_layer)", "conv_block(c_in, c_out, nn.BatchNorm2d)")
+    )
+    (folder / "nets" / "own.py").write_text(own)
+    search = {"model_params": {"channels": [8, 16], "blocks": {"low": 1, "high": 2}}}
+    for ref, names in [
+        ("nets/tiny.py:build", ("model", "norm", "channels", "blocks")),
+        ("nets/own.py:build", ("model", "channels", "blocks")),
+    ]:
+        user.load(ref, user.ModelSources(spec_dir=folder))
+        spec = validate({"study": {"name": "s"}, "search": {"model": ref, **search}})
+        space = ArchitectureSpace.from_spec(spec)
+        chosen = {"model": ref}
+        applying = tuple(p.name for p in space.params if p.applies(chosen))
+        assert applying == names
+        assert space.distributions["blocks"] == IntDistribution(1, 2)
+
+
+# --- the factory ---------------------------------------------------------------------------
+
+
+def test_the_example_folds_every_batchnorm_for_each_norm(tmp_path: Path) -> None:
+    ref = "nets/tiny.py:build"
+    user.load(ref, user.ModelSources(spec_dir=copy_example(tmp_path)))
+    for norm in ("batch", "group", "none"):
+        network = build_model(ref, norm=norm, num_classes=7, channels=8, blocks=2).eval()
+        assert network(torch.zeros(3, 3, 32, 32)).shape == (3, 7)
+        _, report = fold_batchnorm(network)
+        assert report.n_kept == (0 if norm != "group" else 6), report
+        assert report.n_folded == (6 if norm == "batch" else 0), report
+
+
+def test_torchvision_models_take_the_searched_norm() -> None:
+    ref = "torchvision:resnet18"
+    loaded = user.load(ref, user.ModelSources())  # torchvision needs no --models
+    assert loaded.takes_norm_layer and "resnet18" in user.torchvision_names()
+    network = build_model(ref, norm="group", num_classes=10).eval()
+    assert network(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules())
+    _, report = fold_batchnorm(build_model(ref, norm="batch", num_classes=10).eval())
+    assert report.n_folded == 20 and report.n_kept == 0, report
+
+
+def test_a_worker_finds_model_files_only_inside_its_folders(tmp_path: Path) -> None:
+    models = copy_example(tmp_path / "models")
+    given = user.ModelSources.parse([str(models)])
+    assert user.load("nets/tiny.py:build", given).sha256 is not None
+    (tmp_path / "outside.py").write_text(EXAMPLE_NET.read_text())
+    for ref in ("../outside.py:build", f"{tmp_path / 'outside.py'}:build"):
+        with pytest.raises(SpecError, match="no file"):
+            user.load(ref, given)
+    with pytest.raises(SpecError, match="imports only modules it was given"):
+        user.load("subprocess:run", given)
+
+
+# Each case: the model file's text (None: no file), the spec's model and [search] lines, and
+# what the one stderr line must say.
+BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
+    "file not found": (None, "nets/gone.py:build", "", "file not found"),
+    "module not found": (None, "no_such_pkg.nets:build", "", "module no_such_pkg.nets not found"),
+    "no such callable": ("X = 1\n", "net.py:build", "", "net.py has no callable build"),
+    "not callable": ("build = 3\n", "net.py:build", "", "net.py has no callable build"),
+    "import raises": (
+        "raise RuntimeError('no GPU here')\n",
+        "net.py:build",
+        "",
+        "raised RuntimeError: no GPU here",
+    ),
+    "no num_classes": (
+        "def build(width):\n    pass\n",
+        "net.py:build",
+        "",
+        "must take num_classes",
+    ),
+    "call raises": (
+        "def build(num_classes):\n    raise ValueError('channels must be even')\n",
+        "net.py:build",
+        "",
+        "raised ValueError: channels must be even",
+    ),
+    "not a module": (
+        "def build(num_classes):\n    return [1, 2]\n",
+        "net.py:build",
+        "",
+        "not a torch nn.Module",
+    ),
+    "forward raises": (
+        "from torch import nn\ndef build(num_classes):\n    return nn.Conv2d(1, num_classes, 3)\n",
+        "net.py:build",
+        "",
+        "its forward pass on (2, 3, 32, 32) images raised RuntimeError",
+    ),
+    "wrong output shape": (
+        "from torch import nn\n"
+        "def build(num_classes):\n    return nn.Sequential(nn.Flatten(), nn.Linear(3072, 7))\n",
+        "net.py:build",
+        "",
+        "returned (2, 7) for (2, 3, 32, 32) images; expected logits of shape (2, 4)",
+    ),
+    "untraceable": (
+        "import torch\nfrom torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, n):\n"
+        "        super().__init__()\n        self.fc = nn.Linear(3, n)\n"
+        "    def forward(self, x):\n"
+        "        if x.sum() > 0:\n            x = -x\n"
+        "        return self.fc(x.mean((2, 3)))\n"
+        "def build(num_classes):\n    return Net(num_classes)\n",
+        "net.py:build",
+        "",
+        "BatchNorm folding needs a traceable network: cannot trace Net with torch.fx",
+    ),
+    "norm without norm_layer": (
+        EXAMPLE_NET.read_text().replace(
+            "norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,", ""
+        ),
+        "net.py:build",
+        'norm = ["batch", "group"]',
+        "the factory takes no norm_layer",
+    ),
+    "param not taken": (
+        EXAMPLE_NET.read_text(),
+        "net.py:build",
+        "[search.model_params]\ngroups = [1, 2]",
+        "takes no parameter 'groups'",
+    ),
+    "unknown torchvision model": (
+        None,
+        "torchvision:vit_b_16",
+        "",
+        "not a torchvision classification model that takes norm_layer; allowed: ",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FACTORIES))
+def test_bad_factories_are_refused_before_anything_is_created(
+    case: str, tmp_path: Path, tiny_npz: Path
+) -> None:
+    text, model, search, expected = BAD_FACTORIES[case]
+    if text is not None:
+        (tmp_path / "net.py").write_text(text)
+    spec = write_spec(tmp_path, model, search)
+    # Four classes, so that a network hard-wired for ten is caught as well.
+    data = tmp_path / "four.npz"
+    arrays = dict(np.load(tiny_npz))
+    np.savez(data, **{k: (v % 4 if k.startswith("y") else v) for k, v in arrays.items()})
+    for command in ("run", "create"):
+        db = tmp_path / f"{command}.db"
+        result = invoke(command, str(spec), "--data", str(data), "--storage", f"sqlite:///{db}")
+        one_error_line(result, expected)
+        assert not db.exists(), f"{command}: a bad factory must leave no database file"
+        assert not Path(f"{db}.artifacts").exists()
+
+
+def test_a_worker_refuses_a_factory_it_was_not_given(tmp_path: Path, tiny_npz: Path) -> None:
+    spec = write_spec(copy_example(tmp_path / "project"), "nets/tiny.py:build", TINY_PARAMS)
+    db = tmp_path / "study.db"
+    url = f"sqlite:///{db}"
+    made = invoke("create", str(spec), "--data", str(tiny_npz), "--storage", url)
+    assert made.returncode == 0, made.stderr
+    worker = ("worker", "--storage", url, "--study-name", "mine", "--data", str(tiny_npz))
+    one_error_line(invoke(*worker), "imports only model files it was given; start it with --models")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    one_error_line(invoke(*worker, "--models", str(elsewhere)), "no file nets/tiny.py in the")
+    # Whoever can write to the database cannot make a worker import what it names.
+    study = optuna.load_study(study_name="mine", storage=open_storage(url))
+    raw = study.user_attrs[SPEC_ATTR]
+    raw["search"] = {"model": "subprocess:run"}
+    study.set_user_attr(SPEC_ATTR, raw)
+    models = ("--models", str(tmp_path / "project"))
+    one_error_line(invoke(*worker, *models), "imports only modules it was given")
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM trials").fetchone() == (0,)
+
+
+# --- whole studies ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_example_study_runs_end_to_end(sample_path: Path, tmp_path: Path) -> None:
+    db = tmp_path / "custom.db"
+    url = f"sqlite:///{db}"
+    tiny = [
+        "--set", "data.train_size=256", "--set", "data.val_size=128", "--set", "train.epochs=3",
+        "--set", "study.n_trials=6", "--set", "study.pruner_min_epochs=1",
+        "--set", "search.model_params={ channels = [8], blocks = [1] }",
+        "--set", "latency.max_seconds=0.5", "--set", "latency.max_rounds=2",
+    ]  # fmt: skip
+    spec = str(ROOT / "studies" / "custom_model.toml")
+    result = run_cli("run", spec, "--data", str(sample_path), "--storage", url, *tiny)
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="custom_model", storage=open_storage(url))
+    trials = study.get_trials()
+    assert any(t.state.name == "PRUNED" for t in trials), [t.state for t in trials]
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len({t.params["norm"] for t in trials}) >= 2, "norm is searched"
+    for trial in complete:
+        report = trial.user_attrs["details"]["fold_report"]
+        config = trial.user_attrs["config"]
+        assert config["channels"] == 8 and config["blocks"] == 1, config
+        if config["norm"] == "batch":
+            assert report["n_folded"] == 3 and report["n_kept"] == 0, report
+    # Three norms, one architecture each: every later trial of a norm reuses its probe.
+    cached = [t.user_attrs.get("latency_probe_cached") for t in trials]
+    assert sum(map(bool, cached)) >= len(trials) - 3, cached
+
+    best = run_cli("best", "--storage", url, "--study-name", "custom_model", "--wide")
+    assert best.returncode == 0 and "channels" in best.stdout, best.stdout + best.stderr
+    assert run_cli("db", "views", "--storage", url).returncode == 0
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute(
+            "SELECT number, channels, blocks FROM hpo_trials WHERE on_front = 1"
+        ).fetchall()
+    assert rows and all(row[1:] == (8, 1) for row in rows), rows
+
+    out = tmp_path / "export"
+    export = ("export", "--storage", url, "--study-name", "custom_model", "--trial")
+    one_error_line(run_cli(*export, str(rows[0][0]), "--out", str(out)), "--models")
+    done = run_cli(*export, str(rows[0][0]), "--out", str(out), "--models", str(ROOT / "studies"))
+    assert done.returncode == 0, done.stderr
+    card = json.loads((out / "model-card.json").read_text())
+    assert card["model_factory"]["reference"] == "nets/tiny.py:build"
+    assert card["model_factory"]["origin"] == str(EXAMPLE_NET)
+    assert card["params"]["channels"] == 8
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_workers_on_postgresql_run_a_user_model(
+    pg_url: str, tiny_npz: Path, tmp_path: Path
+) -> None:
+    project = copy_example(tmp_path / "project")
+    spec = write_spec(project, "nets/tiny.py:build", TINY_PARAMS, name="pgmine", n=4)
+    created = run_cli("create", str(spec), "--storage", pg_url, "--data", str(tiny_npz))
+    assert created.returncode == 0, created.stderr
+    # Each worker has its own copy of the model file, given one by flag, one by environment.
+    copies = [copy_example(tmp_path / f"copy-{i}") for i in range(2)]
+    base = ("worker", "--storage", pg_url, "--study-name", "pgmine", "--data", str(tiny_npz))
+    workers = [
+        start_cli(*base, "--models", str(copies[0]), log=tmp_path / "worker-0.log"),
+        start_cli(*base, log=tmp_path / "worker-1.log", env={"HPO_MODELS": str(copies[1])}),
+    ]
+    codes = wait_all(workers, 300)
+    logs = [(tmp_path / f"worker-{i}.log").read_text() for i in range(2)]
+    assert codes == [0, 0], logs
+    assert all("nets/tiny.py:build" in log and "accuracy" in log for log in logs), logs
+    trials = optuna.load_study(study_name="pgmine", storage=open_storage(pg_url)).get_trials()
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert 4 <= len(complete) <= 5, [t.state for t in trials]
+    assert all(t.user_attrs["config"]["channels"] == 8 for t in complete)
