@@ -82,7 +82,7 @@ def test_services_start_in_order_and_postgres_has_a_healthcheck() -> None:
     assert set(services) == {"postgres", "init", "worker", "dashboard"}
 
     postgres = services["postgres"]
-    assert postgres["image"].startswith("postgres:")
+    assert interpolate(postgres["image"], env_example()).startswith("postgres:")
     volume = next(v for v in postgres["volumes"] if v.endswith(":/var/lib/postgresql/data"))
     assert volume.split(":")[0] in spec["volumes"], "PostgreSQL data lives in a named volume"
     check = postgres["healthcheck"]
