@@ -24,6 +24,7 @@ project=hpocomposecheck
 study=compose-check
 target=$(awk -F' *= *' '$1 == "n_trials" {print $2}' "$here/tiny.toml")
 work=$(mktemp -d /tmp/hpo-compose.XXXXXX)
+trap 'rm -rf "$work"' EXIT  # until the stack's own clean-up takes over
 failures=0
 # shellcheck source=tests/compose/images.sh
 source "$here/images.sh"
