@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from typer.main import get_command
 
 from hpo.cli import app
+from hpo.core.spec import load_spec
 from hpo.store.artifacts import ONNX_NAME, find_artifact
 from hpo.store.connect import open_storage
 from tests.conftest import ROOT, run_cli
@@ -34,6 +35,7 @@ from tests.test_workers import tiny_spec
 __all__ = ["pg_url"]  # fixture used below
 
 COMPOSE = ROOT / "docker-compose.yml"
+REAL_RUN = ROOT / "tests" / "compose"  # the stack run for real (run.sh, from .ci/run)
 ENV_EXAMPLE = ROOT / ".env.example"
 _VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
@@ -82,7 +84,7 @@ def test_services_start_in_order_and_postgres_has_a_healthcheck() -> None:
     assert set(services) == {"postgres", "init", "worker", "dashboard"}
 
     postgres = services["postgres"]
-    assert postgres["image"].startswith("postgres:")
+    assert interpolate(postgres["image"], env_example()).startswith("postgres:")
     volume = next(v for v in postgres["volumes"] if v.endswith(":/var/lib/postgresql/data"))
     assert volume.split(":")[0] in spec["volumes"], "PostgreSQL data lives in a named volume"
     check = postgres["healthcheck"]
@@ -158,6 +160,16 @@ def test_dockerfile_installs_the_lock_with_uv() -> None:
         assert f"COPY {folder} " in dockerfile
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert {".env", ".venv", ".git"} <= set(ignored), "secrets and local envs stay out of images"
+
+
+def test_the_real_run_scripts_parse_and_its_study_is_valid() -> None:
+    for script in ("run.sh", "images.sh", "postgres-entrypoint.sh"):
+        shell = "sh" if script.startswith("postgres") else "bash"
+        result = subprocess.run([shell, "-n", str(REAL_RUN / script)], capture_output=True)
+        assert result.returncode == 0, result.stderr
+    spec = load_spec(REAL_RUN / "tiny.toml")
+    assert spec.study.n_trials >= 4, "room to scale up and stop workers before the target"
+    assert spec.train.epochs == 1
 
 
 def test_compose_config_validates(tmp_path: Path) -> None:
