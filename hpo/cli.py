@@ -378,10 +378,7 @@ def dashboard(
         if host not in (LOCALHOST, "localhost", "::1"):
             notes.print(f"hpo: warning: listening on {host}: anyone who can reach it sees the data")
 
-    try:
-        serve(storage, host, port, artifacts, ready)
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    serve(storage, host, port, artifacts, ready)
 
 
 @app.command()
