@@ -64,3 +64,17 @@ def test_a_new_sampler_or_a_higher_target_is_allowed_and_said(
     stored = stored_spec(storage)
     assert stored["study"]["sampler"] == "tpe" and stored["study"]["n_trials"] == 5
 
+
+def test_a_study_whose_create_was_stopped_says_create_finishes_it(
+    tmp_path: Path, tiny_npz: Path
+) -> None:
+    """The study row exists but the spec was never written (`create` killed in between)."""
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    optuna.create_study(storage=storage, study_name="c", directions=["maximize", "minimize"])
+    result = invoke("worker", "--storage", storage, "--study-name", "c")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "run `hpo create SPEC --study-name c` again" in result.stderr
+    spec = tiny_spec(tmp_path, "c", 3)
+    again = invoke("create", spec, "--storage", storage, "--data", str(tiny_npz))
+    assert again.returncode == 0, again.stderr
+    assert stored_spec(storage)["study"]["name"] == "c"

@@ -101,7 +101,11 @@ def stored_spec(study: optuna.Study) -> Spec:
     """The spec stored in the study when it was created (validated again)."""
     raw: dict[str, Any] | None = study.user_attrs.get(SPEC_ATTR)
     if raw is None:
-        raise HpoError(f"study {study.study_name!r} has no stored spec; was it created by hpo?")
+        raise HpoError(
+            f"study {study.study_name!r} has no stored spec: its `hpo create` was stopped "
+            f"before writing it, or another program made it; run `hpo create SPEC "
+            f"--study-name {study.study_name}` again to finish it"
+        )
     return validate(raw)
 
 
