@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState, create_trial
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
 from hpo.core.trial_attrs import CONFIG_ATTR, FAIL_REASON_ATTR, GRACE_ATTR, WORKER_ATTR
-from hpo.store.connect import StoredStudy, read
+from hpo.store.connect import StoredStudy, database_now, read
 from hpo.store.optuna_internals import retry_system_attrs
 from hpo.store.resilience import ResilientRDBStorage, resilience_of
 from hpo.store.tables import trial_heartbeats, trial_system_attributes, trials
@@ -76,10 +76,8 @@ def silent_trials(stored: StoredStudy) -> list[SilentTrial]:
     )
 
     def run(connection: Connection) -> tuple[datetime.datetime, list]:
-        # The database's clock, which wrote the heartbeats (Optuna compares them the same way;
-        # naive on both sides, as PostgreSQL hands back now() with a time zone).
-        now = connection.execute(select(func.now())).scalar_one()
-        return now.replace(tzinfo=None), connection.execute(query).all()
+        # The database's clock, which wrote the heartbeats (Optuna compares them the same way).
+        return database_now(connection), connection.execute(query).all()
 
     now, rows = read(stored.storage, run)
     found = []
