@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from dataclasses import dataclass
 
 from optuna.exceptions import UpdateFinishedTrialError
@@ -145,3 +146,23 @@ def retry_lost_trial(stored: StoredStudy, failed: FrozenTrial, silent: SilentTri
     with storage.amending(silent.trial_id):
         storage.set_trial_user_attr(silent.trial_id, FAIL_REASON_ATTR, reason)
     return LostTrial(failed.number, reason, retry)
+
+
+# How long a worker whose trial was failed by another waits for that worker's reason.
+REASON_WAIT_S = 5.0
+
+
+def finished_by_another(stored: StoredStudy, number: int) -> FrozenTrial:
+    """Trial `number`, finished by another worker, with the reason it was failed if one comes.
+
+    The worker that fails a silent trial writes the reason just after the FAIL (the FAIL
+    decides which worker failed it): read too soon, the trial has no reason yet.
+    """
+    deadline = time.monotonic() + REASON_WAIT_S
+    while True:
+        trial = stored.frozen_trial(number)
+        if trial.state != TrialState.FAIL or FAIL_REASON_ATTR in trial.user_attrs:
+            return trial
+        if time.monotonic() >= deadline:
+            return trial
+        time.sleep(0.1)
