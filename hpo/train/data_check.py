@@ -58,8 +58,6 @@ def _stored_bytes(archive: NpzFile, key: str, source: str) -> int:
             shape, _, dtype = npy_format.read_array_header_1_0(member)
         else:
             shape, _, dtype = npy_format.read_array_header_2_0(member)
-    if dtype.hasobject:
-        raise DataError(f"{source}: {key} holds Python objects; allowed: numeric arrays")
     return math.prod(shape) * dtype.itemsize
 
 
