@@ -260,10 +260,18 @@ def worker(
     salt = secrets.randbelow(2**31)
     summary = join_study(storage, study_name, data, console, salt, publisher(_warn), sources)
     done = summary.worker
-    console.print(
-        f"worker ran {done.trials_run} trial(s); study {study_name} has {done.finished} of "
-        f"{done.target} finished"
-    )
+    progress = f"study {study_name} has {done.finished} of {done.target} finished"
+    if done.all_dropped:
+        # Exit 1, not 0: this worker added nothing, most likely because its heartbeat did not
+        # reach the database in time (paused, or cut off) and the others took it for dead.
+        fail(
+            f"worker ran {done.trials_run} trial(s) and every result was dropped: other "
+            f"workers had marked them FAIL, taking this worker for dead (see its heartbeat "
+            f"warnings); {progress}",
+            code=1,
+        )
+    kept = f" ({done.dropped} dropped)" if done.dropped else ""
+    console.print(f"worker ran {done.trials_run} trial(s){kept}; {progress}")
 
 
 @app.command()
@@ -392,10 +400,7 @@ def dashboard(
         if host not in (LOCALHOST, "localhost", "::1"):
             notes.print(f"hpo: warning: listening on {host}: anyone who can reach it sees the data")
 
-    try:
-        serve(storage, host, port, artifacts, ready)
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    serve(storage, host, port, artifacts, ready)
 
 
 @app.command()

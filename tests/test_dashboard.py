@@ -5,9 +5,11 @@ from __future__ import annotations
 import html
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 import urllib.request
@@ -244,3 +246,48 @@ def test_study_figures_are_replaced_not_added(tmp_path: Path) -> None:
     traces = jsonlib.loads(pareto)["data"]
     front = next(t for t in traces if t["name"].startswith("Pareto front"))
     assert len(front["x"]) == 3 + 1, "three front trials, then out to the reference point"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_dashboard_stops_on_a_signal_while_it_answers(
+    tmp_path: Path, signum: signal.Signals, code: int
+) -> None:
+    """A signal that arrives during a request stops the server with the documented exit code;
+    it is not caught by the server's error handler of that request."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    synthetic.make_studies(url)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpo", "dashboard", "--storage", url, "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stop = threading.Event()
+
+    def poll() -> None:  # clients that keep the server inside a request
+        while not stop.is_set():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5):
+                    pass
+            except OSError:
+                time.sleep(0.05)
+
+    clients = [threading.Thread(target=poll, daemon=True) for _ in range(4)]
+    try:
+        assert process.stdout is not None
+        process.stdout.readline()  # the banner: it serves next
+        for client in clients:
+            client.start()
+        time.sleep(2)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        stop.set()
+        process.kill()
+        process.wait(timeout=30)
+    assert process.returncode == code, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("hpo: interrupted")

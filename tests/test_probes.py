@@ -234,3 +234,42 @@ def read_started(storage: object) -> tuple:
 
     with storage.engine.connect() as connection:  # type: ignore[attr-defined]
         return connection.execute(sa.select(probes.c.started)).one()
+
+
+def test_a_worker_whose_clock_is_ahead_waits_for_anothers_fresh_probe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A placeholder's age is read on the database's clock, not the worker's: a worker whose
+    clock runs an hour ahead waits for the other worker's result instead of measuring again."""
+    import datetime
+    import threading
+
+    import sqlalchemy as sa
+
+    from hpo.measure.latency_result import LatencyResult
+    from hpo.store import probes
+    from hpo.store.hpo_tables import ensure_tables
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'p.db'}")
+    ensure_tables(storage)
+    with storage.engine.connect() as connection:  # the database's clock (UTC on SQLite)
+        started = connection.execute(sa.select(sa.func.now())).scalar_one()
+    assert probes._claim(storage, "k", {}, "ctx", "worker-b", started)
+    theirs = LatencyResult(stats={"median_ms": 1.5})
+    finisher = threading.Timer(1.0, probes._measure, (storage, "k", lambda: theirs, "worker-b"))
+
+    class AheadClock(datetime.datetime):
+        @classmethod
+        def now(cls, tz: datetime.tzinfo | None = None) -> AheadClock:  # type: ignore[override]
+            return super().now(tz) + datetime.timedelta(hours=1)
+
+    def measure_again() -> LatencyResult:
+        raise AssertionError("worker A measured a probe worker B was measuring")
+
+    monkeypatch.setattr(datetime, "datetime", AheadClock)
+    finisher.start()
+    try:
+        record = probes.get_or_measure(storage, "k", {}, "ctx", measure_again, "worker-a")
+    finally:
+        finisher.join()
+    assert record.cached and record.latency_ms == 1.5

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import errno
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from hpo.core.errors import HpoError
 from hpo.core.trial_attrs import SPEC_ATTR
@@ -19,6 +22,9 @@ from hpo.present import figures
 from hpo.store.artifacts import artifact_dir, open_store
 from hpo.store.connect import load_study, open_storage
 from hpo.store.studies import prepare_for_dashboard
+
+if TYPE_CHECKING:
+    from wsgiref.types import WSGIApplication
 
 LOCALHOST = "127.0.0.1"
 
@@ -51,7 +57,7 @@ def serve(
     on_ready: Callable[[DashboardPlan], None],
 ) -> None:
     """Prepare the studies and run optuna-dashboard until interrupted."""
-    from optuna_dashboard import run_server
+    from optuna_dashboard import wsgi
 
     storage = open_storage(storage_url, create=False)
     check_port_free(host, port)
@@ -65,4 +71,32 @@ def serve(
             figures.publish(stored)
     shown_host = f"[{host}]" if ":" in host else host
     on_ready(DashboardPlan(f"http://{shown_host}:{port}/dashboard/", names, folder))
-    run_server(storage, host=host, port=port, artifact_store=store)
+    serve_until_interrupted(wsgi(storage, artifact_store=store), host, port)
+
+
+def serve_until_interrupted(app: WSGIApplication, host: str, port: int) -> None:
+    """Serve `app` from a background thread until Ctrl-C or SIGTERM reaches the main thread.
+
+    Requests are answered in the server's thread, so the signal's exception is raised in the
+    main thread, which only waits, and never inside a request, where wsgiref would catch and
+    print it and keep serving.
+    """
+    server_class = _IPv6Server if ":" in host else WSGIServer
+    server = make_server(host, port, app, server_class, _RequestHandler)
+    thread = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(timeout=0.5)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _IPv6Server(WSGIServer):
+    address_family = socket.AF_INET6
+
+
+class _RequestHandler(WSGIRequestHandler):
+    def address_string(self) -> str:
+        return str(self.client_address[0])  # no reverse DNS lookup for each request

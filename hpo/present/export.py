@@ -46,6 +46,7 @@ from hpo.measure.serialize import (
     onnx_opset,
     torchscript_bytes,
 )
+from hpo.present.out_folder import check_replaceable, record_written
 from hpo.store import artifacts
 from hpo.store.connect import StoredStudy
 from hpo.store.studies import stored_spec
@@ -273,8 +274,7 @@ def export_trial(
     """Write the trial's folded model (TorchScript, ONNX) and its model card into `out`.
 
     A study of a model factory needs it again: it is imported from `models` (`--models`)."""
-    if out.exists() and not out.is_dir():
-        raise HpoError(f"--out {out}: exists and is not a folder")
+    check_replaceable(out, (TORCHSCRIPT_FILE, ONNX_FILE, CARD_FILE))  # before the work
     study = stored.study
     trial = find_trial(study, number)
     factory = load_factory(stored_spec(study), models or ModelSources())
@@ -308,6 +308,7 @@ def export_trial(
             written[name] = out / name
         (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         written[CARD_FILE] = out / CARD_FILE
+        record_written(out, written)
     except OSError as exc:
         raise HpoError(f"--out {out}: cannot write there ({exc.strerror})") from None
     return ExportResult(out, written, card)

@@ -24,12 +24,14 @@ from hpo.core.results import TrialResult
 from hpo.core.spec import dump_toml
 from hpo.core.trial_attrs import MACS_ATTR, SPEC_ATTR, VAL_CURVE_ATTR
 from hpo.present import figures
+from hpo.present.out_folder import check_replaceable, record_written
 from hpo.store import queries
 from hpo.store.connect import StoredStudy
 
 PARETO_PNG = "pareto.png"
 HYPERVOLUME_PNG = "hypervolume.png"
 INDEX_HTML = "index.html"
+REPORT_JSON = "report.json"
 PLOTLY_JS = "plotly.min.js"
 GROUP_KEYS = ("norm", "optimizer", "scheduler")
 
@@ -326,6 +328,8 @@ class ReportFiles:
 def write_report(stored: StoredStudy, out: Path) -> ReportFiles:
     """Write index.html, pareto.png and hypervolume.png (plus report.json) into `out`."""
     report = build_report(stored)
+    names = [PARETO_PNG, HYPERVOLUME_PNG, PLOTLY_JS, INDEX_HTML, REPORT_JSON]
+    check_replaceable(out, names)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -351,5 +355,6 @@ def write_report(stored: StoredStudy, out: Path) -> ReportFiles:
         "best_per_group": [g.as_dict() for g in report.groups],
         "front": [r.as_dict() for r in report.front],
     }
-    (out / "report.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    (out / REPORT_JSON).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    record_written(out, names)
     return files

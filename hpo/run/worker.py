@@ -39,7 +39,7 @@ from hpo.search.samplers import make_sampler
 from hpo.search.space import grid_search_space
 from hpo.store.claims import claimer
 from hpo.store.connect import StoredStudy
-from hpo.store.lost import LostTrial
+from hpo.store.lost import LostTrial, finished_by_another
 from hpo.store.optuna_internals import trial_id
 from hpo.store.queries import rung_points
 from hpo.store.resilience import resilience_of
@@ -53,6 +53,12 @@ class WorkerSummary:
     finished: int
     target: int
     seconds: float
+    dropped: int = 0  # trials whose result was dropped: another worker had finished them
+
+    @property
+    def all_dropped(self) -> bool:
+        """Whether every trial this worker ran was taken from it: it added nothing."""
+        return self.trials_run > 0 and self.dropped == self.trials_run
 
 
 def poll_seconds(stored: StoredStudy) -> float:
@@ -156,7 +162,7 @@ def run_optuna_trial(
     told = tell(stored, trial, None if state else values, state)
     if told is None:
         if on_lost is not None:
-            on_lost(stored.frozen_trial(trial.number))
+            on_lost(finished_by_another(stored, trial.number))
         # Writing to the finished trial is how the objective found out; nothing else failed.
         if isinstance(error, UpdateFinishedTrialError):
             error = None
@@ -245,6 +251,12 @@ def run_worker(
         if after_trial is not None:
             after_trial(stored)
 
+    dropped: list[int] = []
+
+    def lost(trial: FrozenTrial) -> None:
+        dropped.append(trial.number)
+        display.lost(trial)
+
     with display.bar, sigterm_as_interrupt():
         runs = work_until_target(
             stored,
@@ -253,8 +265,8 @@ def run_worker(
             catch=(TrialFailed,),
             callbacks=[trial_ended],
             on_wait=display.waiting,
-            on_lost=display.lost,
+            on_lost=lost,
             on_lost_trials=display.lost_elsewhere,
         )
     done = target_counts(stored).finished
-    return WorkerSummary(runs, done, target, time.perf_counter() - started)
+    return WorkerSummary(runs, done, target, time.perf_counter() - started, len(dropped))

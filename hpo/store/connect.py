@@ -7,6 +7,7 @@ together with the storage it was opened on, which is passed down to whatever nee
 
 from __future__ import annotations
 
+import datetime
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import TypeVar
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
@@ -143,3 +145,12 @@ def read(storage: ResilientRDBStorage, query: Callable[[Connection], _T]) -> _T:
             return query(connection)
 
     return storage.retrying(run)
+
+
+def database_now(connection: Connection) -> datetime.datetime:
+    """The database's clock, the one that judges every worker: workers' own clocks may differ.
+
+    Naive, as heartbeats and probe placeholders are compared (PostgreSQL hands back now()
+    with a time zone; SQLite's is UTC).
+    """
+    return connection.execute(select(func.now())).scalar_one().replace(tzinfo=None)

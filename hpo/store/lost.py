@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from dataclasses import dataclass
 
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState, create_trial
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
 from hpo.core.trial_attrs import CONFIG_ATTR, FAIL_REASON_ATTR, GRACE_ATTR, WORKER_ATTR
-from hpo.store.connect import StoredStudy, read
+from hpo.store.connect import StoredStudy, database_now, read
 from hpo.store.optuna_internals import retry_system_attrs
 from hpo.store.resilience import ResilientRDBStorage, resilience_of
 from hpo.store.tables import trial_heartbeats, trial_system_attributes, trials
@@ -76,10 +77,8 @@ def silent_trials(stored: StoredStudy) -> list[SilentTrial]:
     )
 
     def run(connection: Connection) -> tuple[datetime.datetime, list]:
-        # The database's clock, which wrote the heartbeats (Optuna compares them the same way;
-        # naive on both sides, as PostgreSQL hands back now() with a time zone).
-        now = connection.execute(select(func.now())).scalar_one()
-        return now.replace(tzinfo=None), connection.execute(query).all()
+        # The database's clock, which wrote the heartbeats (Optuna compares them the same way).
+        return database_now(connection), connection.execute(query).all()
 
     now, rows = read(stored.storage, run)
     found = []
@@ -147,3 +146,23 @@ def retry_lost_trial(stored: StoredStudy, failed: FrozenTrial, silent: SilentTri
     with storage.amending(silent.trial_id):
         storage.set_trial_user_attr(silent.trial_id, FAIL_REASON_ATTR, reason)
     return LostTrial(failed.number, reason, retry)
+
+
+# How long a worker whose trial was failed by another waits for that worker's reason.
+REASON_WAIT_S = 5.0
+
+
+def finished_by_another(stored: StoredStudy, number: int) -> FrozenTrial:
+    """Trial `number`, finished by another worker, with the reason it was failed if one comes.
+
+    The worker that fails a silent trial writes the reason just after the FAIL (the FAIL
+    decides which worker failed it): read too soon, the trial has no reason yet.
+    """
+    deadline = time.monotonic() + REASON_WAIT_S
+    while True:
+        trial = stored.frozen_trial(number)
+        if trial.state != TrialState.FAIL or FAIL_REASON_ATTR in trial.user_attrs:
+            return trial
+        if time.monotonic() >= deadline:
+            return trial
+        time.sleep(0.1)

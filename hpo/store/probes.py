@@ -20,11 +20,12 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from hpo.measure.latency_result import LatencyResult
-from hpo.store.connect import read
+from hpo.store.connect import database_now, read
 from hpo.store.hpo_tables import probes
 from hpo.store.resilience import ResilientRDBStorage
 
-# A placeholder older than this belongs to a worker that died while probing.
+# A placeholder older than this (by the database's clock) belongs to a worker that died while
+# probing.
 STALE_AFTER_S = 120.0
 _POLL_S = 0.2
 
@@ -64,8 +65,8 @@ def get_or_measure(
         row = _row(storage, key)
         if row is not None and row.latency_ms is not None:
             return ProbeRecord(LatencyResult.from_attrs(json.loads(row.attrs_json)), cached=True)
-        # UTC, so workers on hosts in different time zones agree on a placeholder's age.
-        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        # The database's clock, so workers whose clocks differ agree on a placeholder's age.
+        now = read(storage, database_now)
         if row is None:
             if not _claim(storage, key, identity, context_key, worker, now):
                 continue  # another worker claimed it first: read theirs

@@ -82,7 +82,13 @@ def env_number(name: str, default: float, *, integer: bool, allow_zero: bool = F
 
 
 def transient_cause(exc: BaseException) -> DBAPIError | None:
-    """The error behind `exc` that means the database was unreachable or busy, if any."""
+    """The error behind `exc` that means the database was unreachable or busy, if any.
+
+    A full disk, a damaged file or a refusal is none of these, though drivers raise them as
+    the same OperationalError: retrying would not help.
+    """
+    if is_refusal(exc):
+        return None
     cause = find_in_chain(exc, _means_unreachable)
     return cause if isinstance(cause, DBAPIError) else None
 
@@ -189,7 +195,7 @@ class ResilientRDBStorage(RDBStorage):
             try:
                 result = call()
             except (StorageInternalError, DBAPIError) as exc:
-                if not is_transient(exc) or self.retry_seconds <= 0 or is_refusal(exc):
+                if not is_transient(exc) or self.retry_seconds <= 0:
                     raise
                 left = self._outage_seen(exc) + self.retry_seconds - time.monotonic()
                 if left <= 0:

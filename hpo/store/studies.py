@@ -6,11 +6,13 @@ and the study name; it is also written as the study's note, which optuna-dashboa
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any
 
 import optuna
 
+from hpo.core.comparable import noted_changes, refused_change, setting
 from hpo.core.errors import HpoError, SpecError
 from hpo.core.names import DIRECTIONS, METRIC_NAMES
 from hpo.core.spec import Spec, dump_toml, validate
@@ -21,13 +23,15 @@ from hpo.store.connect import StoredStudy, study_names
 from hpo.store.resilience import ResilientRDBStorage
 
 _NOTE_TITLE = "Study spec"
+_log = logging.getLogger("hpo.study")
 
 
 def create_or_load_study(spec: Spec, storage: ResilientRDBStorage) -> StoredStudy:
     """The study named by the spec; created with the spec stored in it, or loaded if it exists.
 
-    A study that exists with a different search space is refused: mixing two spaces in one
-    study would make its Pareto front meaningless.
+    A study that exists with a different search space, or with other settings that make
+    trials comparable (FIXED_AT_CREATION), is refused: mixing them in one study would make its
+    Pareto front meaningless. Other changed settings are allowed, each with a note.
     """
     study = optuna.create_study(
         storage=storage,
@@ -49,11 +53,31 @@ def create_or_load_study(spec: Spec, storage: ResilientRDBStorage) -> StoredStud
             f"use another --study-name (or the same search space)"
         )
     else:
+        _check_comparable(spec, validate(stored))
         # Keep the stored spec current (e.g. a raised n_trials) for workers that read it.
         study.set_user_attr(SPEC_ATTR, kept_target(spec.raw, stored))
     if stored != spec.raw:
         write_spec_note(study)
     return StoredStudy.of(study, storage)
+
+
+def _check_comparable(spec: Spec, stored: Spec) -> None:
+    name = spec.study.name
+    key = refused_change(stored, spec)
+    if key is not None:
+        raise SpecError(
+            f"study {name!r} was created with {key} = {setting(stored, key)!r}, not "
+            f"{setting(spec, key)!r}: its trials would not be comparable; keep the value, or "
+            f"use --study-name for a new study"
+        )
+    for key in noted_changes(stored, spec):
+        _log.warning(
+            "hpo: study %r: %s changes from %r to %r for the trials run from now on",
+            name,
+            key,
+            setting(stored, key),
+            setting(spec, key),
+        )
 
 
 def kept_target(raw: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +105,11 @@ def stored_spec(study: optuna.Study) -> Spec:
     """The spec stored in the study when it was created (validated again)."""
     raw: dict[str, Any] | None = study.user_attrs.get(SPEC_ATTR)
     if raw is None:
-        raise HpoError(f"study {study.study_name!r} has no stored spec; was it created by hpo?")
+        raise HpoError(
+            f"study {study.study_name!r} has no stored spec: its `hpo create` was stopped "
+            f"before writing it, or another program made it; run `hpo create SPEC "
+            f"--study-name {study.study_name}` again to finish it"
+        )
     return validate(raw)
 
 

@@ -7,6 +7,7 @@ not crash with "database is locked". Passwords never appear in messages.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,18 @@ def prepare_sqlite(url: URL) -> None:
     if not path.parent.is_dir():
         raise StorageError(
             f"cannot create SQLite database {path}: folder {path.parent} does not exist"
+        )
+    # Checked before SQLite opens the file: it would say "unable to open database file", or
+    # leave -wal and -shm files behind when it then refuses to write.
+    if not os.access(path.parent, os.W_OK):
+        raise StorageError(
+            f"SQLite database {path}: folder {path.parent} is read-only; the database file and "
+            f"its folder must be writable (SQLite keeps its -wal and -shm files next to it)"
+        )
+    if path.exists() and not os.access(path, os.W_OK):
+        raise StorageError(
+            f"SQLite database {path} is read-only; the database file and its folder must be "
+            f"writable"
         )
 
     # WAL lets readers (dashboard, `hpo best`) work while a worker writes; the mode persists.

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from hpo.core.errors import DataError
 from hpo.core.spec import DataSection
-from hpo.train.data_check import ARRAY_KEYS, check_arrays, check_split
+from hpo.train.data_check import ARRAY_KEYS, check_arrays, check_npz_sizes, check_split
 
 TORCHVISION_DATASETS: dict[str, int] = {"cifar10": 10, "cifar100": 100}
 TORCHVISION_TRAIN_IMAGES = 50_000  # CIFAR-10 and CIFAR-100 alike
@@ -74,6 +74,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             missing = [key for key in ARRAY_KEYS if key not in archive]
             if missing:
                 raise DataError(f"{path}: missing array(s) {', '.join(missing)}; {layout}")
+            check_npz_sizes(archive, str(path))
             return {key: archive[key] for key in ARRAY_KEYS}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

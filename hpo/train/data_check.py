@@ -10,15 +10,21 @@ What is allowed (the keras/torchvision layout of CIFAR):
   label + 1, and every class 0 .. K-1 must have a training image (so a stray label of 200 is
   refused instead of growing a 201-class head). `y_test` labels must be below K.
 - Enough images: at least one test image, and `[data] val_size` + `train_size` within x_train.
+- Size: the four arrays of an .npz hold at most MAX_NPZ_BYTES together (five times the full
+  CIFAR-10), judged from the arrays' headers before any array is read: a small compressed
+  file can hold an array of many gigabytes.
 
 Each failure is a DataError of one line: the source, the array, what was found, what is allowed.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
+from numpy.lib import format as npy_format
+from numpy.lib.npyio import NpzFile
 
 from hpo.core.errors import DataError
 from hpo.core.spec import DataSection
@@ -26,6 +32,37 @@ from hpo.core.spec import DataSection
 IMAGE_SHAPE = (32, 32, 3)
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _LABELS = "integer class indices of shape (N,) or (N, 1)"
+# The full CIFAR-10 or CIFAR-100 (60,000 images and labels) holds about 184 MB.
+MAX_NPZ_BYTES = 1 << 30
+
+
+def check_npz_sizes(archive: NpzFile, source: str) -> None:
+    """Refuse an archive whose arrays would need more than MAX_NPZ_BYTES, from their headers
+    alone (a header may claim any shape; reading the array would try to allocate it)."""
+    sizes = {key: _stored_bytes(archive, key, source) for key in ARRAY_KEYS}
+    total = sum(sizes.values())
+    if total > MAX_NPZ_BYTES:
+        largest = max(sizes, key=lambda key: sizes[key])
+        raise DataError(
+            f"{source}: the arrays would need {_gigabytes(total)} in memory ({largest}: "
+            f"{_gigabytes(sizes[largest])}); allowed: at most {_gigabytes(MAX_NPZ_BYTES)} "
+            f"together (the full CIFAR-10 needs 0.18 GB)"
+        )
+
+
+def _stored_bytes(archive: NpzFile, key: str, source: str) -> int:
+    """The bytes array `key` would take once read, from its .npy header."""
+    with archive.zip.open(f"{key}.npy") as member:
+        version = npy_format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = npy_format.read_array_header_1_0(member)
+        else:
+            shape, _, dtype = npy_format.read_array_header_2_0(member)
+    return math.prod(shape) * dtype.itemsize
+
+
+def _gigabytes(size: int) -> str:
+    return f"{size / 1e9:,.2f} GB"
 
 
 def check_arrays(arrays: Mapping[str, np.ndarray], source: str, num_classes: int | None) -> int:
