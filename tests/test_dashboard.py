@@ -20,6 +20,7 @@ import optuna
 import pytest
 
 from hpo.core.spec import dump_toml, read_toml
+from hpo.core.trial_attrs import stored_config
 from hpo.store import artifacts
 from hpo.store.studies import spec_note, write_spec_note
 from tests import synthetic
@@ -133,7 +134,9 @@ def test_dashboard_is_readable_live_and_keeps_notes(
     study = optuna.load_study(study_name=finished_study.name, storage=url)
     # Fixed values are not trial params: only the four searched dimensions are.
     assert set(study.trials[0].params) == {"norm", "optimizer", "lr", "scheduler"}
-    assert study.trials[0].user_attrs["config"]["batch_size"] == 128
+    assert (
+        stored_config(study.trials[0].user_attrs, study.trials[0].system_attrs)["batch_size"] == 128
+    )
     # A trial in the middle of its training, as a worker leaves it after each epoch.
     running = study.ask()
     running.set_user_attr("epoch", 2)

@@ -100,7 +100,9 @@ class TrialDisplay:
         retried = retry_of(trial)
         if retried is not None:
             name += f" (retry of trial {retried})"
-        params = describe(TrialConfig.from_trial(trial.params, trial.user_attrs), trial.params)
+        params = describe(
+            TrialConfig.from_trial(trial.params, trial.user_attrs, trial.system_attrs), trial.params
+        )
         if trial.state == TrialState.COMPLETE and trial.values:
             accuracy, latency_ms = trial.values
             self.console.print(
