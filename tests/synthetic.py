@@ -167,8 +167,8 @@ class StoppedRow:
 
 def _rung_reason(epoch: int, accuracy: float, latency_ms: float) -> str:
     return (
-        f"stopped at rung {epoch - 1} (epoch {epoch}): accuracy {accuracy:.2%} at "
-        f"{latency_ms:.3f} ms is dominated and not in the best 1/3 of the 4 trials at that rung"
+        f"stopped at epoch {epoch}: accuracy {accuracy:.2%} at {latency_ms:.4g} ms is "
+        f"dominated at rung {epoch - 1} and not in the best 1/3 of the 4 trials there"
     )
 
 

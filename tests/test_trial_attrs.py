@@ -58,3 +58,10 @@ def test_flat_reads_studies_that_gathered_structures_in_details() -> None:
         "config": {"lr": 1},
     }
     assert stored_config(older) == {"lr": 1}
+
+
+def test_reasons_show_their_head_and_keep_the_whole_sentence() -> None:
+    reason = "stopped at epoch 1: accuracy 21.00% at 0.77 ms is dominated at rung 0"
+    layout = laid_out({"stop_reason": reason, "fail_reason": "interrupted"})
+    assert layout.shown == {"stop_reason": "stopped at epoch 1", "fail_reason": "interrupted"}
+    assert flat(layout.shown, layout.hidden)["stop_reason"] == reason

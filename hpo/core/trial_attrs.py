@@ -86,6 +86,9 @@ DETAIL_SYSTEM_PREFIX = "hpo:detail:"
 # The one structure that stays a user attribute: the learning curve, which the dashboard shows
 # live and the pruner reads while trials run (a short list of numbers).
 SHOWN_STRUCTURES = frozenset({VAL_CURVE_ATTR})
+# Why a trial ended: its user attribute holds the short head ("stopped at epoch 1",
+# "diverged"), which fits a table cell; the whole sentence is a detail (and the trial's note).
+REASON_ATTRS = frozenset({STOP_REASON_ATTR, FAIL_REASON_ATTR})
 _DIGITS = 4
 
 
@@ -104,6 +107,10 @@ def laid_out(attrs: Mapping[str, Any]) -> Layout:
     for key, value in attrs.items():
         if key == CONFIG_ATTR:
             hidden[CONFIG_SYSTEM_ATTR] = value
+        elif key in REASON_ATTRS and isinstance(value, str):
+            shown[key] = short_reason(value)
+            if shown[key] != value:
+                hidden[DETAIL_SYSTEM_PREFIX + key] = value
         elif isinstance(value, dict | list) and key not in SHOWN_STRUCTURES:
             hidden[DETAIL_SYSTEM_PREFIX + key] = value
         else:
@@ -114,6 +121,11 @@ def laid_out(attrs: Mapping[str, Any]) -> Layout:
     return Layout(shown, hidden)
 
 
+def short_reason(reason: str) -> str:
+    """The head of a reason, before its first ": " (the whole reason when it has none)."""
+    return reason.split(": ", 1)[0]
+
+
 def readable(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """The user attributes `attrs` become (`laid_out(attrs).shown`)."""
     return laid_out(attrs).shown
@@ -122,7 +134,8 @@ def readable(attrs: Mapping[str, Any]) -> dict[str, Any]:
 def flat(
     user_attrs: Mapping[str, Any], system_attrs: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """A trial's attributes in one dict, its structures included (every layout)."""
+    """A trial's attributes in one dict, its structures and whole reasons included (every
+    layout)."""
     details = user_attrs.get(DETAILS_ATTR)
     merged = {k: v for k, v in user_attrs.items() if k != DETAILS_ATTR}
     if isinstance(details, dict):

@@ -130,7 +130,7 @@ def build_report(stored: StoredStudy) -> Report:
         groups=best_per_group(finished, stopped=view.stopped),
         n_trials=len(study.get_trials(deepcopy=False)),
         spec_toml=dump_toml(raw) if isinstance(raw, dict) else None,
-        ended_early=queries.ended_early(stored),
+        ended_early=[(e.number, e.state, e.reason) for e in view.ended],
         macs=queries.numeric_attribute(stored, MACS_ATTR),
         curves=queries.attribute_values(stored, VAL_CURVE_ATTR),
         view=view,

@@ -22,6 +22,7 @@ from hpo.core.trial_attrs import (
     SPEC_ATTR,
     STOP_REASON_ATTR,
     VAL_CURVE_ATTR,
+    flat,
 )
 from hpo.core.trial_config import stored_params
 from hpo.store import artifacts, queries
@@ -67,7 +68,7 @@ class EndedTrial:
 
 def ended_trial(trial: FrozenTrial) -> EndedTrial:
     """A PRUNED or FAIL trial as people read it."""
-    attrs = trial.user_attrs
+    attrs = flat(trial.user_attrs, trial.system_attrs)
     reason_key = STOP_REASON_ATTR if trial.state == TrialState.PRUNED else FAIL_REASON_ATTR
     latency = attrs.get(LATENCY_MS_ATTR)
     curve = attrs.get(VAL_CURVE_ATTR)
@@ -75,7 +76,7 @@ def ended_trial(trial: FrozenTrial) -> EndedTrial:
         number=trial.number,
         state=trial.state.name,
         reason=str(attrs.get(reason_key) or "no reason recorded"),
-        params=stored_params(trial.params, attrs, trial.system_attrs),
+        params=stored_params(trial.params, trial.user_attrs, trial.system_attrs),
         latency_ms=float(latency) if isinstance(latency, int | float) else None,
         curve=[float(v) for v in curve] if isinstance(curve, list) else [],
     )

@@ -281,7 +281,7 @@ class Objective:
             if probe.latency_ms > budget:
                 record(trial, probe.latency.as_attrs())
                 reason = over_budget_reason(probe.latency_ms, budget)
-                trial.set_user_attr(STOP_REASON_ATTR, reason)
+                record(trial, {STOP_REASON_ATTR: reason})
                 raise optuna.TrialPruned(reason)
         return probe.latency
 
@@ -322,9 +322,9 @@ class Objective:
             return
         record(trial, {**latency.as_attrs(), VAL_ACCURACY_ATTR: accuracy, RUNG_ATTR: rung})
         reason = (
-            f"stopped at rung {rung} (epoch {epoch}): accuracy {accuracy:.2%} at "
-            f"{latency_ms:.3f} ms is dominated and not in the best 1/{self.pruner.eta} of the "
-            f"{len(others) + 1} trials at that rung"
+            f"stopped at epoch {epoch}: accuracy {accuracy:.2%} at {latency_ms:.4g} ms is "
+            f"dominated at rung {rung} and not in the best 1/{self.pruner.eta} of the "
+            f"{len(others) + 1} trials there"
         )
-        trial.set_user_attr(STOP_REASON_ATTR, reason)
+        record(trial, {STOP_REASON_ATTR: reason})
         raise optuna.TrialPruned(reason)
