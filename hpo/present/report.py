@@ -289,9 +289,9 @@ def constant_choices(report: Report) -> dict[str, Any]:
     tried = [r.params for r in report.finished] + [e.params for e in report.view.stopped]
     found = {}
     for key in GROUP_KEYS:
-        values = {str(p.get(key)) for p in tried}
-        if len(values) == 1:
-            found[key] = values.pop()
+        values = {str(p[key]) for p in tried if key in p}
+        if len(values) <= 1:
+            found[key] = values.pop() if values else None
     return found
 
 
@@ -305,9 +305,12 @@ def _interactive(report: Report) -> list[str]:
         if figure_id.removeprefix("hpo-accuracy-by-") not in constant
     ]
     macs = figures.accuracy_vs_macs_figure(report.finished, report.macs)
-    notes = [f"{key} was {value} in every trained trial" for key, value in constant.items()]
+    notes = [
+        f"{key} was {value} in every trained trial" if value else f"{key} was not searched"
+        for key, value in constant.items()
+    ]
     if macs is None:
-        notes.append("every complete trial has the same MACs (no accuracy-vs-compute figure)")
+        notes.append("no MACs differ between complete trials (no accuracy-vs-compute figure)")
     else:
         shown.append(macs)
     parts = [f.to_html(full_html=False, include_plotlyjs=False) for f in shown]
