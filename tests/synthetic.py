@@ -230,7 +230,7 @@ def make_stopped_study(url: str, artifact_folder: Path) -> None:
     store = artifacts.open_store(url, artifact_folder, create=True)
     assert store is not None
     for number, row in enumerate(STOPPED_ROWS):
-        params = {"norm": row.norm, "optimizer": row.optimizer, "lr": 0.01 + number / 100}
+        params = {"norm": row.norm, "optimizer": row.optimizer, "lr": round(0.01 + number / 100, 4)}
         params["scheduler"] = row.scheduler
         config = {"model": "simple_cnn", **params, "batch_size": 128, "width": 1.0}
         attrs: dict[str, Any] = {

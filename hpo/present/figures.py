@@ -34,11 +34,21 @@ NORM_COLORS = {
 OTHER_COLOR = "#9467bd"
 FRONT_COLOR = "#111111"
 STOPPED_COLOR = "#888888"
+# Captions of the dashboard's own panels: the report has none of those.
+DASHBOARD_ONLY = frozenset({"hpo-reading-guide"})
+# Below this many complete trials the dashboard's stock panels mislead: fANOVA importance fits
+# a handful of points (on the quickstart's 3 complete trials it gave lr 0.96 of the latency's
+# importance, which lr cannot change), the stock Pareto plot colours by trial number (its best
+# trial near-white), and the contour plot pairs stopped trials' params with other trials'
+# values. 20 is a rule of thumb, not a measurement: about 5 complete trials per searched param
+# of the quickstart's four.
+TRUSTED_STOCK_PANELS = 20
 # Below this many points a box plot draws quartiles of almost nothing: show the points alone.
 BOX_MIN_POINTS = 5
 # Dashboard figure ids (valid HTML ids); saving under the same id replaces the figure. The
 # latency-budget answer comes first: it is what most people open the dashboard for.
 DASHBOARD_FIGURES = (
+    "hpo-reading-guide",
     "hpo-latency-budget",
     "hpo-pareto-front",
     "hpo-hypervolume",
@@ -217,10 +227,42 @@ def budget_figure(
     figure.update_layout(showlegend=True)
     return _layout(
         figure,
-        f"Best accuracy within a latency budget ({progress.line()})",
+        f"Best accuracy within a latency budget<br><sup>{progress.line()}</sup>",
         "latency budget (ms, folded net, median single-image)",
         "best validation accuracy within the budget",
     )
+
+
+def reading_guide_figure(n_complete: int, n_stopped: int, progress: Progress) -> go.Figure:
+    """A caption for the page: the study's status, and how far to trust the stock panels."""
+    if n_complete < TRUSTED_STOCK_PANELS:
+        advice = (
+            f"{n_complete} complete trials (fewer than {TRUSTED_STOCK_PANELS}): read the stock "
+            "panels above with care.<br>Hyperparameter Importance fits a handful of points "
+            "(any param can look decisive, even for latency);<br>the stock Pareto Front colours "
+            "trials by number, not by quality; the contour plot mixes stopped trials' params "
+            "with others' values.<br>The figures below use every trained trial "
+            f"({n_complete} complete, {n_stopped} stopped)."
+        )
+    else:
+        advice = (
+            f"{n_complete} complete trials: enough for the stock panels above; "
+            f"the figures below also show the {n_stopped} trials that stopped early."
+        )
+    figure = go.Figure()
+    figure.add_annotation(
+        text=advice, x=0, y=1, xref="paper", yref="paper", showarrow=False, align="left",
+        xanchor="left", yanchor="top",
+    )  # fmt: skip
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    figure.update_layout(
+        title=f"Study status: {progress.line()}",
+        template="plotly_white",
+        height=220,
+        margin={"l": 20, "r": 20, "t": 60, "b": 20},
+    )
+    return figure
 
 
 def _ms(value: float) -> str:
@@ -256,7 +298,7 @@ def hypervolume_figure(
     figure.update_xaxes(tickformat="d")
     return _layout(
         figure,
-        f"Hypervolume history: {progress.line()}<br><sup>reference: accuracy {reference[0]:g}, "
+        f"Hypervolume history<br><sup>{progress.line()}; reference: accuracy {reference[0]:g}, "
         f"latency_ms {_ms(reference[1])}</sup>",
         "trial number",
         "hypervolume (accuracy x ms; only grows)",
@@ -474,6 +516,7 @@ def dashboard_figures(view: StudyView, *, links: bool = True) -> dict[str, go.Fi
     front = results.pareto_front(finished)
     history = results.hypervolume_history(finished, reference)
     figures = [
+        reading_guide_figure(len(finished), len(view.stopped), view.progress),
         budget_figure(front, reference, view.sources, view.progress, links=links),
         pareto_figure(finished, front, reference),
         hypervolume_figure(history, reference, view.progress),

@@ -202,6 +202,10 @@ def plot_hypervolume(report: Report, path: Path) -> None:
     axes = figure.add_subplot()
     numbers = [n for n, _ in report.history]
     volumes = [v for _, v in report.history]
+    last = report.view.progress.last_trial
+    if last is not None and last > numbers[-1]:  # no gain after the last complete trial
+        numbers.append(last)
+        volumes.append(volumes[-1])
     axes.step(numbers, volumes, where="post", color="#1f77b4")
     axes.plot(numbers, volumes, "o", color="#1f77b4", markersize=4)
     ref_accuracy, ref_latency = report.reference
@@ -209,7 +213,9 @@ def plot_hypervolume(report: Report, path: Path) -> None:
     axes.set_ylabel("hypervolume (accuracy x ms)")
     axes.set_title(
         f"{report.study_name}: hypervolume history "
-        f"(reference accuracy {ref_accuracy:g}, latency_ms {ref_latency:.4g})"
+        f"(reference accuracy {ref_accuracy:g}, latency_ms {ref_latency:.4g})\n"
+        f"{report.view.progress.line()}",
+        fontsize="medium",
     )
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(True, alpha=0.3)
@@ -303,6 +309,7 @@ def _interactive(report: Report) -> list[str]:
         figure
         for figure_id, figure in figures.dashboard_figures(report.view, links=False).items()
         if figure_id.removeprefix("hpo-accuracy-by-") not in constant
+        and figure_id not in figures.DASHBOARD_ONLY
     ]
     macs = figures.accuracy_vs_macs_figure(report.finished, report.macs)
     notes = [
