@@ -305,7 +305,8 @@ def best(
 
         # The next step for people: the first row's model, as files.
         first = chosen[0].number
-        console.file.write(f"\nmodel of trial {first}: {export_command(stored, first)}\n")
+        command = export_command(stored, first, two_lines=True)
+        console.file.write(f"\nmodel of trial {first}:\n  {command}\n")
 
 
 @app.command()

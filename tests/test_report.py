@@ -187,4 +187,5 @@ def test_report_answers_the_deploy_question(tmp_path: Path) -> None:
 
     best = invoke("best", "--storage", url, "--study-name", synthetic.STOPPED_STUDY)
     assert best.returncode == 0, best.stderr
-    assert best.stdout.rstrip().splitlines()[-1].endswith("--trial 0 --out model-0")
+    *_, command, storage = best.stdout.rstrip().splitlines()
+    assert command.endswith("--trial 0 --out model-0 \\") and storage.strip() == f"--storage {url}"

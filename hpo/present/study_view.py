@@ -8,6 +8,7 @@ Optuna (their params, curve and reason), which costs little next to training the
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -155,15 +156,13 @@ class StudyView:
         return rows
 
 
-def export_command(stored: StoredStudy, number: int) -> str:
-    """The `hpo export` command that writes the trial's model (password masked)."""
-    storage = safe_url(stored.storage.url)
-    name = stored.name
-    quoted = name if name.replace("-", "").replace("_", "").isalnum() else repr(name)
-    return (
-        f"hpo export --storage {storage} --study-name {quoted} --trial {number} "
-        f"--out model-{number}"
-    )
+def export_command(stored: StoredStudy, number: int, *, two_lines: bool = False) -> str:
+    """The `hpo export` command that writes the trial's model (password masked); `two_lines`
+    puts the storage URL on a continuation line, for terminals."""
+    name = shlex.quote(stored.name)
+    head = f"hpo export --study-name {name} --trial {number} --out model-{number}"
+    storage = f"--storage {shlex.quote(safe_url(stored.storage.url))}"
+    return f"{head} \\\n    {storage}" if two_lines else f"{head} {storage}"
 
 
 def model_sources(
