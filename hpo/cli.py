@@ -322,6 +322,13 @@ def best(
     else:
         title = f"{study_name}: most accurate with {rank_by} <= {max_latency_ms:g}"
     print_trials(console, chosen[:top] if top else chosen, fmt, title, wide=wide)
+    if fmt == Format.table:
+        from hpo.present.study_view import export_command
+
+        # The next step for people: the first row's model, as files.
+        first = chosen[0].number
+        command = export_command(stored, first, two_lines=True)
+        console.file.write(f"\nmodel of trial {first}:\n  {command}\n")
 
 
 @app.command()

@@ -41,9 +41,16 @@ def test_run_then_best_end_to_end(finished_study: FinishedStudy, sample_path: Pa
                 "SELECT key, value_json FROM trial_user_attributes WHERE trial_id = 1"
             ).fetchall()
         )
+        hidden = dict(
+            connection.execute(
+                "SELECT key, value_json FROM trial_system_attributes WHERE trial_id = 1"
+            ).fetchall()
+        )
     assert count == 2
-    assert {"test_accuracy", "details", "speedup", "latency_backend", "cpu_model"} <= set(attrs)
-    assert "fold_report" in json.loads(attrs["details"])  # structures sit in one attribute
+    assert {"test_accuracy", "speedup", "latency_backend", "cpu_model"} <= set(attrs)
+    # Structures sit in system attributes, which the dashboard does not list.
+    assert not {"config", "details", "fold_report"} & set(attrs)
+    assert {"hpo:config", "hpo:detail:fold_report"} <= set(hidden)
 
     listing = invoke("studies", "--storage", storage, "--format", "json")
     assert listing.returncode == 0, listing.stderr

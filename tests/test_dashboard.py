@@ -15,6 +15,7 @@ import tomllib
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -22,6 +23,8 @@ import optuna
 import pytest
 
 from hpo.core.spec import dump_toml, read_toml
+from hpo.core.trial_attrs import stored_config
+from hpo.present.figures import DASHBOARD_FIGURES
 from hpo.store import artifacts
 from hpo.store.studies import spec_note, write_spec_note
 from tests import synthetic
@@ -135,7 +138,9 @@ def test_dashboard_is_readable_live_and_keeps_notes(
     study = optuna.load_study(study_name=finished_study.name, storage=url)
     # Fixed values are not trial params: only the four searched dimensions are.
     assert set(study.trials[0].params) == {"norm", "optimizer", "lr", "scheduler"}
-    assert study.trials[0].user_attrs["config"]["batch_size"] == 128
+    assert (
+        stored_config(study.trials[0].user_attrs, study.trials[0].system_attrs)["batch_size"] == 128
+    )
     # A trial in the middle of its training, as a worker leaves it after each epoch.
     running = study.ask()
     running.set_user_attr("epoch", 2)
@@ -291,3 +296,99 @@ def test_dashboard_stops_on_a_signal_while_it_answers(
     assert process.returncode == code, stderr[-2000:]
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].startswith("hpo: interrupted")
+
+
+@dataclass(frozen=True)
+class StoppedStudy:
+    """The synthetic finished study with stopped trials, and its stored models."""
+
+    db: Path
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.db}"
+
+
+@pytest.fixture(scope="session")
+def stopped_study(tmp_path_factory: pytest.TempPathFactory) -> StoppedStudy:
+    """10 trials written through Optuna (3 complete, 6 stopped, 1 failed); no training."""
+    db = tmp_path_factory.mktemp("stopped") / "stopped.db"
+    synthetic.make_stopped_study(f"sqlite:///{db}", db.with_name(db.name + ".artifacts"))
+    return StoppedStudy(db)
+
+
+# Every plotly figure on the page: its title, x tick labels, legend entries and links.
+_FIGURES_JS = """[...document.querySelectorAll('.js-plotly-plot')].map(p => ({
+  title: (p.querySelector('.gtitle') || {}).textContent || '',
+  ticks: [...p.querySelectorAll('.xtick text')].map(t => t.textContent),
+  legend: [...p.querySelectorAll('.legendtext')].map(t => t.textContent),
+  links: [...p.querySelectorAll('.annotation a')].map(
+    a => a.getAttribute('href') || a.getAttributeNS('http://www.w3.org/1999/xlink', 'href')),
+}))"""
+
+
+def _figure(figures: list[dict], title: str) -> dict:
+    (found,) = [f for f in figures if f["title"].startswith(title)]
+    return found
+
+
+@pytest.mark.slow
+def test_dashboard_answers_the_deploy_question(stopped_study: StoppedStudy, tmp_path: Path) -> None:
+    """On a finished study with stopped trials: the latency-budget figure with model links,
+    stop marks on the learning curves, a stopped trial's reason in view without scrolling,
+    every choice tried in the per-choice figures, and trial-table rows one line high."""
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed (Debian: apt-get install chromium)")
+    from tests.browser import headless_chromium
+
+    rows = synthetic.STOPPED_ROWS
+    complete = [n for n, r in enumerate(rows) if r.state == optuna.trial.TrialState.COMPLETE]
+    trained = [r for r in rows if r.curve]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/dashboard/studies/1"
+    with (
+        running_dashboard(stopped_study.url, port),
+        headless_chromium(CHROMIUM, tmp_path / "profile") as browser,
+    ):
+        browser.open(base, 1280, 800)
+        count = len(DASHBOARD_FIGURES)
+        browser.wait_for(f"document.querySelectorAll('.js-plotly-plot .gtitle').length >= {count}")
+        figures = browser.evaluate(_FIGURES_JS)
+
+        budget = _figure(figures, "Best accuracy within a latency budget")
+        assert "finished: 10 of 10 trials" in budget["title"]
+        # Every trial of this front has a stored model: one download link each, served here.
+        assert len(budget["links"]) == len(complete)
+        for link in budget["links"]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{link}", timeout=30) as got:
+                assert got.read() == b"onnx"
+
+        curves = _figure(figures, "Learning curves")
+        ended_trained = [r for r in trained if r.state != optuna.trial.TrialState.COMPLETE]
+        assert f"stopped here ({len(ended_trained)})" in curves["legend"]
+
+        for key in ("norm", "optimizer", "scheduler"):
+            ticks = " ".join(_figure(figures, f"Validation accuracy by {key}")["ticks"])
+            for value in {getattr(r, key) for r in trained}:
+                assert f"{value} (" in ticks, (key, value)
+        probed = " ".join(_figure(figures, "Latency by norm type")["ticks"])
+        assert all(f"{r.norm} (" in probed for r in rows)
+
+        stopped = next(n for n, r in enumerate(rows) if r.state == optuna.trial.TrialState.PRUNED)
+        browser.open(f"{base}/trials?numbers={stopped}", 1280, 800)
+        box = browser.wait_for(
+            "(() => { const e = [...document.querySelectorAll('strong')]"
+            ".find(e => e.textContent.startsWith('Stopped after'));"
+            " return e && e.parentElement.getBoundingClientRect().toJSON(); })()"
+        )
+        assert box["top"] >= 0 and box["bottom"] <= 800, "the reason needs no scrolling"
+        note = browser.evaluate("document.body.innerText")
+        assert rows[stopped].reason in note
+
+        browser.open(f"{base}/smartSelection", 1280, 800)
+        heights = browser.wait_for(
+            f"(() => {{ const r = [...document.querySelectorAll('tbody tr')];"
+            f" return r.length >= {len(rows)}"
+            " && r.map(t => t.getBoundingClientRect().height); })()"
+        )
+        assert max(heights) <= 80, heights

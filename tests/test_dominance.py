@@ -133,6 +133,7 @@ def test_every_front_drops_a_trial_within_the_spread_of_a_more_accurate_one(
     and the dashboard's figures leave it off; a measurably faster trial stays on."""
     from hpo.present import figures
     from hpo.present.report import build_report
+    from hpo.present.study_view import study_view
     from hpo.store import queries
     from hpo.store.connect import StoredStudy, open_storage
     from tests.conftest import invoke
@@ -174,7 +175,7 @@ def test_every_front_drops_a_trial_within_the_spread_of_a_more_accurate_one(
     rows = sqlite_rows(tmp_path / "recorded.db", "SELECT number FROM hpo_trials WHERE on_front = 1")
     assert sorted(r["number"] for r in rows) == sorted(expected)
     assert [r.number for r in build_report(stored).front] == expected
-    pareto = figures.dashboard_figures(queries.completed(stored), {})["hpo-pareto-front"]
+    pareto = figures.dashboard_figures(study_view(stored))["hpo-pareto-front"]
     (marked,) = [trace for trace in pareto.data if trace.name == "on the front"]
     assert list(marked.text) == [f"#{n}" for n in expected]
     storage.engine.dispose()

@@ -67,7 +67,7 @@ def stored_model(study: FinishedStudy, number: int) -> torch.nn.Module:
     artifact_id = artifacts.find_artifact(trial, storage, artifacts.CHECKPOINT_NAME)
     assert artifact_id is not None, f"trial {number} has no checkpoint"
     checkpoint = read_checkpoint(artifacts.read_artifact(store, artifact_id))
-    config = TrialConfig.from_trial(trial.params, trial.user_attrs)
+    config = TrialConfig.from_trial(trial.params, trial.user_attrs, trial.system_attrs)
     model = models.build_model(
         config.model,
         norm=config.norm,
@@ -116,11 +116,14 @@ def test_export_round_trip(finished_study: FinishedStudy, tmp_path: Path) -> Non
     assert np.argmax(expected) == np.argmax(onnx_logits((out / ONNX_FILE).read_bytes(), images))
 
     trial = optuna.load_study(study_name=finished_study.name, storage=finished_study.url).trials[0]
-    assert card["params"] == stored_params(trial.params, trial.user_attrs)
+    assert card["params"] == stored_params(trial.params, trial.user_attrs, trial.system_attrs)
     assert card["params"]["model"] == "simple_cnn" and "model" not in trial.params
     assert card["metrics"]["accuracy"] == trial.values[0]
     assert card["metrics"]["latency_ms"] == trial.values[1]
-    assert card["fold_report"]["n_folded"] == flat(trial.user_attrs)["fold_report"]["n_folded"]
+    assert (
+        card["fold_report"]["n_folded"]
+        == flat(trial.user_attrs, trial.system_attrs)["fold_report"]["n_folded"]
+    )
     assert card["latency"]["latency_backend"] == trial.user_attrs["latency_backend"]
     assert card["data"]["dataset"] == trial.user_attrs["dataset"]
     assert card["data"]["train_size"] == 256 and card["data"]["num_classes"] == 10

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from optuna.trial import TrialState
 
+from hpo.core.trial_attrs import flat
 from hpo.run.progress import counts_toward_target
 from hpo.search.pruning import ParetoHalving, crowding_distance, nondominated_ranks
 from hpo.store import queries
@@ -141,7 +142,10 @@ def test_two_workers_prune_one_study(pg_url: str, tiny_npz: Path, tmp_path: Path
     for trial in pruned:
         assert trial.user_attrs["rung"] == 0 and trial.user_attrs["epoch"] == 1
         assert len(trial.user_attrs["val_accuracy_curve"]) == 1
-        assert trial.user_attrs["stop_reason"].startswith("stopped at rung 0 (epoch 1)")
+        # The table shows the head; the whole reason sits with the trial's details.
+        assert trial.user_attrs["stop_reason"] == "stopped at epoch 1"
+        reason = flat(trial.user_attrs, trial.system_attrs)["stop_reason"]
+        assert reason.startswith("stopped at epoch 1: ") and "at rung 0" in reason
         assert trial.user_attrs["latency_ms"] > 0 and "val_accuracy" in trial.user_attrs
     for trial in complete:
         assert len(trial.user_attrs["val_accuracy_curve"]) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from matplotlib.image import imread
 
 from hpo.core.results import TrialResult, hypervolume, hypervolume_history, reference_point
+from hpo.present import figures
 from tests import synthetic
 from tests.conftest import FinishedStudy, invoke
 
@@ -101,8 +103,11 @@ def test_report_of_a_synthetic_study(tmp_path: Path) -> None:
     page = (out / "index.html").read_text()
     assert "src='pareto.png'" in page and "src='hypervolume.png'" in page
     assert "norm = layer" in page and "optimizer = sgd" in page
-    # Interactive figures: the dashboard's six plus accuracy vs MACs, plotly.js next to them.
-    assert page.count('class="plotly-graph-div"') == 7
+    # Interactive figures: the dashboard's less its captions, accuracy by scheduler (not
+    # searched here) and accuracy vs MACs (none recorded), each said so; plotly.js next to them.
+    shown = len(figures.DASHBOARD_FIGURES) - len(figures.DASHBOARD_ONLY) - 1
+    assert page.count('class="plotly-graph-div"') == shown
+    assert "scheduler was not searched" in page and "no accuracy-vs-compute figure" in page
     assert "<script src='plotly.min.js'>" in page and (out / "plotly.min.js").stat().st_size > 1e6
     for title in ("Pareto front of 5", "Hypervolume history", "Latency by norm", "by optimizer"):
         assert title in page, title
@@ -149,3 +154,38 @@ def test_report_needs_complete_trials(tmp_path: Path) -> None:
     assert cli.returncode == 2
     assert "no COMPLETE trials" in cli.stderr and len(cli.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_report_answers_the_deploy_question(tmp_path: Path) -> None:
+    """The budget table with model links and export commands, every choice tried in the best
+    per group, whole stop reasons left-aligned, one latency precision; `hpo best` ends with
+    the export command of its first row."""
+    db = tmp_path / "stopped.db"
+    url = f"sqlite:///{db}"
+    synthetic.make_stopped_study(url, tmp_path / "stopped.db.artifacts")
+    out = tmp_path / "report"
+    cli = invoke(
+        "report", "--storage", url, "--study-name", synthetic.STOPPED_STUDY, "--out", str(out)
+    )
+    assert cli.returncode == 0, cli.stderr
+    page = (out / "index.html").read_text()
+    budget = page.split("Best model within a latency budget")[1].split("</table>")[0]
+    complete = [n for n, r in enumerate(synthetic.STOPPED_ROWS) if r.state.name == "COMPLETE"]
+    for number in complete:
+        assert f"--trial {number} --out model-{number}" in budget
+    assert budget.count(">ONNX</a>") == len(complete)
+    assert "finished: 10 of 10 trials" in page
+    groups = page.split("Best trial per norm type")[1].split("</table>")[0]
+    for row in synthetic.STOPPED_ROWS:
+        if row.curve:
+            assert f"norm = {row.norm}" in groups and f"optimizer = {row.optimizer}" in groups
+    ended = page.split("Trials that ended early")[1].split("</table>")[0]
+    for row in synthetic.STOPPED_ROWS:
+        if row.reason:
+            assert f"<td class='text'>{html.escape(row.reason)}</td>" in ended
+    assert "0.6628" in page and "0.663<" not in page, "one latency precision"
+
+    best = invoke("best", "--storage", url, "--study-name", synthetic.STOPPED_STUDY)
+    assert best.returncode == 0, best.stderr
+    *_, command, storage = best.stdout.rstrip().splitlines()
+    assert command.endswith("--trial 0 --out model-0 \\") and storage.strip() == f"--storage {url}"

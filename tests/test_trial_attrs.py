@@ -1,8 +1,14 @@
-"""The layout of a trial's user attributes: rounded scalars for people, one `details` attribute."""
+"""The layout of a trial's attributes: rounded scalars for people, structures out of sight."""
 
 from __future__ import annotations
 
-from hpo.core.trial_attrs import DETAILS_ATTR, flat, readable
+from hpo.core.trial_attrs import (
+    CONFIG_SYSTEM_ATTR,
+    DETAIL_SYSTEM_PREFIX,
+    flat,
+    laid_out,
+    stored_config,
+)
 
 
 def test_scalars_are_rounded_and_structures_gathered() -> None:
@@ -17,20 +23,45 @@ def test_scalars_are_rounded_and_structures_gathered() -> None:
         "val_accuracy_curve": [0.2, 0.31],
         "probe_cached": True,
     }
-    shown = readable(attrs)
+    layout = laid_out(attrs)
+    shown = layout.shown
     assert shown["test_accuracy"] == 0.5929 and shown["n_params"] == 288746
     assert shown["latency_iqr_ms"] == 0.01235 and shown["probe_cached"] is True
-    # The rebuild recipe and the live curve stay attributes of their own, unrounded.
-    assert shown["config"] == attrs["config"] and shown["val_accuracy_curve"] == [0.2, 0.31]
-    assert set(shown[DETAILS_ATTR]) == {"latency", "fold_report", "cost_layers"}
+    # The live curve stays a user attribute, unrounded; every other structure is hidden.
+    assert shown["val_accuracy_curve"] == [0.2, 0.31]
     assert not any(
-        isinstance(v, dict | list)
-        for k, v in shown.items()
-        if k in attrs and k not in ("config", "val_accuracy_curve")
+        isinstance(v, dict | list) for k, v in shown.items() if k != "val_accuracy_curve"
     )
-    assert flat(shown)["fold_report"] == attrs["fold_report"]
+    assert set(layout.hidden) == {
+        CONFIG_SYSTEM_ATTR,
+        *(DETAIL_SYSTEM_PREFIX + k for k in ("latency", "fold_report", "cost_layers")),
+    }
+    merged = flat(shown, layout.hidden)
+    assert merged["fold_report"] == attrs["fold_report"] and merged["config"] == attrs["config"]
+    assert stored_config(shown, layout.hidden) == attrs["config"]
 
 
 def test_flat_reads_studies_made_before_details_existed() -> None:
     old = {"test_accuracy": 0.5929203539823009, "fold_report": {"n_folded": 6}}
     assert flat(old) == old
+
+
+def test_flat_reads_studies_that_gathered_structures_in_details() -> None:
+    older = {
+        "test_accuracy": 0.59,
+        "details": {"fold_report": {"n_folded": 6}},
+        "config": {"lr": 1},
+    }
+    assert flat(older) == {
+        "test_accuracy": 0.59,
+        "fold_report": {"n_folded": 6},
+        "config": {"lr": 1},
+    }
+    assert stored_config(older) == {"lr": 1}
+
+
+def test_reasons_show_their_head_and_keep_the_whole_sentence() -> None:
+    reason = "stopped at epoch 1: accuracy 21.00% at 0.77 ms is dominated at rung 0"
+    layout = laid_out({"stop_reason": reason, "fail_reason": "interrupted"})
+    assert layout.shown == {"stop_reason": "stopped at epoch 1", "fail_reason": "interrupted"}
+    assert flat(layout.shown, layout.hidden)["stop_reason"] == reason

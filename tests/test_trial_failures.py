@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from hpo.cli import quiet_libraries
 from hpo.core.errors import DataError
+from hpo.core.trial_attrs import flat
 from hpo.measure import fusion
 from hpo.run import objective
 from hpo.store.optuna_internals import OPTIMIZE_LOGGER
@@ -39,7 +40,9 @@ def test_an_unexpected_error_stops_the_run_with_one_line(
     )
     (trial,) = optuna.load_study(study_name="crash", storage=f"sqlite:///{db}").trials
     assert trial.state == TrialState.FAIL, "the run stopped after the first crashed trial"
-    assert trial.user_attrs["fail_reason"].startswith("EquivalenceError: folded network")
+    assert flat(trial.user_attrs, trial.system_attrs)["fail_reason"].startswith(
+        "EquivalenceError: folded network"
+    )
     assert "broken_fold_check" in trial.user_attrs["traceback"]
 
 
@@ -94,7 +97,7 @@ def test_each_failure_has_a_reason_and_repeating_ones_stop_the_run(
     result = invoke("run", tiny_spec(tmp_path, "f", 2), "--data", str(tiny_npz), "--storage", url)
     trials = optuna.load_study(study_name="f", storage=url).trials
     assert {t.state for t in trials} == {TrialState.FAIL}
-    assert {t.user_attrs["fail_reason"] for t in trials} == {reason}
+    assert {flat(t.user_attrs, t.system_attrs)["fail_reason"] for t in trials} == {reason}
     if effect == "goes on":
         # The configuration's own failure: a result, counted; the study goes on to its target.
         assert result.returncode == 0, result.stderr

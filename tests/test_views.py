@@ -15,6 +15,7 @@ import optuna
 import pytest
 
 from hpo.core.results import pareto_front
+from hpo.core.trial_attrs import flat
 from hpo.store.queries import result_of
 from hpo.store.views import distribution_kind
 from tests import synthetic
@@ -169,7 +170,7 @@ def finished_rows_match(rows: list[dict[str, Any]], study: optuna.Study) -> None
         assert row["test_accuracy"] == pytest.approx(attrs["test_accuracy"])
         assert row["latency_iqr_ms"] == pytest.approx(attrs["latency_iqr_ms"])
         assert attrs["latency_iqr_ms"] == pytest.approx(
-            attrs["details"]["latency"]["iqr_ms"], rel=1e-3
+            flat(attrs, trial.system_attrs)["latency"]["iqr_ms"], rel=1e-3
         )
         assert row["latency_ratio"] == pytest.approx(attrs["latency_ratio"])
         assert (row["n_params"], row["macs"]) == (attrs["n_params"], attrs["macs"])

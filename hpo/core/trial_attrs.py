@@ -1,16 +1,20 @@
-"""What a trial records, laid out for people: short scalars, and one attribute of details.
+"""What a trial records, laid out for people: short scalars as user attributes, structures
+kept out of sight.
 
 The dashboard shows every user attribute of a trial on its page and as a column of its trial
 table. So each figure a person reads (accuracy, test accuracy, latency median and IQR, latency
-ratio, size, MACs, folded/kept counts, times) is a scalar of its own, rounded to 4 significant
-digits; every structure (fold report, per-layer cost, latency statistics per runtime, device
-fingerprint) goes into the one attribute `details`. Studies made before stored the structures
-as attributes of their own: `flat` reads both layouts alike.
+ratio, size, MACs, folded/kept counts, times, why it stopped) is a scalar of its own, rounded to
+4 significant digits. The structures (the configuration, the fold report, per-layer cost,
+latency statistics per runtime, device fingerprint) are trial *system* attributes, which the
+dashboard never lists: one line per trial in its table instead of a 550 px JSON cell. Older
+studies kept them as user attributes (`config`, `details`, or one attribute per structure):
+`flat` and `stored_config` read every layout alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 # Every attribute key a study or a trial stores, spelled here only.
@@ -72,37 +76,87 @@ SPEEDUP_ATTR = "speedup"
 PROBE_MEASURE_SECONDS_ATTR = "probe_seconds"  # how long measuring the probe took
 BACKEND_MAX_ABS_DIFF_ATTR = "latency_backend_max_abs_diff"
 
+# The user attribute that held every structure in studies made before they became system
+# attributes (read, never written).
 DETAILS_ATTR = "details"
-# Structures that stay attributes of their own: the configuration a trial is rebuilt from, and
-# the learning curve that the dashboard shows live and the pruner reads while trials run.
-OWN_ATTRS = frozenset({CONFIG_ATTR, VAL_CURVE_ATTR})
+# Trial system attributes holding the structures: the configuration a trial is rebuilt from,
+# and every other structure keyed by its attribute name (`hpo:detail:fold_report`, ...).
+CONFIG_SYSTEM_ATTR = "hpo:config"
+DETAIL_SYSTEM_PREFIX = "hpo:detail:"
+# The one structure that stays a user attribute: the learning curve, which the dashboard shows
+# live and the pruner reads while trials run (a short list of numbers).
+SHOWN_STRUCTURES = frozenset({VAL_CURVE_ATTR})
+# Why a trial ended: its user attribute holds the short head ("stopped at epoch 1",
+# "diverged"), which fits a table cell; the whole sentence is a detail (and the trial's note).
+REASON_ATTRS = frozenset({STOP_REASON_ATTR, FAIL_REASON_ATTR})
 _DIGITS = 4
 
 
-def readable(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """`attrs` as a trial records them: rounded scalars, structures gathered in `details`."""
-    recorded: dict[str, Any] = {}
-    details: dict[str, Any] = {}
+@dataclass(frozen=True)
+class Layout:
+    """Attributes split for storage: `shown` as user attributes, `hidden` as system ones."""
+
+    shown: dict[str, Any]
+    hidden: dict[str, Any]
+
+
+def laid_out(attrs: Mapping[str, Any]) -> Layout:
+    """`attrs` as a trial records them: rounded scalars shown, structures hidden."""
+    shown: dict[str, Any] = {}
+    hidden: dict[str, Any] = {}
     for key, value in attrs.items():
-        if isinstance(value, dict | list) and key not in OWN_ATTRS:
-            details[key] = value
+        if key == CONFIG_ATTR:
+            hidden[CONFIG_SYSTEM_ATTR] = value
+        elif key in REASON_ATTRS and isinstance(value, str):
+            shown[key] = short_reason(value)
+            if shown[key] != value:
+                hidden[DETAIL_SYSTEM_PREFIX + key] = value
+        elif isinstance(value, dict | list) and key not in SHOWN_STRUCTURES:
+            hidden[DETAIL_SYSTEM_PREFIX + key] = value
         else:
-            recorded[key] = rounded(value)
+            shown[key] = rounded(value)
     latency = attrs.get(LATENCY_ATTR)
     if isinstance(latency, dict) and "iqr_ms" in latency:
-        recorded[LATENCY_IQR_ATTR] = rounded(latency["iqr_ms"])
-    if details:
-        recorded[DETAILS_ATTR] = details
-    return recorded
+        shown[LATENCY_IQR_ATTR] = rounded(latency["iqr_ms"])
+    return Layout(shown, hidden)
 
 
-def flat(user_attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """A trial's attributes in one dict, its details included (either layout)."""
+def short_reason(reason: str) -> str:
+    """The head of a reason, before its first ": " (the whole reason when it has none)."""
+    return reason.split(": ", 1)[0]
+
+
+def readable(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The user attributes `attrs` become (`laid_out(attrs).shown`)."""
+    return laid_out(attrs).shown
+
+
+def flat(
+    user_attrs: Mapping[str, Any], system_attrs: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A trial's attributes in one dict, its structures and whole reasons included (every
+    layout)."""
     details = user_attrs.get(DETAILS_ATTR)
     merged = {k: v for k, v in user_attrs.items() if k != DETAILS_ATTR}
     if isinstance(details, dict):
         merged.update(details)
+    for key, value in (system_attrs or {}).items():
+        if key.startswith(DETAIL_SYSTEM_PREFIX):
+            merged[key.removeprefix(DETAIL_SYSTEM_PREFIX)] = value
+    config = stored_config(user_attrs, system_attrs)
+    if config is not None:
+        merged[CONFIG_ATTR] = config
     return merged
+
+
+def stored_config(
+    user_attrs: Mapping[str, Any], system_attrs: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The configuration a trial stored: its system attribute, or the older user attribute."""
+    for config in ((system_attrs or {}).get(CONFIG_SYSTEM_ATTR), user_attrs.get(CONFIG_ATTR)):
+        if isinstance(config, dict):
+            return config
+    return None
 
 
 def rounded(value: Any) -> Any:

@@ -1,9 +1,9 @@
 """A trial's configuration: every hyperparameter it was trained with, as one typed record.
 
-A finished trial rebuilds it from what it stored (`TrialConfig.from_trial`): its `config` user
-attribute (every value, fixed ones included), or for studies made before that attribute existed,
-its params (which then held every value). That is how `hpo export` rebuilds or retrains a
-trial's network.
+A finished trial rebuilds it from what it stored (`TrialConfig.from_trial`): its stored
+configuration (`hpo.core.trial_attrs.stored_config`: every value, fixed ones included), or for
+studies made before that existed, its params (which then held every value). That is how
+`hpo export` rebuilds or retrains a trial's network.
 """
 
 from __future__ import annotations
@@ -14,14 +14,17 @@ from typing import Any
 
 from hpo.core.model_ref import is_model_ref
 from hpo.core.params import BY_NAME, CATALOG, Hyperparameter
-from hpo.core.trial_attrs import CONFIG_ATTR
+from hpo.core.trial_attrs import stored_config
 from models.catalog import FAMILY_OPTIONS
 
 
-def stored_params(params: Mapping[str, Any], user_attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """Every hyperparameter value a trial stored: its `config` attribute, then its params."""
-    config = user_attrs.get(CONFIG_ATTR)
-    return {**(config if isinstance(config, dict) else {}), **params}
+def stored_params(
+    params: Mapping[str, Any],
+    user_attrs: Mapping[str, Any],
+    system_attrs: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Every hyperparameter value a trial stored: its configuration, then its params."""
+    return {**(stored_config(user_attrs, system_attrs) or {}), **params}
 
 
 @dataclass(frozen=True)
@@ -102,9 +105,14 @@ class TrialConfig:
         return {**{k: v for k, v in values.items() if v is not None}, **self.model_params}
 
     @classmethod
-    def from_trial(cls, params: Mapping[str, Any], user_attrs: Mapping[str, Any]) -> TrialConfig:
-        """Rebuild the config a trial was trained with from its params and user attributes."""
-        return cls.from_params(stored_params(params, user_attrs))
+    def from_trial(
+        cls,
+        params: Mapping[str, Any],
+        user_attrs: Mapping[str, Any],
+        system_attrs: Mapping[str, Any] | None = None,
+    ) -> TrialConfig:
+        """Rebuild the config a trial was trained with from its params and attributes."""
+        return cls.from_params(stored_params(params, user_attrs, system_attrs))
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TrialConfig:

@@ -132,7 +132,7 @@ def retrain(
     spec = stored_spec(study)
     if data_path is not None:
         spec = with_values(spec, {"data.dataset": str(data_path)})
-    config = TrialConfig.from_trial(trial.params, trial.user_attrs)
+    config = TrialConfig.from_trial(trial.params, trial.user_attrs, trial.system_attrs)
     source = load_raw(spec.data)
     # A study trained on CUDA is retrained on the CPU where there is no GPU.
     device = resolve_device("cpu" if spec.train.device == "cpu" else "auto")
@@ -169,7 +169,7 @@ def trained_model(
     notify: Notify,
 ) -> TrainedModel:
     """The stored checkpoint when the trial has one, else a retrained model."""
-    config = TrialConfig.from_trial(trial.params, trial.user_attrs)
+    config = TrialConfig.from_trial(trial.params, trial.user_attrs, trial.system_attrs)
     if store is not None:
         artifact_id = artifacts.find_artifact(trial, stored.storage, artifacts.CHECKPOINT_NAME)
         if artifact_id is not None:
@@ -210,7 +210,7 @@ def model_card(
     files: dict[str, bytes],
 ) -> dict[str, Any]:
     """The JSON model card: what the model is, how good and fast it was, and where it came from."""
-    attrs = flat(trial.user_attrs)
+    attrs = flat(trial.user_attrs, trial.system_attrs)
     spec = stored_spec(study)  # validated: defaults filled in, unlike the raw stored dict
     accuracy, latency_ms = trial.values
     runtime = {k: v for k, v in attrs.items() if k.startswith("latency") or k in _RUNTIME_ATTRS}
@@ -221,7 +221,7 @@ def model_card(
         "study": study.study_name,
         "trial": trial.number,
         "source": trained.source,
-        "params": stored_params(trial.params, trial.user_attrs),
+        "params": stored_params(trial.params, trial.user_attrs, trial.system_attrs),
         "metrics": {
             "accuracy": accuracy,
             "latency_ms": latency_ms,

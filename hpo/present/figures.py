@@ -8,6 +8,7 @@ runs. The report embeds the same figures (interactive: hover shows the trial and
 
 from __future__ import annotations
 
+import html
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -17,9 +18,9 @@ import plotly.graph_objects as go
 from hpo.core import results
 from hpo.core.names import MISSION_PARAMS
 from hpo.core.results import TrialResult
-from hpo.core.trial_attrs import VAL_CURVE_ATTR
-from hpo.store import queries
+from hpo.present.study_view import EndedTrial, ModelSource, Progress, StudyView, study_view
 from hpo.store.connect import StoredStudy
+from hpo.store.optuna_internals import save_trial_note, trial_notes
 from models.catalog import NORMS
 
 # One color per norm type, the same in every figure (and in the report's PNGs).
@@ -32,14 +33,30 @@ NORM_COLORS = {
 }
 OTHER_COLOR = "#9467bd"
 FRONT_COLOR = "#111111"
-# Dashboard figure ids (valid HTML ids); saving under the same id replaces the figure.
+STOPPED_COLOR = "#888888"
+# Captions of the dashboard's own panels: the report has none of those.
+DASHBOARD_ONLY = frozenset({"hpo-reading-guide"})
+# Below this many complete trials the dashboard's stock panels mislead: fANOVA importance fits
+# a handful of points (on the quickstart's 3 complete trials it gave lr 0.96 of the latency's
+# importance, which lr cannot change), the stock Pareto plot colours by trial number (its best
+# trial near-white), and the contour plot pairs stopped trials' params with other trials'
+# values. 20 is a rule of thumb, not a measurement: about 5 complete trials per searched param
+# of the quickstart's four.
+TRUSTED_STOCK_PANELS = 20
+# Below this many points a box plot draws quartiles of almost nothing: show the points alone.
+BOX_MIN_POINTS = 5
+# Dashboard figure ids (valid HTML ids); saving under the same id replaces the figure. The
+# latency-budget answer comes first: it is what most people open the dashboard for.
 DASHBOARD_FIGURES = (
+    "hpo-reading-guide",
+    "hpo-latency-budget",
     "hpo-pareto-front",
     "hpo-hypervolume",
+    "hpo-learning-curves",
     "hpo-latency-by-norm",
+    "hpo-accuracy-by-norm",
     "hpo-accuracy-by-optimizer",
     "hpo-accuracy-by-scheduler",
-    "hpo-learning-curves",
 )
 
 
@@ -54,7 +71,7 @@ def norm_order(norm: str) -> tuple[int, str]:
 def _hover(r: TrialResult) -> str:
     params = "<br>".join(f"{k} = {_short(v)}" for k, v in _shown_params(r.params).items())
     return (
-        f"trial {r.number}<br>accuracy {r.accuracy:.2%}<br>latency {r.latency_ms:.3f} ms"
+        f"trial {r.number}<br>accuracy {r.accuracy:.2%}<br>latency {r.latency_ms:.4g} ms"
         f"<br>{params}"
     )
 
@@ -148,14 +165,129 @@ def pareto_figure(
     )
 
 
-def hypervolume_figure(
-    history: Sequence[tuple[int, float]], reference: tuple[float, float]
+def budget_figure(
+    front: Sequence[TrialResult],
+    reference: tuple[float, float],
+    sources: Mapping[int, ModelSource],
+    progress: Progress,
+    *,
+    links: bool = True,
 ) -> go.Figure:
-    """Hypervolume of the trials completed so far, against trial number."""
+    """The best accuracy reachable within each latency budget: a step over the Pareto front,
+    each step naming its trial and how to get its model (`links`: ONNX downloads served by the
+    dashboard)."""
+    figure = go.Figure()
+    latencies = [r.latency_ms for r in front]
+    accuracies = [r.accuracy for r in front]
+    figure.add_trace(
+        go.Scatter(
+            x=[*latencies, reference[1]],
+            y=[*accuracies, accuracies[-1]],
+            mode="lines",
+            line={"shape": "hv", "color": FRONT_COLOR, "width": 2},
+            name="best accuracy within the budget",
+            hoverinfo="skip",
+        )
+    )
+    hover = []
+    for r in front:
+        source = sources.get(r.number)
+        how = (
+            "ONNX on its trial page (Artifacts)"
+            if source and source.onnx_url
+            else "no stored model"
+        )
+        command = html.escape(source.export_command) if source else ""
+        hover.append(
+            f"budget >= {_ms(r.latency_ms)} ms: trial {r.number}, accuracy {r.accuracy:.2%}"
+            f"<br>{_shown(r.params)}<br>model: {how}<br>{command}"
+        )
+    figure.add_trace(
+        go.Scatter(
+            x=latencies,
+            y=accuracies,
+            mode="markers",
+            marker={"size": 10, "color": FRONT_COLOR},
+            name="front trial (hover: how to get its model)",
+            hovertext=hover,
+            hoverinfo="text",
+        )
+    )
+    for r in front:
+        source = sources.get(r.number)
+        label = f"#{r.number} {r.accuracy:.1%} @ {_ms(r.latency_ms)} ms"
+        if links and source is not None and source.onnx_url is not None:
+            label += f" <a href='{source.onnx_url}'>ONNX</a>"
+        else:
+            label += f" (hpo export --trial {r.number})"
+        figure.add_annotation(
+            x=r.latency_ms, y=r.accuracy, text=label, showarrow=False, xanchor="left", yshift=12
+        )
+    figure.update_yaxes(tickformat=".1%")
+    figure.update_layout(showlegend=True)
+    return _layout(
+        figure,
+        f"Best accuracy within a latency budget<br><sup>{progress.line()}</sup>",
+        "latency budget (ms, folded net, median single-image)",
+        "best validation accuracy within the budget",
+    )
+
+
+def reading_guide_figure(n_complete: int, n_stopped: int, progress: Progress) -> go.Figure:
+    """A caption for the page: the study's status, and how far to trust the stock panels."""
+    if n_complete < TRUSTED_STOCK_PANELS:
+        advice = (
+            f"{n_complete} complete trials (fewer than {TRUSTED_STOCK_PANELS}): read the stock "
+            "panels above with care.<br>Hyperparameter Importance fits a handful of points "
+            "(any param can look decisive, even for latency);<br>the stock Pareto Front colours "
+            "trials by number, not by quality; the contour plot mixes stopped trials' params "
+            "with others' values.<br>The figures below use every trained trial "
+            f"({n_complete} complete, {n_stopped} stopped)."
+        )
+    else:
+        advice = (
+            f"{n_complete} complete trials: enough for the stock panels above; "
+            f"the figures below also show the {n_stopped} trials that stopped early."
+        )
+    figure = go.Figure()
+    figure.add_annotation(
+        text=advice, x=0, y=1, xref="paper", yref="paper", showarrow=False, align="left",
+        xanchor="left", yanchor="top",
+    )  # fmt: skip
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    figure.update_layout(
+        title=f"Study status: {progress.line()}",
+        template="plotly_white",
+        height=220,
+        margin={"l": 20, "r": 20, "t": 60, "b": 20},
+    )
+    return figure
+
+
+def _ms(value: float) -> str:
+    """Latencies in one precision everywhere: 4 significant digits."""
+    return f"{value:.4g}"
+
+
+def _shown(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {_short(params[k])}" for k in MISSION_PARAMS if k in params)
+
+
+def hypervolume_figure(
+    history: Sequence[tuple[int, float]], reference: tuple[float, float], progress: Progress
+) -> go.Figure:
+    """Hypervolume of the trials completed so far, against trial number, drawn to the last
+    finished trial (no gain after the last complete one is a result too)."""
+    numbers = [n for n, _ in history]
+    volumes = [v for _, v in history]
+    if progress.last_trial is not None and numbers and progress.last_trial > numbers[-1]:
+        numbers.append(progress.last_trial)
+        volumes.append(volumes[-1])
     figure = go.Figure(
         go.Scatter(
-            x=[n for n, _ in history],
-            y=[v for _, v in history],
+            x=numbers,
+            y=volumes,
             mode="lines+markers",
             line={"shape": "hv"},
             name="hypervolume",
@@ -166,8 +298,8 @@ def hypervolume_figure(
     figure.update_xaxes(tickformat="d")
     return _layout(
         figure,
-        f"Hypervolume history (reference: accuracy {reference[0]:g}, "
-        f"latency_ms {reference[1]:.3g})",
+        f"Hypervolume history<br><sup>{progress.line()}; reference: accuracy {reference[0]:g}, "
+        f"latency_ms {_ms(reference[1])}</sup>",
         "trial number",
         "hypervolume (accuracy x ms; only grows)",
     )
@@ -180,123 +312,252 @@ def _quartiles(values: Sequence[float]) -> tuple[float, float, float]:
     return low, median, high
 
 
-def latency_by_norm_figure(finished: Sequence[TrialResult]) -> go.Figure:
-    """Median latency per norm type over the complete trials, error bars from the quartiles."""
-    groups = _by_norm(finished)
-    norms = [norm for norm, _ in groups]
-    stats = {norm: _quartiles(sorted(r.latency_ms for r in members)) for norm, members in groups}
-    figure = go.Figure(
-        go.Bar(
-            x=norms,
-            y=[stats[n][1] for n in norms],
-            marker_color=[norm_color(n) for n in norms],
-            error_y={
-                "type": "data",
-                "symmetric": False,
-                "array": [stats[n][2] - stats[n][1] for n in norms],
-                "arrayminus": [stats[n][1] - stats[n][0] for n in norms],
-            },
-            hovertemplate="%{x}: median %{y:.3f} ms<extra></extra>",
-            name="latency_ms",
+def _points_or_box(
+    x: str, y: Sequence[float], hover: Sequence[str], name: str, color: str, symbol: str
+) -> go.Box | go.Scatter:
+    """A box with its points from BOX_MIN_POINTS points on; the points alone below that."""
+    if len(y) >= BOX_MIN_POINTS:
+        return go.Box(
+            x=[x] * len(y),
+            y=list(y),
+            name=name,
+            boxpoints="all",
+            jitter=0.3,
+            marker={"color": color, "symbol": symbol},
+            line={"color": color},
+            hovertext=list(hover),
+            hoverinfo="text",
+            legendgroup=name,
+            showlegend=False,
         )
+    return go.Scatter(
+        x=[x] * len(y),
+        y=list(y),
+        mode="markers",
+        name=name,
+        marker={"color": color, "symbol": symbol, "size": 10, "line": {"width": 1.5}},
+        hovertext=list(hover),
+        hoverinfo="text",
+        legendgroup=name,
+        showlegend=False,
+    )
+
+
+def _legend_entry(name: str, color: str, symbol: str) -> go.Scatter:
+    """A legend line for a marker style (the data traces stay out of the legend)."""
+    return go.Scatter(
+        x=[None],
+        y=[None],
+        mode="markers",
+        name=name,
+        marker={"color": color, "symbol": symbol, "size": 10, "line": {"width": 1.5}},
+    )
+
+
+def latency_by_norm_figure(view: StudyView) -> go.Figure:
+    """Latency of every trial whose architecture was timed, per norm type: complete trials and
+    those that stopped or were never trained (the probe measured them all)."""
+    rows = view.probed_latencies()
+    norms = sorted({norm for norm, _, _ in rows}, key=norm_order)
+    figure = go.Figure()
+    for norm in norms:
+        for complete, symbol in ((True, "circle"), (False, "x-thin-open")):
+            latencies = [ms for n, ms, c in rows if n == norm and c == complete]
+            if latencies:
+                hover = [f"{norm}: {_ms(ms)} ms" for ms in latencies]
+                trace = _points_or_box(norm, latencies, hover, norm, norm_color(norm), symbol)
+                figure.add_trace(trace)
+    figure.add_trace(_legend_entry("complete trial", FRONT_COLOR, "circle"))
+    figure.add_trace(_legend_entry("stopped or not trained (probe)", FRONT_COLOR, "x-thin-open"))
+    counts = {norm: sum(1 for n, _, _ in rows if n == norm) for norm in norms}
+    figure.update_xaxes(
+        type="category",
+        categoryorder="array",
+        categoryarray=norms,
+        ticktext=[f"{n} ({counts[n]})" for n in norms],
+        tickvals=norms,
     )
     return _layout(
         figure,
-        "Latency by norm type (median over trials; bars: interquartile range)",
+        f"Latency by norm type ({len(rows)} timed architectures; boxes from "
+        f"{BOX_MIN_POINTS} points on)",
         "norm",
         "latency_ms",
     )
 
 
-def accuracy_by_figure(finished: Sequence[TrialResult], key: str) -> go.Figure:
-    """Validation accuracy of every complete trial, one box per value of `key`."""
-    values = sorted({str(r.params.get(key)) for r in finished})
+def accuracy_by_figure(
+    finished: Sequence[TrialResult], stopped: Sequence[EndedTrial], key: str
+) -> go.Figure:
+    """Validation accuracy per value of `key` over every trained trial: complete trials at
+    their final accuracy, stopped ones (open crosses) at their last epoch's."""
+    complete_by: dict[str, list[TrialResult]] = {}
+    for r in finished:
+        complete_by.setdefault(str(r.params.get(key)), []).append(r)
+    stopped_by: dict[str, list[EndedTrial]] = {}
+    for e in stopped:
+        stopped_by.setdefault(str(e.params.get(key)), []).append(e)
+    values = sorted(set(complete_by) | set(stopped_by), key=norm_order if key == "norm" else str)
     figure = go.Figure()
     for value in values:
-        members = [r for r in finished if str(r.params.get(key)) == value]
-        figure.add_trace(
-            go.Box(
-                y=[r.accuracy for r in members],
-                name=f"{value} ({len(members)})",
-                boxpoints="all",
-                jitter=0.3,
-                hovertext=[_hover(r) for r in members],
-                hoverinfo="text",
+        members = complete_by.get(value, [])
+        if members:
+            y = [r.accuracy for r in members]
+            figure.add_trace(
+                _points_or_box(value, y, [_hover(r) for r in members], value, FRONT_COLOR, "circle")
             )
-        )
+        ended = stopped_by.get(value, [])
+        if ended:
+            hover = [
+                f"trial {e.number} ({e.state}) after {len(e.curve)} epoch(s): "
+                f"{e.curve[-1]:.2%}<br>{html.escape(e.reason)}"
+                for e in ended
+            ]
+            y = [e.curve[-1] for e in ended]
+            figure.add_trace(_points_or_box(value, y, hover, value, STOPPED_COLOR, "x-thin-open"))
+    figure.add_trace(_legend_entry("complete (final accuracy)", FRONT_COLOR, "circle"))
+    figure.add_trace(_legend_entry("stopped (last epoch's accuracy)", STOPPED_COLOR, "x-thin-open"))
+    ticks = [
+        f"{v} ({len(complete_by.get(v, []))} + {len(stopped_by.get(v, []))} stopped)"
+        for v in values
+    ]
+    figure.update_xaxes(
+        type="category",
+        categoryorder="array",
+        categoryarray=values,
+        tickvals=values,
+        ticktext=ticks,
+    )
     figure.update_yaxes(tickformat=".1%")
-    figure.update_layout(showlegend=False)
-    return _layout(figure, f"Validation accuracy by {key}", key, "validation accuracy")
+    return _layout(
+        figure,
+        f"Validation accuracy by {key} ({len(finished)} complete, {len(stopped)} stopped trials)",
+        key,
+        "validation accuracy",
+    )
 
 
 def accuracy_vs_macs_figure(
     finished: Sequence[TrialResult], macs: Mapping[int, float]
-) -> go.Figure:
-    """Accuracy against the folded network's multiply-accumulates, colored by norm."""
+) -> go.Figure | None:
+    """Accuracy against the folded network's multiply-accumulates, colored by norm; None when
+    every trial has the same MACs (nothing to read along that axis)."""
+    if len({macs[r.number] for r in finished if r.number in macs}) < 2:
+        return None
     figure = go.Figure()
     for norm, of_norm in _by_norm(finished):
         members = [r for r in of_norm if r.number in macs]
         mmacs = [macs[r.number] / 1e6 for r in members]
         figure.add_trace(_norm_markers(norm, members, mmacs, name=f"norm = {norm}"))
     figure.update_yaxes(tickformat=".1%")
+    figure.update_layout(showlegend=True)
     return _layout(
         figure, "Accuracy vs compute", "MMACs per image (folded net)", "validation accuracy"
     )
 
 
 def learning_curves_figure(
-    curves: Mapping[int, Sequence[float]], finished: Sequence[TrialResult]
+    curves: Mapping[int, Sequence[float]],
+    finished: Sequence[TrialResult],
+    ended: Sequence[EndedTrial] = (),
 ) -> go.Figure:
-    """Validation accuracy after each epoch of every trial that recorded it (pruned ones end
-    early), front trials drawn bold."""
-    front = {r.number for r in results.pareto_front(finished)}
+    """Validation accuracy after each epoch of every trial that recorded it, front trials drawn
+    bold; a cross marks the epoch where a trial was stopped, its hover saying why."""
+    front = {r.number for r in results.pareto_front(list(finished))}
+    why = {e.number: e for e in ended}
     figure = go.Figure()
     for number, curve in sorted(curves.items()):
         on_front = number in front
+        stopped = number in why
         figure.add_trace(
             go.Scatter(
                 x=list(range(1, len(curve) + 1)),
                 y=list(curve),
                 mode="lines+markers",
                 name=f"trial {number}" + (" (front)" if on_front else ""),
-                line={"width": 3 if on_front else 1},
-                opacity=1.0 if on_front else 0.5,
+                line={"width": 3 if on_front else 1, "dash": "dot" if stopped else "solid"},
+                opacity=1.0 if on_front else 0.6,
                 hovertemplate=f"trial {number}, epoch %{{x}}: %{{y:.2%}}<extra></extra>",
+            )
+        )
+    marked = [e for e in ended if e.curve and e.number in curves]
+    if marked:
+        figure.add_trace(
+            go.Scatter(
+                x=[len(e.curve) for e in marked],
+                y=[e.curve[-1] for e in marked],
+                mode="markers",
+                name=f"stopped here ({len(marked)})",
+                marker={"symbol": "x", "size": 14, "color": "#d62728", "line": {"width": 1}},
+                hovertext=[
+                    f"trial {e.number} {e.state} after epoch {len(e.curve)}: "
+                    f"{html.escape(e.reason)}"
+                    for e in marked
+                ],
+                hoverinfo="text",
             )
         )
     figure.update_yaxes(tickformat=".0%")
     figure.update_xaxes(tickformat="d")
     return _layout(
-        figure, "Learning curves (validation accuracy per epoch)", "epoch", "validation accuracy"
+        figure,
+        "Learning curves (validation accuracy per epoch; x: where a trial was stopped)",
+        "epoch",
+        "validation accuracy",
     )
 
 
-def dashboard_figures(
-    finished: Sequence[TrialResult], curves: Mapping[int, Sequence[float]]
-) -> dict[str, go.Figure]:
+def dashboard_figures(view: StudyView, *, links: bool = True) -> dict[str, go.Figure]:
     """The dashboard's figures by id; empty while no trial is complete."""
+    finished = view.finished
     if not finished:
         return {}
     reference = results.reference_point(finished)
     front = results.pareto_front(finished)
     history = results.hypervolume_history(finished, reference)
     figures = [
+        reading_guide_figure(len(finished), len(view.stopped), view.progress),
+        budget_figure(front, reference, view.sources, view.progress, links=links),
         pareto_figure(finished, front, reference),
-        hypervolume_figure(history, reference),
-        latency_by_norm_figure(finished),
-        accuracy_by_figure(finished, "optimizer"),
-        accuracy_by_figure(finished, "scheduler"),
-        learning_curves_figure(curves, finished),
+        hypervolume_figure(history, reference, view.progress),
+        learning_curves_figure(view.curves, finished, view.ended),
+        latency_by_norm_figure(view),
+        accuracy_by_figure(finished, view.stopped, "norm"),
+        accuracy_by_figure(finished, view.stopped, "optimizer"),
+        accuracy_by_figure(finished, view.stopped, "scheduler"),
     ]
     return dict(zip(DASHBOARD_FIGURES, figures, strict=True))
 
 
-def publish(stored: StoredStudy) -> int:
-    """Save the study's figures for optuna-dashboard, replacing the previous ones; how many."""
+def reason_note(ended: EndedTrial) -> str:
+    """A stopped or failed trial's dashboard note: why, first thing on its page."""
+    what = "Stopped" if ended.state == "PRUNED" else "Failed"
+    epochs = f" after {len(ended.curve)} epoch(s)" if ended.curve else " before training"
+    return f"**{what}{epochs}:** {ended.reason}\n"
+
+
+def note_reasons(stored: StoredStudy, ended: Sequence[EndedTrial]) -> int:
+    """Give each trial that ended early a note saying why, unless it has one; how many."""
+    written = 0
+    note_of = trial_notes(stored.storage, stored.study_id)
+    for trial in ended:
+        trial_id = stored.storage.get_trial_id_from_study_id_trial_number(
+            stored.study_id, trial.number
+        )
+        if not note_of(trial_id).strip():
+            save_trial_note(stored.storage, stored.study_id, trial_id, reason_note(trial))
+            written += 1
+    return written
+
+
+def publish(stored: StoredStudy, artifact_folder: str | None = None) -> int:
+    """Save the study's figures for optuna-dashboard, replacing the previous ones, and note why
+    each trial that ended early did; returns how many figures."""
     from optuna_dashboard import save_plotly_graph_object
 
-    curves = queries.attribute_values(stored, VAL_CURVE_ATTR)
-    figures = dashboard_figures(queries.completed(stored), curves)
+    view = study_view(stored, artifact_folder)
+    note_reasons(stored, view.ended)
+    figures = dashboard_figures(view)
     for figure_id, figure in figures.items():
         save_plotly_graph_object(stored.study, figure, graph_object_id=figure_id)
     return len(figures)

@@ -20,7 +20,7 @@ from rich.progress import (
 from rich.progress import Progress as ProgressBar
 from rich.text import Text
 
-from hpo.core.trial_attrs import FAIL_REASON_ATTR, STOP_REASON_ATTR
+from hpo.core.trial_attrs import FAIL_REASON_ATTR, STOP_REASON_ATTR, flat
 from hpo.core.trial_config import TrialConfig
 from hpo.run.progress import TargetCounts
 from hpo.store.connect import StoredStudy, retry_of
@@ -102,7 +102,9 @@ class TrialDisplay:
         retried = retry_of(trial)
         if retried is not None:
             name += f" (retry of trial {retried})"
-        params = describe(TrialConfig.from_trial(trial.params, trial.user_attrs), trial.params)
+        params = describe(
+            TrialConfig.from_trial(trial.params, trial.user_attrs, trial.system_attrs), trial.params
+        )
         if trial.state == TrialState.COMPLETE and trial.values:
             accuracy, latency_ms = trial.values
             self.console.print(
@@ -110,10 +112,10 @@ class TrialDisplay:
                 f"({seconds:.0f} s)"
             )
         elif trial.state == TrialState.PRUNED:
-            reason = trial.user_attrs.get(STOP_REASON_ATTR, "stopped")
+            reason = flat(trial.user_attrs, trial.system_attrs).get(STOP_REASON_ATTR, "stopped")
             self.console.print(f"{name}  {params}  [yellow]PRUNED[/]: {reason}")
         else:
-            reason = trial.user_attrs.get(FAIL_REASON_ATTR, "failed")
+            reason = flat(trial.user_attrs, trial.system_attrs).get(FAIL_REASON_ATTR, "failed")
             self.console.print(f"{name}  {params}  [red]{trial.state.name}[/]: {reason}")
         self.bar.update(self.task, completed=done)
         self.params = ""
@@ -127,7 +129,8 @@ class TrialDisplay:
 
     def lost(self, trial: FrozenTrial) -> None:
         """One line for a trial of this worker that another worker finished meanwhile."""
-        reason = trial.user_attrs.get(FAIL_REASON_ATTR) or "no reason recorded"
+        attrs = flat(trial.user_attrs, trial.system_attrs)
+        reason = attrs.get(FAIL_REASON_ATTR) or "no reason recorded"
         self.console.print(
             f"[yellow]trial {trial.number:>3}  dropped:[/] another worker marked it "
             f"{trial.state.name} while this worker ran it ({reason})",

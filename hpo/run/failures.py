@@ -11,6 +11,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 
 from hpo.core.errors import DataError
 from hpo.core.trial_attrs import FAIL_REASON_ATTR, TRACEBACK_ATTR
+from hpo.store.trial_records import record
 from hpo.train.loop import Diverged
 
 
@@ -65,6 +66,6 @@ def note_failure(trial: optuna.Trial, reason: str, details: str | None = None) -
     """Record why the trial failed; nothing when another worker finished it meanwhile (the
     worker loop reports that, and the reason that worker recorded stays)."""
     with contextlib.suppress(UpdateFinishedTrialError):
-        trial.set_user_attr(FAIL_REASON_ATTR, reason)
+        record(trial, {FAIL_REASON_ATTR: reason})
         if details is not None:
             trial.set_user_attr(TRACEBACK_ATTR, details)

@@ -50,7 +50,6 @@ from hpo.core.trial_attrs import (
     TRAIN_SECONDS_ATTR,
     VAL_ACCURACY_ATTR,
     VAL_CURVE_ATTR,
-    readable,
     rounded,
 )
 from hpo.core.trial_config import TrialConfig
@@ -72,6 +71,7 @@ from hpo.search import space
 from hpo.search.pruning import ParetoHalving
 from hpo.store.probes import ProbeRecord
 from hpo.store.resilience import is_transient
+from hpo.store.trial_records import keep_config, record
 from hpo.train.data import TensorDataset
 from hpo.train.loop import Diverged, evaluate
 from hpo.train.model import seeded_network, train_network
@@ -102,12 +102,6 @@ class TrialOutcome:
     # The trained and the folded network, for the runner's hook (never recorded as attributes).
     model: torch.nn.Module | None = field(default=None, repr=False)
     folded: torch.nn.Module | None = field(default=None, repr=False)
-
-
-def record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    """Set `attrs` as user attributes, laid out for people (`hpo.core.trial_attrs`)."""
-    for key, value in readable(attrs).items():
-        trial.set_user_attr(key, value)
 
 
 # Called with a trial that finished training and its outcome, just before the trial completes.
@@ -246,7 +240,7 @@ class Objective:
 
     def _run(self, trial: optuna.Trial) -> tuple[float, float]:
         started = time.perf_counter()
-        config = space.suggest(trial, self.spec)
+        config = space.suggest(trial, self.spec, keep=keep_config)
         # The sampler runs inside suggest: its cost per trial, next to the training time.
         record(trial, {SUGGEST_SECONDS_ATTR: time.perf_counter() - started})
         if self.on_trial_start is not None:
@@ -287,7 +281,7 @@ class Objective:
             if probe.latency_ms > budget:
                 record(trial, probe.latency.as_attrs())
                 reason = over_budget_reason(probe.latency_ms, budget)
-                trial.set_user_attr(STOP_REASON_ATTR, reason)
+                record(trial, {STOP_REASON_ATTR: reason})
                 raise optuna.TrialPruned(reason)
         return probe.latency
 
@@ -328,9 +322,9 @@ class Objective:
             return
         record(trial, {**latency.as_attrs(), VAL_ACCURACY_ATTR: accuracy, RUNG_ATTR: rung})
         reason = (
-            f"stopped at rung {rung} (epoch {epoch}): accuracy {accuracy:.2%} at "
-            f"{latency_ms:.3f} ms is dominated and not in the best 1/{self.pruner.eta} of the "
-            f"{len(others) + 1} trials at that rung"
+            f"stopped at epoch {epoch}: accuracy {accuracy:.2%} at {latency_ms:.4g} ms is "
+            f"dominated at rung {rung} and not in the best 1/{self.pruner.eta} of the "
+            f"{len(others) + 1} trials there"
         )
-        trial.set_user_attr(STOP_REASON_ATTR, reason)
+        record(trial, {STOP_REASON_ATTR: reason})
         raise optuna.TrialPruned(reason)

@@ -2,13 +2,15 @@
 
 Trials ask Optuna for their hyperparameters here and nowhere else. Only searched dimensions become
 trial params, so the dashboard's analytics and importance charts show what was searched; the
-whole configuration, fixed values included, is stored as the trial's `config` user attribute
-(`CONFIG_ATTR`), which rebuilds its TrialConfig (`TrialConfig.from_trial`).
+whole configuration, fixed values included, is stored with the trial (`keep`: hpo's runner keeps
+it as a system attribute the dashboard does not list), which rebuilds its TrialConfig
+(`TrialConfig.from_trial`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -61,9 +63,18 @@ def _suggest(trial: optuna.Trial, param: Hyperparameter, domain: Domain) -> Any:
     )
 
 
-def suggest(trial: optuna.Trial, spec: Spec) -> TrialConfig:
+# Stores a trial's whole configuration (as `TrialConfig.as_params` gives it) with the trial.
+KeepConfig = Callable[[optuna.Trial, dict[str, Any]], None]
+
+
+def keep_as_user_attr(trial: optuna.Trial, config: dict[str, Any]) -> None:
+    """The configuration as the user attribute `config`: plain Optuna, no storage access."""
+    trial.set_user_attr(CONFIG_ATTR, config)
+
+
+def suggest(trial: optuna.Trial, spec: Spec, keep: KeepConfig = keep_as_user_attr) -> TrialConfig:
     """Ask the trial for every searched hyperparameter of the spec; fixed ones are taken as they
-    are. The whole configuration is stored on the trial (`config`)."""
+    are. The whole configuration is stored on the trial with `keep`."""
     chosen: dict[str, Any] = {}
     for param in CATALOG:
         if not param.applies(chosen) or (param.name == "norm" and keeps_own_norm(spec)):
@@ -79,7 +90,7 @@ def suggest(trial: optuna.Trial, spec: Spec) -> TrialConfig:
         for param, domain in spec.model_hyperparameters()
     }
     config = TrialConfig(**chosen, model_params=own)
-    trial.set_user_attr(CONFIG_ATTR, config.as_params())
+    keep(trial, config.as_params())
     return config
 
 

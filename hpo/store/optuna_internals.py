@@ -7,9 +7,11 @@ Optuna to the minor series these uses were checked against.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 # Private RDBStorage methods that ResilientRDBStorage wraps with its outage retries, next to the
@@ -60,3 +62,22 @@ def trial_id(trial: optuna.Trial) -> int:
     """The storage id of a running trial (`Trial._trial_id`): the worker loop writes its
     heartbeat by id, and asking the storage for it would cost a query per trial."""
     return trial._trial_id
+
+
+def trial_notes(storage: BaseStorage, study_id: int) -> Callable[[int], str]:
+    """The dashboard note of each trial by its id, finished or not (`optuna_dashboard.get_note`
+    takes only a running `optuna.Trial`; notes live in the study's system attributes, read
+    once here)."""
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    system_attrs = storage.get_study_system_attrs(study_id)
+    return lambda trial_id: str(get_note_from_system_attrs(system_attrs, trial_id)["body"])
+
+
+def save_trial_note(storage: BaseStorage, study_id: int, trial_id: int, body: str) -> None:
+    """Write a finished trial's dashboard note as `optuna_dashboard.save_note` writes a running
+    trial's: the next version of the note, split over study system attributes."""
+    from optuna_dashboard._note import note_ver_key, save_note_with_version
+
+    version = storage.get_study_system_attrs(study_id).get(note_ver_key(trial_id), 0) + 1
+    save_note_with_version(storage, study_id, trial_id, version, body)

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, func, select
 from hpo.core.results import StudyOverview, TrialResult, choose, why_empty
 from hpo.core.trial_attrs import (
     CONFIG_ATTR,
+    CONFIG_SYSTEM_ATTR,
     FAIL_REASON_ATTR,
     LATENCY_BACKEND_ATTR,
     LATENCY_IQR_ATTR,
@@ -39,6 +40,7 @@ from hpo.store.tables import (
     studies,
     trial_heartbeats,
     trial_params,
+    trial_system_attributes,
     trial_user_attributes,
     trial_values,
     trials,
@@ -63,7 +65,7 @@ def result_of(trial: FrozenTrial) -> TrialResult:
         number=trial.number,
         accuracy=accuracy,
         latency_ms=latency_ms,
-        params=stored_params(trial.params, attrs),
+        params=stored_params(trial.params, attrs, trial.system_attrs),
         test_accuracy=attrs.get(TEST_ACCURACY_ATTR),
         latency_ratio=attrs.get(LATENCY_RATIO_ATTR),
         n_folded=attrs.get(N_FOLDED_ATTR),
@@ -318,10 +320,21 @@ def _hydrate(
     for number, key, value_json in rows:
         if number in wanted:
             attrs.setdefault(number, {})[key] = json.loads(value_json)
+    configs: dict[int, dict[str, Any]] = {}
+    rows = connection.execute(
+        select(trials.c.number, trial_system_attributes.c.value_json)
+        .join(trial_system_attributes, trial_system_attributes.c.trial_id == trials.c.trial_id)
+        .where(where & (trial_system_attributes.c.key == CONFIG_SYSTEM_ATTR))
+    )
+    for number, value_json in rows:
+        if number in wanted:
+            configs[number] = {CONFIG_SYSTEM_ATTR: json.loads(value_json)}
     return [
         replace(
             r,
-            params=stored_params(params.get(r.number, {}), attrs.get(r.number, {})),
+            params=stored_params(
+                params.get(r.number, {}), attrs.get(r.number, {}), configs.get(r.number)
+            ),
             test_accuracy=attrs.get(r.number, {}).get(TEST_ACCURACY_ATTR),
             latency_ratio=attrs.get(r.number, {}).get(LATENCY_RATIO_ATTR),
             n_folded=attrs.get(r.number, {}).get(N_FOLDED_ATTR),

@@ -1,0 +1,213 @@
+"""What the study figures and the report show, read once: complete trials, the trials that
+ended early (with why, how far they trained and their probed latency), the study's progress and
+where each front trial's model can be had.
+
+Complete trials come from the fast SQL queries; the trials that ended early are read through
+Optuna (their params, curve and reason), which costs little next to training them.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.core import results
+from hpo.core.results import TrialResult
+from hpo.core.trial_attrs import (
+    FAIL_REASON_ATTR,
+    LATENCY_MS_ATTR,
+    SPEC_ATTR,
+    STOP_REASON_ATTR,
+    VAL_CURVE_ATTR,
+    flat,
+)
+from hpo.core.trial_config import stored_params
+from hpo.store import artifacts, queries
+from hpo.store.connect import StoredStudy
+from hpo.store.url import safe_url
+
+ENDED_STATES = (TrialState.PRUNED, TrialState.FAIL)
+
+
+@dataclass(frozen=True)
+class EndedTrial:
+    """A trial that stopped (PRUNED) or failed (FAIL): why, and how far it got."""
+
+    number: int
+    state: str
+    reason: str
+    params: dict[str, Any]
+    latency_ms: float | None
+    curve: list[float]
+
+    @property
+    def trained(self) -> bool:
+        """True when it finished at least one epoch (so it has an accuracy to show)."""
+        return bool(self.curve)
+
+    @property
+    def last_accuracy(self) -> float | None:
+        return self.curve[-1] if self.curve else None
+
+    def as_result(self) -> TrialResult:
+        """The trial at its last accuracy, as the per-choice figures draw it."""
+        return TrialResult(
+            number=self.number,
+            accuracy=self.curve[-1],
+            latency_ms=self.latency_ms if self.latency_ms is not None else float("nan"),
+            params=self.params,
+            test_accuracy=None,
+            latency_ratio=None,
+            n_folded=None,
+            latency_backend=None,
+        )
+
+
+def ended_trial(trial: FrozenTrial) -> EndedTrial:
+    """A PRUNED or FAIL trial as people read it."""
+    attrs = flat(trial.user_attrs, trial.system_attrs)
+    reason_key = STOP_REASON_ATTR if trial.state == TrialState.PRUNED else FAIL_REASON_ATTR
+    latency = attrs.get(LATENCY_MS_ATTR)
+    curve = attrs.get(VAL_CURVE_ATTR)
+    return EndedTrial(
+        number=trial.number,
+        state=trial.state.name,
+        reason=str(attrs.get(reason_key) or "no reason recorded"),
+        params=stored_params(trial.params, trial.user_attrs, trial.system_attrs),
+        latency_ms=float(latency) if isinstance(latency, int | float) else None,
+        curve=[float(v) for v in curve] if isinstance(curve, list) else [],
+    )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far the study is: trials finished against its target, and when the front last moved."""
+
+    finished: int
+    target: int | None
+    running: int
+    last_trial: int | None  # the highest trial number that finished
+    last_front_gain: int | None  # the trial after which the hypervolume last grew
+
+    @property
+    def done(self) -> bool:
+        return self.target is not None and self.finished >= self.target and not self.running
+
+    def line(self) -> str:
+        """One line: "finished: 10 of 10 trials; the front last moved at trial 3"."""
+        of = f" of {self.target}" if self.target is not None else ""
+        head = "finished" if self.done else "running"
+        text = f"{head}: {self.finished}{of} trials"
+        if self.running:
+            text += f", {self.running} running"
+        if self.last_front_gain is None:
+            return text + "; no complete trial yet"
+        return text + f"; the front last moved at trial {self.last_front_gain}"
+
+
+def last_front_gain(history: Sequence[tuple[int, float]]) -> int | None:
+    """The trial after which the hypervolume last grew (the first trial if it never did)."""
+    gain, before = None, None
+    for number, volume in history:
+        if before is None or volume > before:
+            gain = number
+        before = volume
+    return gain
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a front trial's model is: a download link (dashboard) and the export command."""
+
+    number: int
+    export_command: str
+    onnx_url: str | None = None  # relative to the dashboard's root
+    onnx_path: str | None = None  # the artifact file on this machine, for the report
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """Everything the figures and the report draw from."""
+
+    name: str
+    finished: list[TrialResult]
+    ended: list[EndedTrial]
+    progress: Progress
+    curves: dict[int, list[float]]
+    sources: dict[int, ModelSource] = field(default_factory=dict)
+
+    @property
+    def stopped(self) -> list[EndedTrial]:
+        """Trials that ended early after training at least one epoch."""
+        return [e for e in self.ended if e.trained]
+
+    def probed_latencies(self) -> list[tuple[str, float, bool]]:
+        """(norm, latency ms, complete?) of every trial whose latency was measured."""
+        rows = [(str(r.params.get("norm")), r.latency_ms, True) for r in self.finished]
+        rows += [
+            (str(e.params.get("norm")), e.latency_ms, False)
+            for e in self.ended
+            if e.latency_ms is not None
+        ]
+        return rows
+
+
+def export_command(stored: StoredStudy, number: int, *, two_lines: bool = False) -> str:
+    """The `hpo export` command that writes the trial's model (password masked); `two_lines`
+    puts the storage URL on a continuation line, for terminals."""
+    name = shlex.quote(stored.name)
+    head = f"hpo export --study-name {name} --trial {number} --out model-{number}"
+    storage = f"--storage {shlex.quote(safe_url(stored.storage.url))}"
+    return f"{head} \\\n    {storage}" if two_lines else f"{head} {storage}"
+
+
+def model_sources(
+    stored: StoredStudy, numbers: Sequence[int], artifact_folder: str | None = None
+) -> dict[int, ModelSource]:
+    """For each trial number, its export command and, where stored, its ONNX download."""
+    sources = {}
+    for number in numbers:
+        trial_id = stored.storage.get_trial_id_from_study_id_trial_number(stored.study_id, number)
+        trial = stored.storage.get_trial(trial_id)
+        artifact_id = artifacts.find_artifact(trial, stored.storage, artifacts.ONNX_NAME)
+        url = path = None
+        if artifact_id is not None:
+            url = f"/artifacts/{stored.study_id}/{trial_id}/{artifact_id}"
+            if artifact_folder is not None:
+                path = f"{artifact_folder}/{artifact_id}"
+        sources[number] = ModelSource(number, export_command(stored, number), url, path)
+    return sources
+
+
+def study_view(stored: StoredStudy, artifact_folder: str | None = None) -> StudyView:
+    """Read what the figures and the report show."""
+    finished = queries.completed(stored)
+    trials = stored.study.get_trials(deepcopy=False, states=ENDED_STATES)
+    ended = sorted((ended_trial(t) for t in trials), key=lambda e: e.number)
+    running = len(stored.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    history = (
+        results.hypervolume_history(finished, results.reference_point(finished)) if finished else []
+    )
+    numbers = [r.number for r in finished] + [e.number for e in ended]
+    spec = stored.study.user_attrs.get(SPEC_ATTR)
+    target = spec.get("study", {}).get("n_trials") if isinstance(spec, dict) else None
+    progress = Progress(
+        finished=len(numbers),
+        target=target if isinstance(target, int) else None,
+        running=running,
+        last_trial=max(numbers, default=None),
+        last_front_gain=last_front_gain(history),
+    )
+    front = [r.number for r in results.pareto_front(finished)] if finished else []
+    return StudyView(
+        name=stored.name,
+        finished=finished,
+        ended=ended,
+        progress=progress,
+        curves=queries.attribute_values(stored, VAL_CURVE_ATTR),
+        sources=model_sources(stored, front, artifact_folder),
+    )
