@@ -17,7 +17,7 @@ from optuna.distributions import IntDistribution
 
 from hpo.core.errors import SpecError
 from hpo.core.spec import Choice, Range, validate
-from hpo.core.trial_attrs import SPEC_ATTR
+from hpo.core.trial_attrs import SPEC_ATTR, flat, stored_config
 from hpo.core.trial_config import TrialConfig
 from hpo.measure.fusion import fold_batchnorm
 from hpo.search.architecture import ArchitectureSpace
@@ -342,8 +342,8 @@ def test_the_example_study_runs_end_to_end(sample_path: Path, tmp_path: Path) ->
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert len({t.params["norm"] for t in trials}) >= 2, "norm is searched"
     for trial in complete:
-        report = trial.user_attrs["details"]["fold_report"]
-        config = trial.user_attrs["config"]
+        report = flat(trial.user_attrs, trial.system_attrs)["fold_report"]
+        config = stored_config(trial.user_attrs, trial.system_attrs)
         assert config["channels"] == 8 and config["blocks"] == 1, config
         if config["norm"] == "batch":
             assert report["n_folded"] == 3 and report["n_kept"] == 0, report
@@ -394,4 +394,4 @@ def test_two_workers_on_postgresql_run_a_user_model(
     trials = optuna.load_study(study_name="pgmine", storage=open_storage(pg_url)).get_trials()
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert 4 <= len(complete) <= 5, [t.state for t in trials]
-    assert all(t.user_attrs["config"]["channels"] == 8 for t in complete)
+    assert all(stored_config(t.user_attrs, t.system_attrs)["channels"] == 8 for t in complete)
