@@ -28,6 +28,7 @@ extremely-randomized-trees model is the stronger one over a table of cells.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -77,7 +78,9 @@ class JointLatencySampler(LatencyAwareSampler):
         complete = [t for t in trained if t.state == TrialState.COMPLETE]
         chosen = None
         if complete and len(trained) >= self.startup_trials:
-            chosen = self._choose_jointly(study, trial, training, trained, complete)
+            started = time.perf_counter()
+            chosen = self._best_configuration(study, trial, training, trained, complete)
+            self.seconds += time.perf_counter() - started
         if chosen is None:
             chosen = self._random_configuration(study, trial, training)
         if chosen is None:
@@ -123,22 +126,6 @@ class JointLatencySampler(LatencyAwareSampler):
             for name, distribution in shared.items()
             if name not in self.space.names and not distribution.single()
         }
-
-    def _choose_jointly(
-        self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        training: dict[str, BaseDistribution],
-        trained: list[FrozenTrial],
-        complete: list[FrozenTrial],
-    ) -> tuple[Architecture, dict[str, Any]] | None:
-        import time
-
-        started = time.perf_counter()
-        try:
-            return self._best_configuration(study, trial, training, trained, complete)
-        finally:
-            self.seconds += time.perf_counter() - started
 
     def _best_configuration(
         self,
