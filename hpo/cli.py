@@ -265,7 +265,7 @@ def worker(
         # Exit 1, not 0: this worker added nothing, most likely because its heartbeat did not
         # reach the database in time (paused, or cut off) and the others took it for dead.
         fail(
-            f"worker ran {done.trials_run} trial(s) and every result was dropped: other "
+            f"worker ran {done.trials_run} trial(s) and every result was dropped, as other "
             f"workers had marked them FAIL, taking this worker for dead (see its heartbeat "
             f"warnings); {progress}",
             code=1,
