@@ -109,19 +109,26 @@ class TableProbe:
         return latency
 
 
+def table_study(
+    sampler_name: str, seed: int, architecture: dict[str, Any], probe: Any
+) -> optuna.Study:
+    """A two-objective study whose sampler is built by `sampler_for`, as a real study's is."""
+    sampler = sampler_for(
+        sampler_name,
+        seed,
+        architecture=ArchitectureSpace.from_distributions(architecture),
+        probe=probe,
+    )
+    return optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+
+
 def nb201_run(table: Table, sampler_name: str, seed: int, trials: int) -> list[str]:
     """The cells a sampler visits in `trials` trials, in order."""
     distributions = {
         name: optuna.distributions.CategoricalDistribution(ops) for name, ops in table.space.items()
     }
     probe = TableProbe(table)
-    sampler = sampler_for(
-        sampler_name,
-        seed,
-        architecture=ArchitectureSpace.from_distributions(distributions),
-        probe=probe,
-    )
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    study = table_study(sampler_name, seed, distributions, probe)
     # Validation accuracy of one training seed per evaluation, as a real training would give.
     evaluate = table.bench(table.dataset, seed=seed, metric_names=["val_acc", "latency"])
     visited: list[str] = []
@@ -248,13 +255,7 @@ def joint_run(dataset: str, sampler_name: str, seed: int, trials: int) -> dict[s
     }
     architecture = {name: distributions[name] for name in HPOBENCH_ARCHITECTURE}
     probe = CostProbe()
-    sampler = sampler_for(
-        sampler_name,
-        seed,
-        architecture=ArchitectureSpace.from_distributions(architecture),
-        probe=probe,
-    )
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    study = table_study(sampler_name, seed, architecture, probe)
     evaluate = table.bench(dataset, seed=seed, metric_names=["val_acc"])
     visited: list[str] = []
     # Per trial, the time from the end of the last objective to the end of this one's
