@@ -277,3 +277,51 @@ def test_a_worker_whose_clock_is_ahead_waits_for_anothers_fresh_probe(
     finally:
         finisher.join()
     assert record.cached and record.latency_ms == 1.5
+
+
+def test_a_live_probe_is_waited_for_and_a_silent_one_is_taken_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe measured for longer than the grace period is waited for while its worker's
+    heartbeat refreshes the placeholder; once the refreshes stop (the worker died or froze),
+    another worker takes it over after the grace period, not minutes later."""
+    import threading
+    import time
+
+    from hpo.measure.latency_result import LatencyResult
+    from hpo.store import probes
+    from hpo.store.hpo_tables import ensure_tables
+
+    monkeypatch.setenv("HPO_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("HPO_GRACE_PERIOD", "2")
+    storage = open_storage(f"sqlite:///{tmp_path / 'p.db'}")
+    ensure_tables(storage)
+    measuring = threading.Event()
+
+    def slow_measurement() -> LatencyResult:
+        measuring.set()
+        time.sleep(4)  # twice the grace period, beating all along
+        return LatencyResult(stats={"median_ms": 1.5})
+
+    def measure_again() -> LatencyResult:
+        raise AssertionError("worker A measured a live probe worker B was measuring")
+
+    slow = threading.Thread(
+        target=probes.get_or_measure, args=(storage, "k", {}, "ctx", slow_measurement, "worker-b")
+    )
+    slow.start()
+    try:
+        assert measuring.wait(30)
+        record = probes.get_or_measure(storage, "k", {}, "ctx", measure_again, "worker-a")
+    finally:
+        slow.join()
+    assert record.cached and record.latency_ms == 1.5
+
+    # A placeholder nobody refreshes: worker C claimed it and went silent.
+    (now,) = read_started(storage)
+    assert probes._claim(storage, "silent", {}, "ctx", "worker-c", now)
+    waited = time.monotonic()
+    mine = LatencyResult(stats={"median_ms": 2.5})
+    record = probes.get_or_measure(storage, "silent", {}, "ctx", lambda: mine, "worker-a")
+    assert not record.cached and record.latency_ms == 2.5
+    assert time.monotonic() - waited < 30, "taken over after the grace period, not minutes"

@@ -3,14 +3,17 @@
 Table `hpo_latency_probes` (see `hpo.store.hpo_tables`): one row per probe key (architecture,
 head size, device fingerprint, runtime and protocol; see `hpo.measure.probe`). A worker that
 needs a probe claims its row first (a placeholder), measures, and fills it in; a worker that
-finds the placeholder waits for the result instead of measuring again. A placeholder whose
-worker died is taken over after a while.
+finds the placeholder waits for the result instead of measuring again. While it measures, the
+worker refreshes its placeholder every heartbeat interval; a placeholder with no sign of life for
+the grace period (the rule that judges trials, `hpo.store.resilience`) belongs to a worker that
+died or froze while probing, and is taken over.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,11 +25,8 @@ from sqlalchemy.exc import IntegrityError
 from hpo.measure.latency_result import LatencyResult
 from hpo.store.connect import database_now, read
 from hpo.store.hpo_tables import probes
-from hpo.store.resilience import ResilientRDBStorage
+from hpo.store.resilience import ResilientRDBStorage, resilience_of
 
-# A placeholder older than this (by the database's clock) belongs to a worker that died while
-# probing.
-STALE_AFTER_S = 120.0
 _POLL_S = 0.2
 
 
@@ -70,7 +70,7 @@ def get_or_measure(
         if row is None:
             if not _claim(storage, key, identity, context_key, worker, now):
                 continue  # another worker claimed it first: read theirs
-        elif (now - row.started).total_seconds() > STALE_AFTER_S:
+        elif (now - row.started).total_seconds() > resilience_of(storage).grace_period:
             if not _take_over(storage, key, row.started, worker, now):
                 continue
         else:
@@ -129,7 +129,8 @@ def _measure(
 ) -> ProbeRecord:
     started = time.perf_counter()
     try:
-        result = measure()
+        with _kept_alive(storage, key, worker):
+            result = measure()
     except BaseException:
         # Let another worker (or a later trial) probe it again; only our own placeholder goes:
         # one another worker took over (ours looked stale) is theirs to fill.
@@ -151,6 +152,40 @@ def _measure(
     )
     storage.retrying(lambda: _execute(storage, statement))
     return ProbeRecord(result, cached=False)
+
+
+class _kept_alive:
+    """While the block runs, refresh our placeholder's `started` every heartbeat interval (by
+    the database's clock), so waiting workers see a live probe however long it takes."""
+
+    def __init__(self, storage: ResilientRDBStorage, key: str, worker: str) -> None:
+        self.storage, self.key, self.worker = storage, key, worker[:255]
+        self.interval = resilience_of(storage).heartbeat_interval
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="probe-heartbeat", daemon=True)
+
+    def __enter__(self) -> None:
+        self.thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def _beat(self) -> None:
+        while not self.done.wait(self.interval):
+            try:
+                with self.storage.engine.begin() as connection:
+                    connection.execute(
+                        probes.update()
+                        .where(
+                            (probes.c.probe_key == self.key)
+                            & probes.c.latency_ms.is_(None)
+                            & (probes.c.worker == self.worker)
+                        )
+                        .values(started=database_now(connection))
+                    )
+            except Exception:  # noqa: BLE001 - a missed beat during an outage: the next one counts
+                continue
 
 
 def _execute(storage: ResilientRDBStorage, statement: Any) -> int:
