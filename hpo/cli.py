@@ -74,6 +74,8 @@ def _errors_as_exit_codes(ctx: Any) -> Iterator[None]:
         yield
     except HpoError as exc:
         fail(str(exc))
+    except (typer.Exit, typer.Abort, typer.TyperException):
+        raise  # Typer's own endings (--help, an exit code, a usage error): nothing to translate
     except Exception as exc:
         _fail_on_trial_error(exc, ctx.meta.get(_STORAGE_META, DEFAULT_STORAGE))
 
