@@ -22,6 +22,7 @@ DENSE_ORDERS: tuple[str, ...] = ("pre", "post")
 
 # Registry name -> the module whose `@register_model` defines it.
 FAMILIES: dict[str, str] = {
+    "compact": "models.compact",
     "densenet": "models.densenet",
     "mobilenet": "models.mobilenet",
     "resnet": "models.resnet",
@@ -32,6 +33,7 @@ FAMILIES: dict[str, str] = {
 # The options each family takes besides norm, num_classes, width, dropout and head. A [search]
 # key naming one applies only to the families listed here; any other family refuses it.
 FAMILY_OPTIONS: dict[str, tuple[str, ...]] = {
+    "compact": ("pool", "bottleneck", "attention", "se_ratio"),
     "densenet": (
         "pool",
         "bottleneck",
@@ -50,6 +52,7 @@ FAMILY_OPTIONS: dict[str, tuple[str, ...]] = {
 
 # What `pool = "auto"` means in each family: how it downsampled before the choice existed.
 FAMILY_POOL: dict[str, str] = {
+    "compact": "max",
     "densenet": "avg",
     "mobilenet": "conv",
     "resnet": "conv",

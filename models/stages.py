@@ -1,6 +1,7 @@
-"""Plain conv stages, the body of simple_cnn and vgg: per stage the convs (two stacked 3x3 or one
-5x5, each optionally behind a 1x1 bottleneck), optional squeeze-and-excitation, then the
-downsampling (2x2 max/avg pooling, or stride 2 in the stage's last conv)."""
+"""Plain conv stages, the body of simple_cnn, vgg and compact: per stage the convs (two stacked 3x3
+or one 5x5, or compact's single 3x3, each optionally behind a 1x1 bottleneck), optional
+squeeze-and-excitation, then the downsampling (2x2 max/avg pooling, or stride 2 in the stage's
+last conv)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ _STAGE_KERNELS = {"3x3": (3, 3), "5x5": (5,)}
 def plain_network(
     *,
     stages: tuple[int, ...],
-    kernel: str,
+    kernels: tuple[int, ...],
     pool: str,
     norm: str,
     num_classes: int,
@@ -38,18 +39,21 @@ def plain_network(
     bottleneck: float,
     attention: str,
     se_ratio: int,
+    downsampled: int | None = None,
 ) -> nn.Sequential:
-    """Stages of `stages` base channels (scaled by `width`), then the head; `pool` is resolved
-    (max, avg or conv) and `kernel` is 3x3 or 5x5."""
-    check_choice("kernel", kernel, KERNELS[1:])
+    """Stages of `stages` base channels (scaled by `width`), each of convs of `kernels` sizes,
+    then the head; `pool` is resolved (max, avg or conv). The first `downsampled` stages (all by
+    default) halve the maps; later ones work at the last size."""
     check_attention(attention, se_ratio)
-    kernels = _STAGE_KERNELS[kernel]
+    downsampled = len(stages) if downsampled is None else downsampled
     layers: list[nn.Module] = []
     in_channels, size = 3, IMAGE_SIZE
-    for base in stages:
+    for stage, base in enumerate(stages):
         out_channels = scaled(base, width)
+        halves = stage < downsampled
         for index, kernel_size in enumerate(kernels):
-            stride = 2 if pool == "conv" and index == len(kernels) - 1 else 1
+            last = index == len(kernels) - 1
+            stride = 2 if halves and pool == "conv" and last else 1
             layers += bottlenecked(
                 in_channels,
                 out_channels,
@@ -62,7 +66,7 @@ def plain_network(
             in_channels = out_channels
         if attention == "se":
             layers.append(SqueezeExcite(out_channels, se_ratio))
-        if pool != "conv":
+        if halves and pool != "conv":
             layers.append(make_pool(pool))
             size = conv_output_size(size, 2, 2)
     layers.append(
@@ -94,9 +98,11 @@ def register_plain_family(
         attention: str = "none",
         se_ratio: int = 8,
     ) -> nn.Module:
+        kernel = default_kernel if kernel == "auto" else kernel
+        check_choice("kernel", kernel, KERNELS[1:])
         return plain_network(
             stages=stages,
-            kernel=default_kernel if kernel == "auto" else kernel,
+            kernels=_STAGE_KERNELS[kernel],
             pool=resolve_pool(name, pool),
             norm=norm,
             num_classes=num_classes,

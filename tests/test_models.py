@@ -293,7 +293,9 @@ def test_resnet_depth_must_be_6n_plus_2() -> None:
 
 
 def test_unknown_model_names_the_allowed_ones() -> None:
-    with pytest.raises(KeyError, match="allowed: densenet, mobilenet, resnet, simple_cnn, vgg"):
+    with pytest.raises(
+        KeyError, match="allowed: compact, densenet, mobilenet, resnet, simple_cnn, vgg"
+    ):
         models.build_model("alexnet", norm="batch")
 
 
@@ -305,3 +307,18 @@ def test_models_command_lists_parameter_counts() -> None:
     rows = {row["name"]: row["params"] for row in json.loads(result.stdout)}
     for name in models.list_models():
         assert rows[name] == models.count_parameters(models.build_model(name, norm="batch"))
+
+
+def test_compact_is_four_one_conv_stages_pooled_after_the_first_three() -> None:
+    from torch import nn
+
+    model = models.build_model("compact", norm="batch", head="gmp")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 64, 128, 128]
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 3
+    strided = models.build_model("compact", norm="batch", pool="conv")
+    assert [c.stride for c in strided.modules() if isinstance(c, nn.Conv2d)] == [(2, 2)] * 3 + [
+        (1, 1)
+    ]
+    assert strided(torch.zeros(1, 3, 32, 32)).shape == (1, 10)

@@ -206,7 +206,7 @@ CATALOG: tuple[Hyperparameter, ...] = (
         "categorical",
         "auto",
         "downsampling: 2x2 max or average pooling, or conv = a stride-2 convolution; auto = "
-        "the family's own (max: simple_cnn, vgg; conv: resnet, mobilenet; avg: densenet)",
+        "the family's own (max: compact, simple_cnn, vgg; conv: resnet, mobilenet; avg: densenet)",
         choices=POOLS,
     ),
     _family_option(
