@@ -131,3 +131,36 @@ def test_cli_grid_with_range_exits_2(tmp_path: Path, tiny_npz: Path) -> None:
     assert "[search] lr: the grid sampler needs a list" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not db.exists()
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "gp", "latency_joint"])
+def test_random_start_sets_when_the_model_takes_over(sampler: str) -> None:
+    """Same seed: with `random_start = 3` the first three trials are the random start's draws
+    as with the default (10), and from the fourth on the model proposes something else."""
+
+    def sequence(random_start: int | None) -> list[dict]:
+        study_section = {"name": "t", "sampler": sampler, "seed": 5}
+        if random_start is not None:
+            study_section["random_start"] = random_start
+        spec = validate({"study": study_section, "search": {**SEARCH, **RANGES}})
+        chosen = make_sampler(spec, probe=FunctionProbe(width_latency))
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=chosen)
+        study.optimize(synthetic_objective(spec), n_trials=7)
+        return [t.params for t in study.trials]
+
+    default, short = sequence(None), sequence(3)
+    assert short[:3] == default[:3]
+    assert short[3:] != default[3:]
+
+
+def test_random_start_with_a_sampler_without_one_exits_2(tmp_path: Path, tiny_npz: Path) -> None:
+    spec = tmp_path / "r.toml"
+    spec.write_text(TINY_SPEC.replace("seed = 11", "seed = 11\nrandom_start = 2"))
+    db = tmp_path / "r.db"
+    result = invoke("run", str(spec), "--data", str(tiny_npz), "--storage", f"sqlite:///{db}")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "hpo: error: [study] random_start: sampler random has no random start; it applies to "
+        "auto, tpe, gp, latency_aware, latency_joint"
+    )
+    assert not db.exists()

@@ -50,6 +50,13 @@ class StudySection(_Section):
         description="trial 0 takes each [search] list's first value and each range's first "
         "(default: its middle, geometric when log), before the sampler proposes anything",
     )
+    random_start: int | None = Field(
+        None,
+        ge=1,
+        description="trials (the starting trial included) before tpe, gp, latency_aware and "
+        "latency_joint propose from their model; default: each sampler's own (10). A short "
+        "study wants fewer",
+    )
 
 
 class DataSection(_Section):

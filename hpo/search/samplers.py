@@ -8,6 +8,7 @@ from typing import Any
 
 import optuna
 
+from hpo.core.errors import SpecError
 from hpo.core.spec import Spec
 from hpo.search.architecture import ArchitectureSpace
 from hpo.search.joint import JointLatencySampler
@@ -16,12 +17,20 @@ from hpo.search.space import grid_search_space
 
 # What `auto` means: the sampler the benchmarks found best for this kind of study.
 AUTO = "tpe"
+# The samplers that start with random trials before proposing from a model.
+MODEL_BASED = ("tpe", "gp", "latency_aware", "latency_joint")
 
 
 def check_sampler(spec: Spec) -> None:
     """Refuse a sampler the spec cannot use (e.g. grid over a continuous range): SpecError."""
     if spec.study.sampler == "grid":
         grid_search_space(spec)
+    name = AUTO if spec.study.sampler == "auto" else spec.study.sampler
+    if spec.study.random_start is not None and name not in MODEL_BASED:
+        raise SpecError(
+            f"[study] random_start: sampler {name} has no random start; it applies to auto, "
+            f"{', '.join(MODEL_BASED)}"
+        )
 
 
 def make_sampler(
@@ -45,6 +54,7 @@ def make_sampler(
         claim=claim,
         max_latency=spec.study.max_latency_ms,
         grid=lambda: grid_search_space(spec),
+        random_start=spec.study.random_start,
     )
 
 
@@ -57,20 +67,27 @@ def sampler_for(
     claim: Callable[[str], bool] | None = None,
     max_latency: float | None = None,
     grid: Callable[[], dict[str, list[Any]]] | None = None,
+    random_start: int | None = None,
 ) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler called `name` (as in `[study] sampler`), seeded with `seed`."""
+    """The Optuna sampler called `name` (as in `[study] sampler`), seeded with `seed`;
+    `random_start` trials before a model-based sampler proposes from its model (None: its own
+    default)."""
     name = AUTO if name == "auto" else name
+    startup = {} if random_start is None else {"n_startup_trials": random_start}
     with warnings.catch_warnings():
         # QMC and NSGA-III are marked experimental; a spec that names one asked for it.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name in ("latency_aware", "latency_joint"):
             if architecture is None or probe is None:
                 raise ValueError(f"the {name} sampler needs the architecture space and a probe")
-            base = optuna.samplers.TPESampler(seed=seed)
+            base = optuna.samplers.TPESampler(seed=seed, **startup)
             kind = LatencyAwareSampler if name == "latency_aware" else JointLatencySampler
-            return kind(architecture, probe, base, seed=seed, max_latency=max_latency, claim=claim)
+            own = {} if random_start is None else {"startup_trials": random_start}
+            return kind(
+                architecture, probe, base, seed=seed, max_latency=max_latency, claim=claim, **own
+            )
         if name == "tpe":
-            return optuna.samplers.TPESampler(seed=seed)
+            return optuna.samplers.TPESampler(seed=seed, **startup)
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         if name == "grid":
@@ -80,7 +97,7 @@ def sampler_for(
         if name == "qmc":
             return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
         if name == "gp":
-            return optuna.samplers.GPSampler(seed=seed)
+            return optuna.samplers.GPSampler(seed=seed, **startup)
         if name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed)
         if name == "nsga3":
