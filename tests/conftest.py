@@ -107,9 +107,10 @@ def finished_study_command(sample_path: Path, db: Path) -> list[str]:
         *("--data", str(sample_path), "--storage", f"sqlite:///{db}", "--n-trials", "2"),
         *("--set", "train.epochs=1", "--set", "data.train_size=256"),
         *("--set", 'search.model="simple_cnn"'),
-        # The mission's four dimensions only: the quickstart's other searched keys pinned to
-        # its first values, so what the shared study stores stays small and fixed.
+        # The mission's four dimensions only: the quickstart's other searched keys pinned, so
+        # what the shared study stores stays small and fixed.
         *("--set", 'search.activation="relu"', "--set", 'search.head="gap"'),
+        *("--set", "search.width=1.0"),
         *("--set", "search.translate=4", "--set", "search.label_smoothing=0.2"),
         *("--set", "search.onecycle_warmup=0.3"),
     ]

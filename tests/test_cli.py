@@ -83,7 +83,7 @@ BAD_SPECS = {
     ),
     "unknown scheduler": ('[study]\nname="x"\n[search]\nscheduler="warp"\n', "'warp'"),
     "unknown norm": ('[study]\nname="x"\n[search]\nnorm="batchnorm"\n', "allowed: batch, group"),
-    "unknown model": ('[study]\nname="x"\n[search]\nmodel="alexnet"\n', "allowed: densenet"),
+    "unknown model": ('[study]\nname="x"\n[search]\nmodel="alexnet"\n', "allowed: compact, dense"),
     "lr low >= high": ('[study]\nname="x"\n[search]\nlr={low=0.1,high=0.01}\n', "must be below"),
     "lr <= 0": ('[study]\nname="x"\n[search]\nlr={low=0.0,high=0.01}\n', "out of range"),
     "malformed toml": ('[study\nname="x"\n', "malformed TOML"),
