@@ -15,7 +15,8 @@ import datetime
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,38 +155,35 @@ def _measure(
     return ProbeRecord(result, cached=False)
 
 
-class _kept_alive:
+@contextmanager
+def _kept_alive(storage: ResilientRDBStorage, key: str, worker: str) -> Iterator[None]:
     """While the block runs, refresh our placeholder's `started` every heartbeat interval (by
     the database's clock), so waiting workers see a live probe however long it takes."""
+    interval = resilience_of(storage).heartbeat_interval
+    ours = (
+        (probes.c.probe_key == key)
+        & probes.c.latency_ms.is_(None)
+        & (probes.c.worker == worker[:255])
+    )
+    done = threading.Event()
 
-    def __init__(self, storage: ResilientRDBStorage, key: str, worker: str) -> None:
-        self.storage, self.key, self.worker = storage, key, worker[:255]
-        self.interval = resilience_of(storage).heartbeat_interval
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._beat, name="probe-heartbeat", daemon=True)
-
-    def __enter__(self) -> None:
-        self.thread.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        self.thread.join()
-
-    def _beat(self) -> None:
-        while not self.done.wait(self.interval):
+    def beat() -> None:
+        while not done.wait(interval):
             try:
-                with self.storage.engine.begin() as connection:
+                with storage.engine.begin() as connection:
                     connection.execute(
-                        probes.update()
-                        .where(
-                            (probes.c.probe_key == self.key)
-                            & probes.c.latency_ms.is_(None)
-                            & (probes.c.worker == self.worker)
-                        )
-                        .values(started=database_now(connection))
+                        probes.update().where(ours).values(started=database_now(connection))
                     )
-            except Exception:  # noqa: BLE001 - a missed beat during an outage: the next one counts
+            except Exception:  # noqa: BLE001 - a beat missed in an outage: the next one counts
                 continue
+
+    thread = threading.Thread(target=beat, name="probe-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def _execute(storage: ResilientRDBStorage, statement: Any) -> int:
