@@ -21,11 +21,16 @@ AUTO = "tpe"
 MODEL_BASED = ("tpe", "gp", "latency_aware", "latency_joint")
 
 
+def resolved(name: str) -> str:
+    """The sampler a `[study] sampler` value stands for (`auto` -> AUTO)."""
+    return AUTO if name == "auto" else name
+
+
 def check_sampler(spec: Spec) -> None:
     """Refuse a sampler the spec cannot use (e.g. grid over a continuous range): SpecError."""
     if spec.study.sampler == "grid":
         grid_search_space(spec)
-    name = AUTO if spec.study.sampler == "auto" else spec.study.sampler
+    name = resolved(spec.study.sampler)
     if spec.study.random_start is not None and name not in MODEL_BASED:
         raise SpecError(
             f"[study] random_start: sampler {name} has no random start; it applies to auto, "
@@ -72,7 +77,7 @@ def sampler_for(
     """The Optuna sampler called `name` (as in `[study] sampler`), seeded with `seed`;
     `random_start` trials before a model-based sampler proposes from its model (None: its own
     default)."""
-    name = AUTO if name == "auto" else name
+    name = resolved(name)
     startup = {} if random_start is None else {"n_startup_trials": random_start}
     with warnings.catch_warnings():
         # QMC and NSGA-III are marked experimental; a spec that names one asked for it.
