@@ -111,19 +111,40 @@ def test_curves_of_a_synthetic_study() -> None:
     assert all(rung in rungs for rung in stopped_at.values())
 
 
+@pytest.fixture
+def learnable_npz(tmp_path: Path) -> Path:
+    """Small images whose class is their brightness: a tiny CNN learns part of it in two
+    batches, so trials of different settings end an epoch at different accuracies. (On random
+    labels every trial predicts one class and most of them tie, which no pruner can split.)"""
+    rng = np.random.default_rng(0)
+
+    def images(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.integers(0, 10, n)
+        pixels = labels[:, None, None, None] * 25 + rng.integers(0, 30, (n, 32, 32, 3))
+        return pixels.astype(np.uint8), labels.astype(np.uint8)
+
+    x_train, y_train = images(160)
+    x_test, y_test = images(32)
+    path = tmp_path / "learnable.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_two_workers_prune_one_study(pg_url: str, tiny_npz: Path, tmp_path: Path) -> None:
+def test_two_workers_prune_one_study(pg_url: str, learnable_npz: Path, tmp_path: Path) -> None:
     spec = Path(tiny_spec(tmp_path, "halving", 8))
     body = spec.read_text().replace("epochs = 1\n", "epochs = 2\n")
+    body = body.replace("val_size = 32\n", "val_size = 96\n")
+    body = body.replace("low = 0.01, high = 0.1", "low = 0.0001, high = 0.1")
     # One architecture, so one latency: at a rung a trial is dominated exactly when an earlier
     # one there is more accurate. With eta 10 and fewer than 20 trials at the rung, only the
     # best one and any undominated one go on, so a trial stops unless its accuracy is at least
-    # the best so far. Ties on the tiny random data keep some going; over 8 trials, all of them
-    # tying or leading is very unlikely.
+    # the best so far. Learning rates three decades apart on learnable data end the first epoch
+    # at different accuracies; all 8 trials each leading the ones before is very unlikely.
     body = body.replace("seed = 0\n", 'seed = 0\npruner = "pareto"\npruner_eta = 10\n', 1)
     spec.write_text(body)
-    create(str(spec), pg_url, tiny_npz)
+    create(str(spec), pg_url, learnable_npz)
     workers = [
         start_cli("worker", "--storage", pg_url, "--study-name", "halving", log=tmp_path / f"w{i}")
         for i in range(2)
