@@ -91,6 +91,24 @@ def test_onecycle_peaks_after_its_warmup_fraction(warmup: float) -> None:
     assert abs(rates.index(max(rates)) - warmup * 100) <= 1
 
 
+@pytest.mark.parametrize("warmup", [0.1, 0.25, 0.3, 0.5])
+@pytest.mark.parametrize("total", range(1, 13))
+def test_onecycle_runs_over_a_few_steps(warmup: float, total: int) -> None:
+    """A short trial (a small training set, a big batch) still gets its whole schedule."""
+    model = torch.nn.Linear(2, 2)
+    cfg = config(scheduler="onecycle", optimizer="nesterov", lr=0.2, onecycle_warmup=warmup)
+    optimizer = make_optimizer(cfg, list(model.parameters()))
+    schedule = make_scheduler(cfg, optimizer, steps_per_epoch=total, epochs=1)
+    used = []  # the rate of each optimizer step
+    for _ in range(total):
+        used.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.after_batch()
+    assert all(0 < r <= 0.2 + 1e-12 for r in used)
+    if total >= 3:  # room for a warm-up and a decay: the rate rises, then falls
+        assert used[0] < max(used) > used[-1], used
+
+
 def test_channels_last_only_for_norms_that_run_faster_in_it_on_cpu() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert memory_format_for(cpu, "batch") == torch.channels_last

@@ -105,7 +105,7 @@ def make_scheduler(
                 optimizer,
                 max_lr=peak,
                 total_steps=total,
-                pct_start=config.onecycle_warmup or 0.3,
+                pct_start=_onecycle_warmup(config.onecycle_warmup or 0.3, total),
                 cycle_momentum=False,
             )
         )
@@ -131,3 +131,15 @@ def _warmup_then_linear(warmup: int, total: int) -> Callable[[int], float]:
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return factor
+
+
+def _onecycle_warmup(warmup: float, total_steps: int) -> float:
+    """The warm-up fraction OneCycleLR can run over `total_steps`.
+
+    OneCycleLR divides by each phase's length in steps minus one, so a warm-up of exactly one
+    step (e.g. 25 % of 4 steps) or a run of two steps divided by zero. A warm-up is at least two
+    steps and leaves at least one for the decay; a run too short for that has none.
+    """
+    if total_steps < 3:
+        return 0.0
+    return min(max(warmup, 2 / total_steps), 1 - 1 / total_steps)
