@@ -110,7 +110,7 @@ def finished_study_command(sample_path: Path, db: Path) -> list[str]:
         # The mission's four dimensions only: the quickstart's other searched keys pinned, so
         # what the shared study stores stays small and fixed.
         *("--set", 'search.activation="relu"', "--set", 'search.head="gap"'),
-        *("--set", "search.width=1.0"),
+        *("--set", "search.width=1.0", "--set", "search.batch_size=128"),
         *("--set", "search.translate=4", "--set", "search.label_smoothing=0.2"),
         *("--set", "search.onecycle_warmup=0.3"),
     ]
