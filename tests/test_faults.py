@@ -214,7 +214,7 @@ def test_a_paused_worker_drops_its_lost_trial_and_goes_on(
     paused, survivor = workers
     storage = open_storage(url)
     with reaped(workers):
-        number = stop_mid_trial(paused, storage, "pause", timeout=180)
+        number = stop_mid_trial(paused, storage, "pause", 180, sqlite_file=tmp_path / "study.db")
         stopped = time.monotonic()
         lost = wait_for_fail(storage, "pause", number, timeout=60)
         noticed = time.monotonic() - stopped

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -154,19 +155,42 @@ def kill_mid_trial(worker: subprocess.Popen, storage: RDBStorage, name: str, tim
     return number
 
 
-def stop_mid_trial(worker: subprocess.Popen, storage: RDBStorage, name: str, timeout: float) -> int:
-    """SIGSTOP `worker` while it runs a trial (it stays stopped); the number of that trial."""
+def stop_mid_trial(
+    worker: subprocess.Popen,
+    storage: RDBStorage,
+    name: str,
+    timeout: float,
+    sqlite_file: Path | None = None,
+) -> int:
+    """SIGSTOP `worker` while it runs a trial (it stays stopped); the number of that trial.
+
+    With `sqlite_file`, never while it writes: a process stopped inside a write transaction
+    holds the file's write lock, and no other process can write until it goes on.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert worker.poll() is None, "the worker exited before it could be stopped"
         if running_on(storage, name, worker.pid):
             os.kill(worker.pid, signal.SIGSTOP)
             mine = running_on(storage, name, worker.pid)
-            if mine:
+            if mine and (sqlite_file is None or can_write(sqlite_file)):
                 return mine[0].number
             os.kill(worker.pid, signal.SIGCONT)
         time.sleep(0.1)
     raise AssertionError(f"worker {worker.pid} never ran a trial within {timeout} s")
+
+
+def can_write(sqlite_file: Path) -> bool:
+    """Whether a write transaction on the SQLite file can start now (no one holds its lock)."""
+    connection = sqlite3.connect(sqlite_file, timeout=0.2)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.rollback()
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        connection.close()
 
 
 def running_on(storage: RDBStorage, name: str, pid: int) -> list[FrozenTrial]:
