@@ -198,6 +198,7 @@ def test_compose_config_validates(tmp_path: Path) -> None:
     assert missing.returncode != 0 and "POSTGRES_PASSWORD" in missing.stderr
 
 
+@pytest.mark.xdist_group("processes")
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_service_commands_run_a_study_on_postgres(

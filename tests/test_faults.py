@@ -200,6 +200,7 @@ def test_a_dead_workers_trial_is_failed_while_the_survivor_trains(
     assert [t.state for t in retries] == [TrialState.COMPLETE]
 
 
+@pytest.mark.xdist_group("processes")
 @pytest.mark.slow
 def test_a_paused_worker_drops_its_lost_trial_and_goes_on(
     tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

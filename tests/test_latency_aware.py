@@ -260,6 +260,7 @@ WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.xdist_group("processes")
 @pytest.mark.postgres
 def test_two_worker_processes_never_run_the_same_configuration(pg_url: str) -> None:
     optuna.create_study(storage=pg_url, study_name="dup", directions=["maximize", "minimize"])

@@ -190,6 +190,7 @@ WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.xdist_group("processes")
 def test_two_worker_processes_never_run_the_same_configuration(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'joint.db'}"
     study = optuna.create_study(

@@ -161,6 +161,7 @@ PROBER = textwrap.dedent(
 )
 
 
+@pytest.mark.xdist_group("processes")
 @pytest.mark.postgres
 def test_two_worker_processes_share_one_probe(pg_url: str) -> None:
     raw = {"study": {"name": "shared"}, "latency": {"warmup": 2, "loops": 5, "max_rounds": 2}}

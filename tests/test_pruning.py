@@ -130,6 +130,7 @@ def learnable_npz(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.xdist_group("processes")
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_two_workers_prune_one_study(pg_url: str, learnable_npz: Path, tmp_path: Path) -> None:

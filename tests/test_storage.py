@@ -259,6 +259,7 @@ def test_finished_study_runs_nothing(tmp_path: Path, quick_heartbeat: None) -> N
 # --- signals ---------------------------------------------------------------------------------
 
 
+@pytest.mark.xdist_group("processes")
 @pytest.mark.slow
 def test_sigterm_and_ctrl_c_fail_the_running_trial(
     tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

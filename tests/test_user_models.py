@@ -371,6 +371,7 @@ def test_the_example_study_runs_end_to_end(sample_path: Path, tmp_path: Path) ->
     assert card["params"]["channels"] == 8
 
 
+@pytest.mark.xdist_group("processes")
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_two_workers_on_postgresql_run_a_user_model(

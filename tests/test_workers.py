@@ -112,6 +112,7 @@ def heartbeat(monkeypatch: pytest.MonkeyPatch, interval: int, grace: int) -> Non
     monkeypatch.setenv("HPO_GRACE_PERIOD", str(grace))
 
 
+@pytest.mark.xdist_group("processes")
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_sigkilled_worker_trial_fails_and_is_retried(
@@ -202,6 +203,7 @@ def running_on(storage: RDBStorage, name: str, pid: int) -> list[FrozenTrial]:
     ]
 
 
+@pytest.mark.xdist_group("processes")
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_workers_survive_a_postgresql_restart(
@@ -245,6 +247,7 @@ def wait_for_complete(storage: RDBStorage, name: str, at_least: int, timeout: fl
     raise AssertionError(f"no {at_least} COMPLETE trials within {timeout} s")
 
 
+@pytest.mark.xdist_group("processes")
 @pytest.mark.slow
 def test_four_workers_on_one_sqlite_file(
     tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -263,6 +266,7 @@ def test_four_workers_on_one_sqlite_file(
     assert set(counts) == {"COMPLETE"}, counts
 
 
+@pytest.mark.xdist_group("processes")
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_worker_gives_up_with_one_line_when_the_database_stays_down(
