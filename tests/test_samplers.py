@@ -122,15 +122,20 @@ def test_cli_run_is_reproducible(tmp_path: Path, tiny_npz: Path) -> None:
     assert sequences[0] == sequences[1]
 
 
-def test_cli_grid_with_range_exits_2(tmp_path: Path, tiny_npz: Path) -> None:
-    spec = tmp_path / "grid.toml"
-    spec.write_text(TINY_SPEC.replace('"random"', '"grid"'))
-    db = tmp_path / "g.db"
-    result = invoke("run", str(spec), "--data", str(tiny_npz), "--storage", f"sqlite:///{db}")
+def refused_run(spec_text: str, folder: Path, data: Path) -> str:
+    """`hpo run` of a spec it must refuse: exit 2 and no database left behind; its stderr."""
+    spec, db = folder / "refused.toml", folder / "refused.db"
+    spec.write_text(spec_text)
+    result = invoke("run", str(spec), "--data", str(data), "--storage", f"sqlite:///{db}")
     assert result.returncode == 2
-    assert "[search] lr: the grid sampler needs a list" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
     assert not db.exists()
+    return result.stderr
+
+
+def test_cli_grid_with_range_exits_2(tmp_path: Path, tiny_npz: Path) -> None:
+    stderr = refused_run(TINY_SPEC.replace('"random"', '"grid"'), tmp_path, tiny_npz)
+    assert "[search] lr: the grid sampler needs a list" in stderr
+    assert len(stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "gp", "latency_joint"])
@@ -154,13 +159,8 @@ def test_random_start_sets_when_the_model_takes_over(sampler: str) -> None:
 
 
 def test_random_start_with_a_sampler_without_one_exits_2(tmp_path: Path, tiny_npz: Path) -> None:
-    spec = tmp_path / "r.toml"
-    spec.write_text(TINY_SPEC.replace("seed = 11", "seed = 11\nrandom_start = 2"))
-    db = tmp_path / "r.db"
-    result = invoke("run", str(spec), "--data", str(tiny_npz), "--storage", f"sqlite:///{db}")
-    assert result.returncode == 2
-    assert result.stderr.strip() == (
+    spec_text = TINY_SPEC.replace("seed = 11", "seed = 11\nrandom_start = 2")
+    assert refused_run(spec_text, tmp_path, tiny_npz).strip() == (
         "hpo: error: [study] random_start: sampler random has no random start; it applies to "
         "auto, tpe, gp, latency_aware, latency_joint"
     )
-    assert not db.exists()
