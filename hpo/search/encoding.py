@@ -76,17 +76,22 @@ class _Column:
     def _scale(self, value: float) -> float:
         return math.log(value) if self.log else value
 
-    def write(self, value: Any, out: np.ndarray) -> None:
+    def write(self, values: list[Any], out: np.ndarray) -> None:
+        """Writes one value per row of `out` (this param's columns of a feature matrix)."""
         if self.choices is not None:
             out[:] = 0.0
-            if value is not None and value in self.choices:
-                out[self.choices.index(value)] = 1.0
-            return
-        if value is None:
-            out[0] = _MISSING
+            # The first equal choice, as list.index finds it (1 and 1.0 alike).
+            position = {c: i for i, c in reversed(list(enumerate(self.choices)))}
+            for row, value in enumerate(values):
+                if value is not None and value in position:
+                    out[row, position[value]] = 1.0
             return
         span = self.high - self.low
-        out[0] = (self._scale(float(value)) - self.low) / span if span > 0 else 0.0
+        for row, value in enumerate(values):
+            if value is None:
+                out[row, 0] = _MISSING
+            else:
+                out[row, 0] = (self._scale(float(value)) - self.low) / span if span > 0 else 0.0
 
 
 class Encoding:
@@ -100,9 +105,18 @@ class Encoding:
 
     def rows(self, configurations: list[Mapping[str, Any]]) -> np.ndarray:
         matrix = np.zeros((len(configurations), self.width))
-        for row, configuration in zip(matrix, configurations, strict=True):
-            start = 0
-            for column in self.columns:
-                column.write(configuration.get(column.name), row[start : start + column.width])
-                start += column.width
+        start = 0
+        for column in self.columns:
+            values = [configuration.get(column.name) for configuration in configurations]
+            column.write(values, matrix[:, start : start + column.width])
+            start += column.width
         return matrix
+
+    def columns_of(self, names: set[str]) -> np.ndarray:
+        """A mask of the matrix's columns that write the params in `names`."""
+        mask = np.zeros(self.width, dtype=bool)
+        start = 0
+        for column in self.columns:
+            mask[start : start + column.width] = column.name in names
+            start += column.width
+        return mask

@@ -138,13 +138,20 @@ class JointLatencySampler(LatencyAwareSampler):
         rng = np.random.default_rng(None if self.seed is None else [self.seed, trial.number])
         names = sorted(training)
         trials = [t for t in study.get_trials(deepcopy=False) if t.number != trial.number]
-        taken = {self._key(t.params, names) for t in trials}
         architectures, latencies = self._candidates(rng, set())
         if not architectures:
             return None
-        keys = [architecture_key(a) for a in architectures]
-        latency_of = dict(zip(keys, latencies, strict=True))
+        # Candidates are (index into `architectures`, training settings): the architectures'
+        # keys, latencies and features are computed once, not once per candidate.
+        index_of = {architecture_key(a): i for i, a in enumerate(architectures)}
+        taken = {
+            (index_of[key], _settings_key(t.params, names))
+            for t in trials
+            if (key := architecture_key(self.space.of(t.params))) in index_of
+        }
         encoding = Encoding({**self.space.distributions, **training})
+        architecture_columns = encoding.columns_of(set(self.space.names))
+        architecture_rows = encoding.rows(architectures)
         model = GaussianAccuracy(self.seed).fit(
             encoding.rows([self._configuration(t.params, names) for t in trained]),
             np.array([_accuracy(t) for t in trained]),
@@ -167,31 +174,35 @@ class JointLatencySampler(LatencyAwareSampler):
         slowest = max(float(latencies.max()), float(points[:, 1].max()))
         reference = (0.0, self.max_latency or REFERENCE_MARGIN * slowest)
 
-        def score(candidates: list[tuple[Architecture, dict[str, Any]]]) -> np.ndarray:
-            ms = np.array([latency_of[architecture_key(a)] for a, _ in candidates])
-            mean, std = model.predict(encoding.rows([{**a, **s} for a, s in candidates]))
+        def score(candidates: list[tuple[int, dict[str, Any]]]) -> np.ndarray:
+            which = np.array([i for i, _ in candidates])
+            ms = latencies[which]
+            rows = np.where(
+                architecture_columns,
+                architecture_rows[which],
+                encoding.rows([settings for _, settings in candidates]),
+            )
+            mean, std = model.predict(rows)
             gain = expected_improvement(points, ms, mean, std, reference)
             # Ties (e.g. no improvement anywhere) go to the more accurate, then the faster one.
             return np.lexsort((ms, -mean, -gain))
 
-        candidates = self._fresh(
-            self._first_round(rng, architectures, training, names, complete, latency_of),
-            names,
-            taken,
-        )
+        first = self._first_round(rng, len(architectures), training, names, complete, index_of)
+        candidates = _fresh(first, names, taken)
         if not candidates:
             return None
         order = score(candidates)
         leaders = [candidates[int(i)] for i in order[:LEADERS]]
         moved = [
-            (architecture, neighbour(settings, training, rng))
-            for architecture, settings in leaders
+            (index, neighbour(settings, training, rng))
+            for index, settings in leaders
             for _ in range(REFINE_MOVES)
         ]
-        candidates = self._fresh(leaders + moved, names, taken)
+        candidates = _fresh(leaders + moved, names, taken)
         finite = self.space.finite() and ArchitectureSpace.from_distributions(training).finite()
-        for index in score(candidates):
-            architecture, settings = candidates[int(index)]
+        for position in score(candidates):
+            index, settings = candidates[int(position)]
+            architecture = architectures[index]
             if not finite or self._claimed({**architecture, **settings}):
                 return architecture, settings
         return None
@@ -228,45 +239,27 @@ class JointLatencySampler(LatencyAwareSampler):
     def _first_round(
         self,
         rng: np.random.Generator,
-        architectures: list[Architecture],
+        architectures: int,
         training: dict[str, BaseDistribution],
         names: list[str],
         complete: list[FrozenTrial],
-        latency_of: dict[str, float],
-    ) -> list[tuple[Architecture, dict[str, Any]]]:
+        index_of: dict[str, int],
+    ) -> list[tuple[int, dict[str, Any]]]:
         """Random settings with random architectures, and the best trials' settings (and moves
-        around them) with their own and other architectures."""
+        around them) with their own and other architectures; architectures by index."""
         draws = ArchitectureSpace.from_distributions(training)
         candidates = [
-            (architectures[int(rng.integers(len(architectures)))], draws.draw(rng))
-            for _ in range(RANDOM_SETTINGS)
+            (int(rng.integers(architectures)), draws.draw(rng)) for _ in range(RANDOM_SETTINGS)
         ]
         for best in _incumbents(complete, INCUMBENTS):
-            own = self.space.of(best.params)
+            own = index_of.get(architecture_key(self.space.of(best.params)))
             settings = {n: best.params[n] for n in names}
             tried = [settings] + [neighbour(settings, training, rng) for _ in range(MOVES)]
-            others = rng.permutation(len(architectures))[:PAIRED_ARCHITECTURES]
-            paired = [architectures[int(i)] for i in others]
-            if architecture_key(own) in latency_of:
+            paired = [int(i) for i in rng.permutation(architectures)[:PAIRED_ARCHITECTURES]]
+            if own is not None:
                 paired.append(own)
             candidates += [(a, s) for s in tried for a in paired]
         return candidates
-
-    def _fresh(
-        self,
-        candidates: list[tuple[Architecture, dict[str, Any]]],
-        names: list[str],
-        taken: set[tuple],
-    ) -> list[tuple[Architecture, dict[str, Any]]]:
-        """Candidates that no trial has tried or is running, each once."""
-        seen = set(taken)
-        fresh = []
-        for architecture, settings in candidates:
-            key = self._key({**architecture, **settings}, names)
-            if key not in seen:
-                seen.add(key)
-                fresh.append((architecture, settings))
-        return fresh
 
     def _configuration(self, params: dict[str, Any], names: list[str]) -> dict[str, Any]:
         return {**self.space.of(params), **{n: params.get(n) for n in names}}
@@ -274,6 +267,26 @@ class JointLatencySampler(LatencyAwareSampler):
     def _key(self, params: dict[str, Any], names: list[str]) -> tuple:
         """A key of the configuration, equal for equal values (16 and 16.0 alike)."""
         return tuple(sorted(self._configuration(params, names).items()))
+
+
+def _settings_key(settings: dict[str, Any], names: list[str]) -> tuple:
+    """A key of the training settings, equal for equal values (16 and 16.0 alike)."""
+    return tuple(settings.get(n) for n in names)
+
+
+def _fresh(
+    candidates: list[tuple[int, dict[str, Any]]], names: list[str], taken: set[tuple]
+) -> list[tuple[int, dict[str, Any]]]:
+    """Candidates (architecture index, settings) that no trial has tried or is running, each
+    once."""
+    seen = set(taken)
+    fresh = []
+    for index, settings in candidates:
+        key = (index, _settings_key(settings, names))
+        if key not in seen:
+            seen.add(key)
+            fresh.append((index, settings))
+    return fresh
 
 
 def _shared_distributions(trials: list[FrozenTrial]) -> dict[str, BaseDistribution]:
