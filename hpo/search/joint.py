@@ -239,7 +239,7 @@ class JointLatencySampler(LatencyAwareSampler):
     def _first_round(
         self,
         rng: np.random.Generator,
-        architectures: int,
+        architecture_count: int,
         training: dict[str, BaseDistribution],
         names: list[str],
         complete: list[FrozenTrial],
@@ -249,13 +249,13 @@ class JointLatencySampler(LatencyAwareSampler):
         around them) with their own and other architectures; architectures by index."""
         draws = ArchitectureSpace.from_distributions(training)
         candidates = [
-            (int(rng.integers(architectures)), draws.draw(rng)) for _ in range(RANDOM_SETTINGS)
+            (int(rng.integers(architecture_count)), draws.draw(rng)) for _ in range(RANDOM_SETTINGS)
         ]
         for best in _incumbents(complete, INCUMBENTS):
             own = index_of.get(architecture_key(self.space.of(best.params)))
             settings = {n: best.params[n] for n in names}
             tried = [settings] + [neighbour(settings, training, rng) for _ in range(MOVES)]
-            paired = [int(i) for i in rng.permutation(architectures)[:PAIRED_ARCHITECTURES]]
+            paired = [int(i) for i in rng.permutation(architecture_count)[:PAIRED_ARCHITECTURES]]
             if own is not None:
                 paired.append(own)
             candidates += [(a, s) for s in tried for a in paired]
