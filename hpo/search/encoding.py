@@ -55,6 +55,7 @@ class _Column:
     def __init__(self, name: str, distribution: BaseDistribution) -> None:
         self.name = name
         self.choices: list[Any] | None = None
+        self.position: dict[Any, int] = {}
         self.low = self.high = 0.0
         self.log = False
         ordered = ordered_values(distribution)
@@ -63,6 +64,9 @@ class _Column:
             self.low, self.high = self._scale(ordered[0]), self._scale(ordered[-1])
         elif isinstance(distribution, CategoricalDistribution):
             self.choices = list(distribution.choices)
+            # Each value's column: the first equal choice, as list.index finds it (1 and 1.0
+            # alike).
+            self.position = {c: i for i, c in reversed(list(enumerate(self.choices)))}
         else:
             assert isinstance(distribution, FloatDistribution | IntDistribution)
             self.log = distribution.log
@@ -80,11 +84,9 @@ class _Column:
         """Writes one value per row of `out` (this param's columns of a feature matrix)."""
         if self.choices is not None:
             out[:] = 0.0
-            # The first equal choice, as list.index finds it (1 and 1.0 alike).
-            position = {c: i for i, c in reversed(list(enumerate(self.choices)))}
             for row, value in enumerate(values):
-                if value is not None and value in position:
-                    out[row, position[value]] = 1.0
+                if value is not None and value in self.position:
+                    out[row, self.position[value]] = 1.0
             return
         span = self.high - self.low
         for row, value in enumerate(values):
