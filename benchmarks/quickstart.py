@@ -9,7 +9,8 @@ Python and torch already imported). Printed per seed and as medians: wall time a
 CPU time (user + system, all threads: on a machine shared with other work the wall time grows,
 the CPU time much less), trials complete and pruned, the best trial by validation accuracy with
 its test accuracy (single pass), the first trial's (what the search added over it; with
-`[study] start_from_first` that is the spec's starting configuration), and the Pareto front.
+`[study] start_from_first` that is the spec's starting configuration), the Pareto front, and the
+sampler's time and the trials' waits for latency probes as shares of the trials' time.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def seed_run(seed: int, args: argparse.Namespace, folder: Path) -> dict[str, Any
     cpu = time.process_time()
     run = run_spec(args.spec, values, args.set, folder / f"quickstart-{seed}.db")
     cpu = time.process_time() - cpu
+    sampler_share, probe_share = run.overhead_shares()
     complete = sorted((result_of(t) for t in run.complete), key=lambda r: r.number)
     best = max(complete, key=lambda r: r.accuracy)
     first = next((r for r in complete if r.number == 0), None)
@@ -50,6 +52,8 @@ def seed_run(seed: int, args: argparse.Namespace, folder: Path) -> dict[str, Any
         "cpu_seconds": cpu,
         "complete": len(complete),
         "pruned": sum(t.state == TrialState.PRUNED for t in run.trials),
+        "sampler_share": sampler_share,
+        "probe_share": probe_share,
         "best": summary(best),
         "first": None if first is None else summary(first),
         "front": [summary(r) for r in results.pareto_front(complete)],
@@ -122,7 +126,8 @@ def main() -> None:
     for run in runs:
         print(
             f"seed {run['seed']}: wall {run['wall_seconds']:.0f} s, CPU {run['cpu_seconds']:.0f} "
-            f"s, {run['complete']} complete + {run['pruned']} pruned"
+            f"s, {run['complete']} complete + {run['pruned']} pruned; sampler "
+            f"{run['sampler_share']:.1%} + probes {run['probe_share']:.1%} of trial time"
         )
         print(f"  best  {line(run['best'], searched)}")
         if run["first"] is not None:

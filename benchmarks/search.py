@@ -49,7 +49,6 @@ import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hpo.core.trial_attrs import PROBE_SECONDS_ATTR, SUGGEST_SECONDS_ATTR
 from hpo.search.architecture import ArchitectureSpace  # noqa: E402
 from hpo.search.ehvi import hypervolume  # noqa: E402
 from hpo.search.samplers import sampler_for  # noqa: E402
@@ -400,9 +399,7 @@ def sample_run(sampler_name: str, seed: int, args: argparse.Namespace, folder: P
         "data.dataset": str(args.data),
     }
     run = run_spec(args.spec, values, args.set or [], folder / f"{sampler_name}-{seed}.db")
-    trial_seconds = run.trial_seconds()
-    sampler = sum(t.user_attrs.get(SUGGEST_SECONDS_ATTR, 0.0) for t in run.trials)
-    probes = sum(t.user_attrs.get(PROBE_SECONDS_ATTR, 0.0) for t in run.trials)
+    sampler_share, probe_share = run.overhead_shares()
     return {
         "run": run,
         "sampler": sampler_name,
@@ -410,9 +407,9 @@ def sample_run(sampler_name: str, seed: int, args: argparse.Namespace, folder: P
         "points": run.points().tolist(),
         "best_accuracy": run.best_accuracy(),
         "wall_seconds": run.wall_seconds,
-        "trial_seconds": trial_seconds,
-        "sampler_share": sampler / trial_seconds,
-        "probe_share": probes / trial_seconds,
+        "trial_seconds": run.trial_seconds(),
+        "sampler_share": sampler_share,
+        "probe_share": probe_share,
     }
 
 

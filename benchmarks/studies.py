@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hpo.core.trial_attrs import PROBE_SECONDS_ATTR, SUGGEST_SECONDS_ATTR  # noqa: E402
 from hpo.search.ehvi import hypervolume  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared" / "data" / "cifar10-sample.npz"
@@ -49,6 +50,16 @@ class StudyRun:
             for t in self.trials
             if t.datetime_complete is not None and t.datetime_start is not None
         )
+
+    def overhead_shares(self) -> tuple[float, float]:
+        """The sampler's time (every suggest) and the trials' waits for latency probes, each
+        as a share of `trial_seconds`."""
+        total = self.trial_seconds()
+        if total <= 0:
+            return 0.0, 0.0
+        sampler = sum(t.user_attrs.get(SUGGEST_SECONDS_ATTR, 0.0) for t in self.trials)
+        probes = sum(t.user_attrs.get(PROBE_SECONDS_ATTR, 0.0) for t in self.trials)
+        return sampler / total, probes / total
 
 
 def run_spec(spec: Path, values: dict[str, Any], sets: list[str], db: Path) -> StudyRun:
