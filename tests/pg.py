@@ -179,11 +179,12 @@ def start_cli(*args: str, log: Path, env: dict[str, str] | None = None) -> subpr
             env={**os.environ, **(env or {})},
             # Ctrl-C reaches a worker as it does in a terminal, even when the suite itself was
             # started in the background, where SIGINT is ignored and children inherit that.
-            preexec_fn=_default_sigint,
+            preexec_fn=default_sigint,
         )
 
 
-def _default_sigint() -> None:
+def default_sigint() -> None:
+    """In a child before it starts: Ctrl-C as in a terminal (a background shell ignores it)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 import re
 import shutil
 import signal
@@ -29,6 +30,7 @@ from hpo.store import artifacts
 from hpo.store.studies import spec_note, write_spec_note
 from tests import synthetic
 from tests.conftest import ROOT, FinishedStudy, invoke
+from tests.pg import default_sigint
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
@@ -269,6 +271,9 @@ def test_dashboard_stops_on_a_signal_while_it_answers(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # SIGABRT dumps every thread's stack: a server that does not stop says where it is.
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+        preexec_fn=default_sigint,
     )
     stop = threading.Event()
 
@@ -288,8 +293,13 @@ def test_dashboard_stops_on_a_signal_while_it_answers(
             client.start()
         time.sleep(2)
         process.send_signal(signum)
-        # Generous: on a loaded machine the first import of the dashboard can take seconds.
-        _, stderr = process.communicate(timeout=30)
+        try:
+            # Generous: on a loaded machine the first import of the dashboard can take seconds.
+            _, stderr = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            _, stderr = process.communicate(timeout=30)
+            pytest.fail(f"still running 30 s after the signal; its threads:\n{stderr[-6000:]}")
     finally:
         stop.set()
         process.kill()
