@@ -533,7 +533,9 @@ def main() -> None:
         interrupt = find_in_chain(exc, lambda e: isinstance(e, KeyboardInterrupt))
         if interrupt is None:
             raise
-        from hpo.run.signals import Terminated
+        from hpo.run.signals import Terminated, interrupted_trial
 
-        sys.stderr.write("hpo: interrupted; a running trial was marked FAIL (interrupted)\n")
+        number = interrupted_trial(interrupt)
+        stopped = "" if number is None else f"; trial {number} was marked FAIL (interrupted)"
+        sys.stderr.write(f"hpo: interrupted{stopped}\n")
         sys.exit(143 if isinstance(interrupt, Terminated) else 130)

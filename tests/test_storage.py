@@ -289,8 +289,9 @@ def test_sigterm_and_ctrl_c_fail_the_running_trial(
     for (sig, expected), code in zip(cases.items(), codes, strict=True):
         log = (tmp_path / f"{sig.name}.log").read_text()
         assert code == expected, f"{sig.name}: exit {code}, expected {expected}\n{log[-3000:]}"
-        assert "hpo: interrupted" in log, log[-3000:]
         trials = optuna.load_study(study_name=sig.name.lower(), storage=urls[sig]).get_trials()
+        line = f"hpo: interrupted; trial {trials[0].number} was marked FAIL (interrupted)"
+        assert line in log, log[-3000:]
         assert [t.state for t in trials] == [TrialState.FAIL], "never left RUNNING"
         assert trials[0].user_attrs["fail_reason"] == "interrupted"
 

@@ -67,6 +67,7 @@ from hpo.run.failures import (
     is_out_of_memory,
     note_failure,
 )
+from hpo.run.signals import mark_interrupted_trial
 from hpo.search import space
 from hpo.search.pruning import ParetoHalving
 from hpo.store.probes import ProbeRecord
@@ -221,9 +222,10 @@ class Objective:
             # Stopped by the pruning rules; or finished by another worker, which took this one
             # for dead (the worker loop drops the trial with one line).
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             # The worker loop marks the trial FAIL and re-raises; say why for whoever reads it.
-            note_failure(trial, failure_reason(KeyboardInterrupt()))
+            note_failure(trial, failure_reason(interrupt))
+            mark_interrupted_trial(interrupt, trial.number)
             raise
         except Exception as exc:
             if is_transient(exc):

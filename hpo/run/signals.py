@@ -14,6 +14,20 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, delivered like Ctrl-C so Optuna marks the running trial FAIL."""
 
 
+# The attribute of an interrupt that names the trial it stopped (and Optuna marked FAIL).
+_TRIAL_ATTR = "hpo_interrupted_trial"
+
+
+def mark_interrupted_trial(interrupt: KeyboardInterrupt, number: int) -> None:
+    """Record on `interrupt` that it stopped trial `number`, for the command's last line."""
+    setattr(interrupt, _TRIAL_ATTR, number)
+
+
+def interrupted_trial(interrupt: BaseException) -> int | None:
+    """The trial `interrupt` stopped, or None when it came outside a trial."""
+    return getattr(interrupt, _TRIAL_ATTR, None)
+
+
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Turn SIGTERM into `Terminated` while the worker runs."""
