@@ -1,5 +1,6 @@
 """Signals of a worker: SIGTERM delivered like Ctrl-C, so a stopped worker ends its trial as FAIL
-(interrupted); and a way for the worker's background thread to stop the main thread."""
+(interrupted), and the interrupt names that trial for the command's last line; and a way for the
+worker's background thread to stop the main thread."""
 
 from __future__ import annotations
 
