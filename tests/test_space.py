@@ -90,6 +90,29 @@ def test_first_values_are_each_list_s_first_and_each_range_s_middle() -> None:
         validate({"study": {"name": "t"}, "search": search})
 
 
+def test_first_values_cover_a_model_factory_s_own_params() -> None:
+    search = {
+        "model": "nets/tiny.py:build",
+        "lr": [0.1, 0.05],
+        "model_params": {
+            "channels": [32, 16],
+            "blocks": {"low": 1, "high": 3},
+            "drop": {"low": 0.0, "high": 0.5, "first": 0.1},
+            "stem": 7,
+        },
+    }
+    first = first_values(validate({"study": {"name": "t"}, "search": search}))
+    assert first["lr"] == 0.1
+    # The factory's own params: the list's first, the range's middle or its `first`; the
+    # fixed one is not searched, so it is not enqueued.
+    assert {k: first[k] for k in ("channels", "blocks", "drop")} == {
+        "channels": 32,
+        "blocks": 2,
+        "drop": 0.1,
+    }
+    assert "stem" not in first
+
+
 def test_grid_refuses_ranges() -> None:
     spec = validate({"study": {"name": "t"}, "search": {"lr": {"low": 0.01, "high": 0.1}}})
     with pytest.raises(SpecError, match=r"\[search\] lr: the grid sampler needs a list"):

@@ -48,7 +48,8 @@ class StudySection(_Section):
     start_from_first: bool = Field(
         False,
         description="trial 0 takes each [search] list's first value and each range's first "
-        "(default: its middle, geometric when log), before the sampler proposes anything",
+        "(default: its middle, geometric when log), [search.model_params] too, before the "
+        "sampler proposes anything",
     )
     random_start: int | None = Field(
         None,

@@ -97,7 +97,8 @@ def suggest(trial: optuna.Trial, spec: Spec, keep: KeepConfig = keep_as_user_att
 def first_values(spec: Spec) -> dict[str, Any]:
     """The searched params of the spec's starting trial (`[study] start_from_first`): each
     list's first value, each range's `first` or else its middle (geometric when log; on the
-    step grid when it has one), for the params that apply given the values before them."""
+    step grid when it has one), for the params that apply given the values before them, and
+    for a model factory's own params (`[search.model_params]`)."""
     chosen: dict[str, Any] = {}
     searched: dict[str, Any] = {}
     for param in CATALOG:
@@ -105,16 +106,24 @@ def first_values(spec: Spec) -> dict[str, Any]:
             chosen[param.name] = None
             continue
         domain = spec.domain(param.name)
-        if isinstance(domain, Fixed):
-            value = domain.value
-        elif isinstance(domain, Choice):
-            value = domain.values[0]
-        else:
-            value = _middle(param, domain) if domain.first is None else domain.first
-        chosen[param.name] = searched[param.name] = coerce(param, value)
-        if isinstance(domain, Fixed):
-            del searched[param.name]
+        chosen[param.name] = _first(param, domain)
+        if not isinstance(domain, Fixed):
+            searched[param.name] = chosen[param.name]
+    for param, domain in spec.model_hyperparameters():
+        if not isinstance(domain, Fixed):
+            searched[param.name] = _first(param, domain)
     return searched
+
+
+def _first(param: Hyperparameter, domain: Domain) -> Any:
+    """A param's value in the starting trial (see `first_values`)."""
+    if isinstance(domain, Fixed):
+        value = domain.value
+    elif isinstance(domain, Choice):
+        value = domain.values[0]
+    else:
+        value = _middle(param, domain) if domain.first is None else domain.first
+    return coerce(param, value)
 
 
 def _middle(param: Hyperparameter, domain: Range) -> float:
