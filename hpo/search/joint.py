@@ -215,7 +215,7 @@ class JointLatencySampler(LatencyAwareSampler):
         rng = np.random.default_rng(None if self.seed is None else [self.seed, trial.number])
         names = sorted(training)
         taken = {
-            self._key(t.params, names)
+            (architecture_key(self.space.of(t.params)), _settings_key(t.params, names))
             for t in study.get_trials(deepcopy=False)
             if t.number != trial.number
         }
@@ -230,7 +230,7 @@ class JointLatencySampler(LatencyAwareSampler):
             architecture, settings = self.space.draw(rng), draws.draw(rng)
             if architecture_key(architecture) in over:
                 continue
-            if self._key({**architecture, **settings}, names) in taken:
+            if (architecture_key(architecture), _settings_key(settings, names)) in taken:
                 continue
             if not finite or self._claimed({**architecture, **settings}):
                 return architecture, settings
@@ -263,10 +263,6 @@ class JointLatencySampler(LatencyAwareSampler):
 
     def _configuration(self, params: dict[str, Any], names: list[str]) -> dict[str, Any]:
         return {**self.space.of(params), **{n: params.get(n) for n in names}}
-
-    def _key(self, params: dict[str, Any], names: list[str]) -> tuple:
-        """A key of the configuration, equal for equal values (16 and 16.0 alike)."""
-        return tuple(sorted(self._configuration(params, names).items()))
 
 
 def _settings_key(settings: dict[str, Any], names: list[str]) -> tuple:
