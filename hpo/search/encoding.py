@@ -103,22 +103,23 @@ class Encoding:
         self.columns = [
             _Column(name, d) for name, d in sorted(distributions.items()) if not d.single()
         ]
-        self.width = max(1, sum(c.width for c in self.columns))
+        # Each param's slice of the matrix's columns, in order.
+        ends = np.cumsum([c.width for c in self.columns], dtype=int)
+        self.slices = [
+            slice(int(end) - c.width, int(end)) for c, end in zip(self.columns, ends, strict=True)
+        ]
+        self.width = max(1, int(ends[-1]) if len(ends) else 0)
 
     def rows(self, configurations: list[Mapping[str, Any]]) -> np.ndarray:
         matrix = np.zeros((len(configurations), self.width))
-        start = 0
-        for column in self.columns:
+        for column, columns in zip(self.columns, self.slices, strict=True):
             values = [configuration.get(column.name) for configuration in configurations]
-            column.write(values, matrix[:, start : start + column.width])
-            start += column.width
+            column.write(values, matrix[:, columns])
         return matrix
 
     def columns_of(self, names: set[str]) -> np.ndarray:
         """A mask of the matrix's columns that write the params in `names`."""
         mask = np.zeros(self.width, dtype=bool)
-        start = 0
-        for column in self.columns:
-            mask[start : start + column.width] = column.name in names
-            start += column.width
+        for column, columns in zip(self.columns, self.slices, strict=True):
+            mask[columns] = column.name in names
         return mask
