@@ -115,6 +115,15 @@ def test_same_seed_same_sequence_and_no_repeats() -> None:
     assert len(set(keys)) == len(keys), "a finite space: no configuration is proposed twice"
 
 
+def test_the_random_start_covers_each_training_param_evenly() -> None:
+    """Ten random-start trials take each of ten learning rates once and each of five batch
+    sizes twice (independent draws would repeat some and miss others)."""
+    for seed in range(3):
+        start = joint_study("latency_joint", seed, 10).trials
+        assert sorted(t.params["lr"] for t in start) == RATES
+        assert sorted(t.params["batch_size"] for t in start) == sorted(BATCHES * 2)
+
+
 def test_over_the_budget_is_never_chosen_by_the_model() -> None:
     study = joint_study("latency_joint", 0, 24, max_latency=3.5)
     modelled = study.trials[10:]  # after the random start

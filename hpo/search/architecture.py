@@ -25,6 +25,7 @@ from optuna.distributions import (
 from hpo.core.keys import canonical_json
 from hpo.core.params import CATALOG
 from hpo.core.spec import Spec
+from hpo.search.encoding import ordered_values
 from hpo.search.space import distribution_of, keeps_own_norm
 
 Architecture = dict[str, Any]
@@ -112,12 +113,19 @@ class ArchitectureSpace:
             chosen[param.name] = value
         return len(chosen) == len(architecture)
 
-    def draw(self, rng: np.random.Generator) -> Architecture:
-        """One architecture drawn uniformly param by param (log-uniform for log ranges)."""
+    def draw(
+        self, rng: np.random.Generator, unit: Callable[[str], float] | None = None
+    ) -> Architecture:
+        """One architecture drawn uniformly param by param (log-uniform for log ranges); with
+        `unit`, each param at the position in [0, 1) it gives for the param's name."""
         chosen: Architecture = {}
         for param in self.params:
             if param.applies(chosen):
-                chosen[param.name] = _draw(param.distribution, rng)
+                chosen[param.name] = (
+                    _draw(param.distribution, rng)
+                    if unit is None
+                    else value_at(param.distribution, unit(param.name))
+                )
         return chosen
 
     def finite(self) -> bool:
@@ -212,6 +220,8 @@ def _contains(distribution: BaseDistribution, value: Any) -> bool:
 
 
 def _draw(distribution: BaseDistribution, rng: np.random.Generator) -> Any:
+    # Not `value_at(distribution, rng.random())`: that would draw other values from the same
+    # seed, and every seeded study (and benchmark figure) of the latency-aware sampler with it.
     values = _values(distribution)
     if values is not None and not (isinstance(distribution, IntDistribution) and distribution.log):
         return values[int(rng.integers(len(values)))]
@@ -224,6 +234,26 @@ def _draw(distribution: BaseDistribution, rng: np.random.Generator) -> Any:
     if isinstance(distribution, IntDistribution):
         return int(min(high, max(low, round(drawn))))
     return float(drawn)
+
+
+def value_at(distribution: BaseDistribution, unit: float) -> Any:
+    """The value at position `unit` in [0, 1) of a distribution: of its values in order, or
+    of its range (on the log scale for log ranges). Numeric choices are taken in sorted
+    order, so neighbouring positions are neighbouring values."""
+    values = _values(distribution)
+    if isinstance(distribution, CategoricalDistribution) and ordered_values(distribution):
+        values = sorted(distribution.choices, key=float)
+    if values is not None and not (isinstance(distribution, IntDistribution) and distribution.log):
+        return values[min(len(values) - 1, int(unit * len(values)))]
+    assert isinstance(distribution, FloatDistribution | IntDistribution)
+    low, high = float(distribution.low), float(distribution.high)
+    if distribution.log:
+        drawn = math.exp(math.log(low) + unit * (math.log(high) - math.log(low)))
+    else:
+        drawn = low + unit * (high - low)
+    if isinstance(distribution, IntDistribution):
+        return int(min(high, max(low, round(drawn))))
+    return float(min(high, max(low, drawn)))
 
 
 def _position(distribution: BaseDistribution, value: Any) -> float:

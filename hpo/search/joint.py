@@ -2,7 +2,10 @@
 
 When training params (lr, optimizer, batch size, ...) are searched beside the architecture,
 the accuracy of a trial is a function of both, and the best training settings differ between
-architectures. So, once a few trials have finished, each trial is chosen as one configuration:
+architectures. The first trials (the random start) spread every param's values evenly, each
+trial in another stratum of each param's range (`hpo.search.start`), so the model's first fit
+sees the whole range of each. Once they have finished, each trial is chosen as one
+configuration:
 
 1. candidate architectures are those with a known latency (probed by any worker, plus new
    probes within the same time allowance as `LatencyAwareSampler`), within the budget;
@@ -37,12 +40,13 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.core.trial_attrs import VAL_CURVE_ATTR
-from hpo.search.architecture import Architecture, ArchitectureSpace, architecture_key
+from hpo.search.architecture import Architecture, ArchitectureSpace, architecture_key, value_at
 from hpo.search.ehvi import expected_improvement
 from hpo.search.encoding import Encoding
 from hpo.search.gaussian_process import GaussianAccuracy
 from hpo.search.latency_aware import REFERENCE_MARGIN, LatencyAwareSampler
 from hpo.search.neighbours import neighbour
+from hpo.search.start import design_seed, stratified_unit
 
 # Random training settings per trial, each with a random candidate architecture.
 RANDOM_SETTINGS = 256
@@ -59,6 +63,10 @@ REFINE_MOVES = 32
 class JointLatencySampler(LatencyAwareSampler):
     """Architecture and training params chosen together by expected hypervolume improvement,
     with a Gaussian process of accuracy and probed latencies."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._design = design_seed(self.seed)
 
     def infer_relative_search_space(
         self, study: optuna.Study, trial: FrozenTrial
@@ -110,9 +118,7 @@ class JointLatencySampler(LatencyAwareSampler):
         rng = np.random.default_rng(
             None if self.seed is None else [self.seed, trial.number, *param_name.encode()]
         )
-        return ArchitectureSpace.from_distributions({param_name: param_distribution}).draw(rng)[
-            param_name
-        ]
+        return value_at(param_distribution, self._stratum(param_name, trial.number, rng))
 
     def _training_space(self, study: optuna.Study) -> dict[str, BaseDistribution]:
         """Training params every trial so far has (conditional ones are left to the base):
@@ -210,8 +216,9 @@ class JointLatencySampler(LatencyAwareSampler):
     def _random_configuration(
         self, study: optuna.Study, trial: FrozenTrial, training: dict[str, BaseDistribution]
     ) -> tuple[Architecture, dict[str, Any]] | None:
-        """A configuration drawn uniformly (the random start): untried, not known to be over
-        the budget, claimed in a finite space."""
+        """A configuration of the random start: first this trial's stratum of each param
+        (`hpo.search.start`), then, if that one is tried, over the budget or claimed, uniform
+        draws; untried, not known to be over the budget, claimed in a finite space."""
         rng = np.random.default_rng(None if self.seed is None else [self.seed, trial.number])
         names = sorted(training)
         taken = {
@@ -226,8 +233,9 @@ class JointLatencySampler(LatencyAwareSampler):
         )
         draws = ArchitectureSpace.from_distributions(training)
         finite = self.space.finite() and draws.finite()
-        for _ in range(1000):
-            architecture, settings = self.space.draw(rng), draws.draw(rng)
+        for attempt in range(1000):
+            unit = (lambda name: self._stratum(name, trial.number, rng)) if not attempt else None
+            architecture, settings = self.space.draw(rng, unit), draws.draw(rng, unit)
             if architecture_key(architecture) in over:
                 continue
             if (architecture_key(architecture), _settings_key(settings, names)) in taken:
@@ -235,6 +243,10 @@ class JointLatencySampler(LatencyAwareSampler):
             if not finite or self._claimed({**architecture, **settings}):
                 return architecture, settings
         return None
+
+    def _stratum(self, name: str, number: int, rng: np.random.Generator) -> float:
+        """Trial `number`'s position of param `name` in the random start (`hpo.search.start`)."""
+        return stratified_unit(self._design, name, number, self.startup_trials, rng)
 
     def _first_round(
         self,
