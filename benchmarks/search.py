@@ -358,20 +358,20 @@ def print_joint_table(
     by = {(r["benchmark"], r["sampler"], r["trials"]): r for r in rows}
     for n in counts:
         print(f"{n} trials: median [min, max] HV ratio over the seeds; mean of the medians")
-        print(f"{'dataset':>18}  " + "  ".join(f"{name:>22}" for name in names))
+        print(f"{'dataset':>18}  " + "  ".join(f"{name:>25}" for name in names))
         for dataset in datasets:
             cells = [by[(f"hpobench-{dataset}", name, n)] for name in names]
             print(
                 f"{dataset:>18}  "
                 + "  ".join(
-                    f"{c['median']:.3f} [{c['min']:.3f}, {c['max']:.3f}]".rjust(22) for c in cells
+                    f"{c['median']:.4f} [{c['min']:.4f}, {c['max']:.4f}]".rjust(25) for c in cells
                 )
             )
         means = [
             statistics.mean(by[(f"hpobench-{d}", name, n)]["median"] for d in datasets)
             for name in names
         ]
-        print(f"{'mean':>18}  " + "  ".join(f"{m:22.3f}" for m in means))
+        print(f"{'mean':>18}  " + "  ".join(f"{m:25.4f}" for m in means))
     last = [[by[(f"hpobench-{d}", name, counts[-1])] for d in datasets] for name in names]
     print(
         f"sampler seconds per trial over the last tenth of {counts[-1]} trials, worst run, "
