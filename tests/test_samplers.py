@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from hpo.core.errors import SpecError
 from hpo.core.names import SAMPLERS
 from hpo.core.spec import validate
+from hpo.search.joint import JointLatencySampler
 from hpo.search.latency_aware import LatencyAwareSampler
 from hpo.search.samplers import make_sampler
 from hpo.search.space import suggest
@@ -138,24 +140,49 @@ def test_cli_grid_with_range_exits_2(tmp_path: Path, tiny_npz: Path) -> None:
     assert len(stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "gp", "latency_joint"])
+def random_start_study(sampler: str, random_start: int | None) -> optuna.Study:
+    """Seven trials of a seeded study, with `random_start` (None: the sampler's default)."""
+    study_section = {"name": "t", "sampler": sampler, "seed": 5}
+    if random_start is not None:
+        study_section["random_start"] = random_start
+    spec = validate({"study": study_section, "search": {**SEARCH, **RANGES}})
+    chosen = make_sampler(spec, probe=FunctionProbe(width_latency))
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=chosen)
+    study.optimize(synthetic_objective(spec), n_trials=7)
+    return study
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "gp"])
 def test_random_start_sets_when_the_model_takes_over(sampler: str) -> None:
     """Same seed: with `random_start = 3` the first three trials are the random start's draws
     as with the default (10), and from the fourth on the model proposes something else."""
-
-    def sequence(random_start: int | None) -> list[dict]:
-        study_section = {"name": "t", "sampler": sampler, "seed": 5}
-        if random_start is not None:
-            study_section["random_start"] = random_start
-        spec = validate({"study": study_section, "search": {**SEARCH, **RANGES}})
-        chosen = make_sampler(spec, probe=FunctionProbe(width_latency))
-        study = optuna.create_study(directions=["maximize", "minimize"], sampler=chosen)
-        study.optimize(synthetic_objective(spec), n_trials=7)
-        return [t.params for t in study.trials]
-
-    default, short = sequence(None), sequence(3)
+    default = [t.params for t in random_start_study(sampler, None).trials]
+    short = [t.params for t in random_start_study(sampler, 3).trials]
     assert short[:3] == default[:3]
     assert short[3:] != default[3:]
+
+
+def test_random_start_sets_when_the_joint_model_takes_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """latency_joint: with `random_start = 3` its model proposes from the fourth trial on (with
+    the default, 10, not within seven trials), and the three random-start trials spread the
+    learning rate over the three thirds of its (log) range."""
+    modelled: list[int] = []
+    best = JointLatencySampler._best_configuration
+
+    def counted(self, study, trial, *rest):
+        modelled.append(trial.number)
+        return best(self, study, trial, *rest)
+
+    monkeypatch.setattr(JointLatencySampler, "_best_configuration", counted)
+    random_start_study("latency_joint", None)
+    assert modelled == []
+    study = random_start_study("latency_joint", 3)
+    assert modelled == [3, 4, 5, 6]
+    low, high = RANGES["lr"]["low"], RANGES["lr"]["high"]
+    thirds = [int(3 * math.log(t.params["lr"] / low) / math.log(high / low)) for t in study.trials]
+    assert sorted(thirds[:3]) == [0, 1, 2]
 
 
 def test_random_start_with_a_sampler_without_one_exits_2(tmp_path: Path, tiny_npz: Path) -> None:
