@@ -240,9 +240,8 @@ def value_at(distribution: BaseDistribution, unit: float) -> Any:
     """The value at position `unit` in [0, 1) of a distribution: of its values in order, or
     of its range (on the log scale for log ranges). Numeric choices are taken in sorted
     order, so neighbouring positions are neighbouring values."""
-    values = _values(distribution)
-    if isinstance(distribution, CategoricalDistribution) and ordered_values(distribution):
-        values = sorted(distribution.choices, key=float)
+    numeric = isinstance(distribution, CategoricalDistribution) and ordered_values(distribution)
+    values = sorted(distribution.choices, key=float) if numeric else _values(distribution)
     if values is not None and not (isinstance(distribution, IntDistribution) and distribution.log):
         return values[min(len(values) - 1, int(unit * len(values)))]
     assert isinstance(distribution, FloatDistribution | IntDistribution)

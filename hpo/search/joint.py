@@ -32,6 +32,7 @@ extremely-randomized-trees model is the stronger one over a table of cells.
 from __future__ import annotations
 
 import time
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -63,10 +64,6 @@ REFINE_MOVES = 32
 class JointLatencySampler(LatencyAwareSampler):
     """Architecture and training params chosen together by expected hypervolume improvement,
     with a Gaussian process of accuracy and probed latencies."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._design = design_seed(self.seed)
 
     def infer_relative_search_space(
         self, study: optuna.Study, trial: FrozenTrial
@@ -243,6 +240,11 @@ class JointLatencySampler(LatencyAwareSampler):
             if not finite or self._claimed({**architecture, **settings}):
                 return architecture, settings
         return None
+
+    @cached_property
+    def _design(self) -> int:
+        """The random start's design seed (`hpo.search.start`), fixed for this sampler."""
+        return design_seed(self.seed)
 
     def _stratum(self, name: str, number: int, rng: np.random.Generator) -> float:
         """Trial `number`'s position of param `name` in the random start (`hpo.search.start`)."""
