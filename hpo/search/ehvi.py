@@ -6,8 +6,13 @@ predictive distribution N(mean, std). Then the improvement of the dominated area
 the segments of the current front's staircase to the right of the candidate, and its
 expectation has a closed form per segment:
 
-    EHVI = sum_k width_k * E[max(A - level_k, 0)],
-    E[max(A - c, 0)] = (mean - c) * Phi(z) + std * phi(z),  z = (mean - c) / std.
+    EHVI = sum_k width_k * E[max(min(A, 1) - level_k, 0)],
+    E[max(min(A, 1) - c, 0)] = excess(c) - excess(1)  for c <= 1,
+    excess(c) = E[max(A - c, 0)] = (mean - c) * Phi(z) + std * phi(z),  z = (mean - c) / std.
+
+Accuracy is a fraction, so no candidate can end above 1: without that bound, an uncertain
+candidate near the top (a table where the best runs reach 100 %) would be credited with gains
+it cannot make, and the search would drift to wherever the model knows least.
 """
 
 from __future__ import annotations
@@ -47,7 +52,8 @@ def expected_improvement(
     std: np.ndarray,
     reference: tuple[float, float],
 ) -> np.ndarray:
-    """EHVI of each candidate (known `latency`, accuracy ~ N(mean, std)) over the front."""
+    """EHVI of each candidate (known `latency`, accuracy ~ N(mean, std), at most 1) over the
+    front."""
     ref_accuracy, ref_latency = reference
     front = staircase(front_points, reference)
     # Segment k spans [start_k, end_k) of latency with the front's accuracy level_k there:
@@ -57,9 +63,15 @@ def expected_improvement(
     levels = np.concatenate([[ref_accuracy], front[:, 0]])
     latency = np.asarray(latency, dtype=float)[:, None]
     widths = np.clip(ends[None, :] - np.maximum(latency, starts[None, :]), 0.0, None)
+    mean = np.asarray(mean, dtype=float)[:, None]
     sigma = np.maximum(np.asarray(std, dtype=float), 1e-12)[:, None]
-    gap = np.asarray(mean, dtype=float)[:, None] - levels[None, :]
+    gain = _expected_excess(mean, sigma, levels[None, :]) - _expected_excess(mean, sigma, 1.0)
+    return np.sum(widths * np.clip(gain, 0.0, None), axis=1)
+
+
+def _expected_excess(mean: np.ndarray, sigma: np.ndarray, level: np.ndarray | float) -> np.ndarray:
+    """E[max(A - level, 0)] for A ~ N(mean, sigma)."""
+    gap = mean - level
     z = gap / sigma
     # The standard normal's cdf and pdf (scipy.special: scipy.stats takes a second to import).
-    gain = gap * ndtr(z) + sigma * np.exp(-0.5 * z**2) / np.sqrt(2 * np.pi)
-    return np.sum(widths * gain, axis=1)
+    return gap * ndtr(z) + sigma * np.exp(-0.5 * z**2) / np.sqrt(2 * np.pi)
