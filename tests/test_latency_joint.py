@@ -18,7 +18,8 @@ from hpo.core.spec import validate
 from hpo.search.architecture import ArchitectureSpace
 from hpo.search.ehvi import hypervolume
 from hpo.search.encoding import Encoding, log_spaced
-from hpo.search.joint import JointLatencySampler
+from hpo.search.gaussian_process import GaussianAccuracy
+from hpo.search.joint import JointLatencySampler, _front_points
 from hpo.search.samplers import make_sampler, sampler_for
 from tests.cells import CELLS, OPS, FunctionProbe, TableProbe, table_accuracy, table_latency
 from tests.conftest import ROOT
@@ -93,6 +94,28 @@ def test_numeric_choices_are_ordered_and_log_scaled_when_they_span_magnitudes() 
     # batch_size (64 of 16..256 on the log scale: halfway), lr (the lowest), optimizer
     # (one-hot), size (the lowest: 1..6 is evenly spaced, so linear).
     assert rows[0].tolist() == pytest.approx([0.5, 0.0, 0.0, 1.0, 0.0])
+
+
+# --- the front the sampler must improve on ------------------------------------------------------
+
+
+def test_a_lucky_run_does_not_raise_the_front_but_a_poor_one_stays_poor() -> None:
+    # Twenty runs of one smooth setting, each at accuracy 0.8 give or take 0.005, but run 10
+    # scored 0.9 (a lucky seed) and run 15 scored 0.7 (an unlucky one).
+    rng = np.random.default_rng(0)
+    x = np.linspace(0, 1, 20)[:, None]
+    accuracy = 0.8 + rng.normal(0, 0.005, 20)
+    accuracy[10], accuracy[15] = 0.9, 0.7
+    complete = [
+        optuna.trial.create_trial(values=[float(a), 1.0 + i], params={}, distributions={})
+        for i, a in enumerate(accuracy)
+    ]
+    model = GaussianAccuracy(seed=0).fit(x, accuracy)
+    points = _front_points(model, x, complete)
+    assert points[:, 1].tolist() == [1.0 + i for i in range(20)]
+    assert points[10, 0] < 0.85, "the lucky run counts at the model's estimate, near 0.8"
+    assert points[15, 0] == 0.7, "a run below the model's estimate counts as observed"
+    assert np.all(points[:, 0] <= accuracy)
 
 
 # --- the sampler -------------------------------------------------------------------------------

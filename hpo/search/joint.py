@@ -16,7 +16,9 @@ configuration:
    encoded so that numeric choices are ordered (`hpo.search.encoding`); latency is never
    modelled: a candidate's latency is its architecture's probed latency;
 4. the candidate with the largest expected hypervolume improvement over (predicted accuracy,
-   exact latency) wins, after a second round of moves around the leading candidates. Trials
+   exact latency) wins, after a second round of moves around the leading candidates. The
+   front it must improve on takes each finished trial at the lower of its observed accuracy
+   and the model's estimate (a lucky training run does not raise the bar). Trials
    other workers are running count at their predicted accuracy, both on the front and in the
    model, so concurrent workers spread out. A configuration equal to a tried or running one is
    never proposed, and in a finite space each one is claimed database-wide (when a claim
@@ -159,7 +161,9 @@ class JointLatencySampler(LatencyAwareSampler):
             encoding.rows([self._configuration(t.params, names) for t in trained]),
             np.array([_accuracy(t) for t in trained]),
         )
-        points = np.array([[t.values[0], t.values[1]] for t in complete])
+        points = _front_points(
+            model, encoding.rows([self._configuration(t.params, names) for t in complete]), complete
+        )
         # Other workers' running trials: at their predicted accuracy on the front and in the
         # model (a constant liar), so this trial looks elsewhere.
         running = [
@@ -309,6 +313,19 @@ def _shared_distributions(trials: list[FrozenTrial]) -> dict[str, BaseDistributi
             if t.distributions.get(name) == distribution
         }
     return shared
+
+
+def _front_points(
+    model: GaussianAccuracy, rows: np.ndarray, complete: list[FrozenTrial]
+) -> np.ndarray:
+    """(accuracy, latency) of the complete trials as the front to improve on: each at the lower
+    of its observed accuracy and the model's estimate there. One training run's accuracy is
+    noisy; a lucky one, taken at face value, would raise the bar for every configuration near it
+    and leave the search nothing to gain there."""
+    estimate, _ = model.predict(rows)
+    observed = np.array([t.values[0] for t in complete])
+    latency = np.array([t.values[1] for t in complete])
+    return np.column_stack([np.minimum(observed, estimate), latency])
 
 
 def _trained(trials: list[FrozenTrial]) -> list[FrozenTrial]:
