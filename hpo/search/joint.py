@@ -157,13 +157,13 @@ class JointLatencySampler(LatencyAwareSampler):
         encoding = Encoding({**self.space.distributions, **training})
         architecture_columns = encoding.columns_of(set(self.space.names))
         architecture_rows = encoding.rows(architectures)
+        trained_rows = encoding.rows([self._configuration(t.params, names) for t in trained])
         model = GaussianAccuracy(self.seed).fit(
-            encoding.rows([self._configuration(t.params, names) for t in trained]),
-            np.array([_accuracy(t) for t in trained]),
+            trained_rows, np.array([_accuracy(t) for t in trained])
         )
-        points = _front_points(
-            model, encoding.rows([self._configuration(t.params, names) for t in complete]), complete
-        )
+        # `complete` is `trained`'s complete trials, in the same order.
+        is_complete = np.array([t.state == TrialState.COMPLETE for t in trained])
+        points = _front_points(model, trained_rows[is_complete], complete)
         # Other workers' running trials: at their predicted accuracy on the front and in the
         # model (a constant liar), so this trial looks elsewhere.
         running = [
