@@ -20,6 +20,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
+# The most a candidate's accuracy (a fraction) can reach.
+ACCURACY_CEILING = 1.0
+
 
 def staircase(points: np.ndarray, reference: tuple[float, float]) -> np.ndarray:
     """The non-dominated points inside the reference box, fastest first (accuracy rising)."""
@@ -65,7 +68,8 @@ def expected_improvement(
     widths = np.clip(ends[None, :] - np.maximum(latency, starts[None, :]), 0.0, None)
     mean = np.asarray(mean, dtype=float)[:, None]
     sigma = np.maximum(np.asarray(std, dtype=float), 1e-12)[:, None]
-    gain = _expected_excess(mean, sigma, levels[None, :]) - _expected_excess(mean, sigma, 1.0)
+    beyond_reach = _expected_excess(mean, sigma, ACCURACY_CEILING)
+    gain = _expected_excess(mean, sigma, levels[None, :]) - beyond_reach
     return np.sum(widths * np.clip(gain, 0.0, None), axis=1)
 
 
