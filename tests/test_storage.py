@@ -10,13 +10,14 @@ import logging
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import optuna
 import psycopg
 import pytest
-from optuna.exceptions import StorageInternalError
+from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -140,6 +141,76 @@ def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
     assert storage.engine_kwargs["connect_args"]["timeout"] >= 30
     with sqlite3.connect(db) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# Workers racing for one trial: each round, every worker reads the trial, then all change its
+# state at once. Without the write lock SQLite let every worker of every round win.
+RACERS = 3
+RACE_ROUNDS = 3
+
+
+def racing_state_changes(url: str, state: TrialState, before: TrialState) -> list[int]:
+    """Per round, how many of RACERS workers (each with its own storage) got the change of a
+    fresh trial in state `before` to `state`."""
+    stored = new_study(url)
+    racers = [open_storage(url) for _ in range(RACERS)]
+    winners = []
+    for _ in range(RACE_ROUNDS):
+        stored.study.enqueue_trial({"x": 0.5})
+        number = len(stored.study.get_trials(deepcopy=False)) - 1
+        trial_id = stored.storage.get_trial_id_from_study_id_trial_number(stored.study_id, number)
+        if before == TrialState.RUNNING:
+            assert stored.storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+        winners.append(race_once(racers, trial_id, state))
+        if state == TrialState.RUNNING:
+            stored.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    for storage in (stored.storage, *racers):
+        storage.engine.dispose()
+    return winners
+
+
+def race_once(racers: list[ResilientRDBStorage], trial_id: int, state: TrialState) -> int:
+    """How many racers, released together after each read the trial, got its change to `state`."""
+    barrier = threading.Barrier(len(racers))
+    won: list[bool] = []
+
+    def race(storage: ResilientRDBStorage) -> None:
+        storage.get_trial(trial_id)
+        barrier.wait()
+        try:
+            won.append(storage.set_trial_state_values(trial_id, state))
+        except UpdateFinishedTrialError:
+            won.append(False)  # another racer finished it first
+
+    threads = [threading.Thread(target=race, args=(racer,)) for racer in racers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(won)
+
+
+@pytest.mark.parametrize(
+    ("state", "before"),
+    [(TrialState.RUNNING, TrialState.WAITING), (TrialState.FAIL, TrialState.RUNNING)],
+    ids=["take a waiting retry", "fail a silent trial"],
+)
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_one_worker_wins_each_trial_state_change(
+    database: str,
+    state: TrialState,
+    before: TrialState,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    url = (
+        request.getfixturevalue("pg_url")
+        if database == "postgresql"
+        else f"sqlite:///{tmp_path / 's.db'}"
+    )
+    assert racing_state_changes(url, state, before) == [1] * RACE_ROUNDS
 
 
 @pytest.mark.postgres

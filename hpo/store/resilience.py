@@ -14,7 +14,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -28,6 +28,7 @@ from hpo.core.errors import StorageError, find_in_chain
 from hpo.store.optuna_internals import PRIVATE_RETRIED_METHODS
 from hpo.store.refusals import is_refusal, refusal_message
 from hpo.store.url import parse_url, safe_url, scrub
+from hpo.store.write_lock import WriteLockFirst
 
 HEARTBEAT_INTERVAL_S = 20
 GRACE_PERIOD_S = 60
@@ -130,7 +131,6 @@ _PUBLIC_RETRIED_METHODS = (
     "create_new_trial",
     "set_trial_param",
     "get_trial_param",
-    "set_trial_state_values",
     "set_trial_intermediate_value",
     "set_trial_user_attr",
     "set_trial_system_attr",
@@ -171,6 +171,7 @@ class ResilientRDBStorage(RDBStorage):
         self.retry_seconds = 0.0
         super().__init__(*args, **kwargs)
         self.retry_seconds = retry_seconds
+        self._write_lock_first = WriteLockFirst(self.engine)
 
     def retrying(self, call: Callable[[], _T]) -> _T:
         """`call()`, retried while the database is unreachable, until the outage is
@@ -249,6 +250,19 @@ class ResilientRDBStorage(RDBStorage):
             yield
         finally:
             self._local.amending = None
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        """RDBStorage's state change (retried through outages), with the state it depends on
+        read under the write lock: of workers taking one WAITING trial, or failing one silent
+        trial, only one gets it."""
+        with self._write_lock_first.held():
+            return self.retrying(
+                lambda: super(ResilientRDBStorage, self).set_trial_state_values(
+                    trial_id, state, values
+                )
+            )
 
     def check_trial_is_updatable(self, trial_id: int, trial_state: TrialState) -> None:
         if getattr(self._local, "amending", None) == trial_id:
