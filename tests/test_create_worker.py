@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import optuna
+import pytest
+from optuna.trial import TrialState
 
+from hpo.core.spec import load_spec
 from hpo.run.runner import create_or_update_study, worker_spec
 from hpo.store.connect import open_storage
+from hpo.store.studies import create_or_load_study
 from tests.conftest import invoke
+from tests.pg import pg_url
 from tests.test_workers import tiny_spec
+
+__all__ = ["pg_url"]  # fixture used below
 
 
 def test_create_is_idempotent_and_refuses_another_search_space(
@@ -35,6 +43,48 @@ def test_create_is_idempotent_and_refuses_another_search_space(
     assert studies[0].n_trials == 0, "create trains nothing"
     stored = optuna.load_study(study_name="c", storage=storage).user_attrs["spec"]
     assert stored["study"]["n_trials"] == 7, "workers read the raised total"
+
+
+STARTERS = 3
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_processes_starting_one_new_study_at_once_queue_its_first_trial_once(
+    database: str, tmp_path: Path, tiny_npz: Path, request: pytest.FixtureRequest
+) -> None:
+    """`hpo run` (or `create`) on several machines at once: one of them sets the study up."""
+    overrides = [f'data.dataset="{tiny_npz}"', "study.start_from_first=true"]
+    spec = load_spec(Path(tiny_spec(tmp_path, "c", 3)), overrides)
+    assert spec.study.start_from_first
+    url = (
+        request.getfixturevalue("pg_url")
+        if database == "postgresql"
+        else f"sqlite:///{tmp_path / 's.db'}"
+    )
+    storages = [open_storage(url) for _ in range(STARTERS)]
+    barrier = threading.Barrier(STARTERS)
+    errors: list[Exception] = []
+
+    def start(storage: object) -> None:
+        barrier.wait()
+        try:
+            create_or_load_study(spec, storage)  # type: ignore[arg-type]
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(storage,)) for storage in storages]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    study = optuna.load_study(study_name="c", storage=url)
+    assert [t.state for t in study.get_trials()] == [TrialState.WAITING]
+    assert study.user_attrs["spec"] == spec.raw
+    for storage in storages:
+        storage.engine.dispose()
 
 
 def test_create_checks_the_dataset_before_creating(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ and the study name; it is also written as the study's note, which optuna-dashboa
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from typing import Any
 
@@ -33,13 +34,8 @@ def create_or_load_study(spec: Spec, storage: ResilientRDBStorage) -> StoredStud
     trials comparable (FIXED_AT_CREATION), is refused: mixing them in one study would make its
     Pareto front meaningless. Other changed settings are allowed, each with a note.
     """
-    study = optuna.create_study(
-        storage=storage,
-        study_name=spec.study.name,
-        directions=list(DIRECTIONS),
-        load_if_exists=True,
-    )
-    stored = study.user_attrs.get(SPEC_ATTR)
+    study, created = _create_or_load(spec.study.name, storage)
+    stored = None if created else _stored_spec(study)
     if stored is None:
         forget_claims(StoredStudy.of(study, storage))
         set_metric_names(study)
@@ -59,6 +55,39 @@ def create_or_load_study(spec: Spec, storage: ResilientRDBStorage) -> StoredStud
     if stored != spec.raw:
         write_spec_note(study)
     return StoredStudy.of(study, storage)
+
+
+def _create_or_load(name: str, storage: ResilientRDBStorage) -> tuple[optuna.Study, bool]:
+    """The study `name`, and whether this call created it.
+
+    Of several processes starting one new study at once (`hpo run` or `create` on each
+    machine), only the one whose creation the database accepted sets it up: each setting it up
+    would queue the first configuration once per process, and they would all train it.
+    """
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=name, directions=list(DIRECTIONS), load_if_exists=False
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(study_name=name, storage=storage), False
+    return study, True
+
+
+# How long a process that found the study already there waits for its creator's spec.
+CREATOR_WAIT_S = 2.0
+
+
+def _stored_spec(study: optuna.Study) -> dict[str, Any] | None:
+    """The spec stored in a study this process did not create.
+
+    A study created a moment ago by another process gets its spec just after its creation;
+    None when none comes (a study made without hpo, or whose creator stopped before storing
+    it: this process sets it up then).
+    """
+    deadline = time.monotonic() + CREATOR_WAIT_S
+    while (stored := study.user_attrs.get(SPEC_ATTR)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return stored
 
 
 def _check_comparable(spec: Spec, stored: Spec) -> None:
