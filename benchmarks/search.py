@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -515,8 +516,14 @@ def main() -> None:
         "--data", type=Path, default=ROOT.parent / "shared" / "data" / "cifar10-sample.npz"
     )
     args = parser.parse_args()
-    if args.sample_reference is not None and not args.sample_reference > 0:
-        parser.error(f"--sample-reference {args.sample_reference}: expected a latency > 0 ms")
+    if args.sample_reference is not None and not 0 < args.sample_reference < math.inf:
+        # One line, as for every bad input (argparse's own error adds the whole usage).
+        print(
+            f"search.py: --sample-reference {args.sample_reference}: expected a latency in ms, "
+            f"a number > 0",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     rows: list[dict[str, Any]] = []
     if not args.no_nb201:
