@@ -195,12 +195,13 @@ def run(
     overrides: SetOverrides = None,
 ) -> None:
     """Create the study (or resume it) and run trials until it has n_trials in total."""
-    from hpo.present.figures import publisher
+    from hpo.present.figures import FigureRefresh
     from hpo.run.runner import run_study
 
     values = _flag_values(study_name, n_trials, data)
-    figures = publisher(_warn)
+    figures = FigureRefresh(_warn)
     summary = run_study(spec_path, overrides or [], storage, console, values, figures)
+    figures.flush()
     if summary.front:
         print_trials(console, summary.front, Format.table, "Pareto front")
 
@@ -253,14 +254,16 @@ def worker(
     """
     import secrets
 
-    from hpo.present.figures import publisher
+    from hpo.present.figures import FigureRefresh
     from hpo.run.runner import join_study
     from models.user import ModelSources
 
     sources = ModelSources.parse(models or [])
     # A random seed salt: workers started together must not draw the same configurations.
     salt = secrets.randbelow(2**31)
-    summary = join_study(storage, study_name, data, console, salt, publisher(_warn), sources)
+    figures = FigureRefresh(_warn)
+    summary = join_study(storage, study_name, data, console, salt, figures, sources)
+    figures.flush()
     done = summary.worker
     progress = f"study {study_name} has {done.finished} of {done.target} finished"
     if done.all_dropped:

@@ -255,6 +255,58 @@ def test_study_figures_are_replaced_not_added(tmp_path: Path) -> None:
     assert len(front["x"]) == 3 + 1, "three front trials, then out to the reference point"
 
 
+def test_figures_are_redrawn_at_most_every_interval_and_when_the_worker_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hpo.present import figures
+
+    now = [0.0]
+    drawn: list[float] = []
+    cost = [0.5]  # seconds one redraw takes
+
+    def publish(stored: object) -> int:
+        drawn.append(now[0])
+        now[0] += cost[0]
+        return 9
+
+    monkeypatch.setattr(figures, "publish", publish)
+    refresh = figures.FigureRefresh(print, min_interval_s=10.0, share=0.05, clock=lambda: now[0])
+    study = object()
+    refresh.flush()
+    assert drawn == [], "nothing ended yet: nothing to draw"
+    for _ in range(5):  # trials of 3 s: a redraw once 10 s have passed
+        now[0] += 3.0
+        refresh(study)
+    assert drawn == [12.0], "the fifth trial ended 3 s after the redraw"
+    refresh.flush()  # the worker ends: the trial after the redraw is drawn
+    assert drawn == [12.0, 15.5]
+    refresh.flush()
+    assert drawn == [12.0, 15.5], "nothing new since: no redraw"
+
+    # Redraws that take long are spaced to 5 % of the time: 2 s each, 40 s after the last.
+    cost[0] = 2.0
+    drawn.clear()
+    for _ in range(10):  # trials of 15 s
+        now[0] += 15.0
+        refresh(study)
+    assert drawn == [31.0, 78.0, 125.0, 172.0]
+
+
+def test_a_failing_redraw_is_told_once_and_trials_go_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpo.present import figures
+
+    def publish(stored: object) -> int:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(figures, "publish", publish)
+    told: list[str] = []
+    refresh = figures.FigureRefresh(told.append, min_interval_s=0.0)
+    for _ in range(3):
+        refresh(object())
+    refresh.flush()
+    assert told == ["dashboard figures not updated: RuntimeError: disk full"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_dashboard_stops_on_a_signal_while_it_answers(
