@@ -4,6 +4,7 @@ one finished quickstart study that every test which only reads a study shares.""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -113,16 +115,43 @@ def finished_study_command(sample_path: Path, db: Path) -> list[str]:
         *("--set", "search.width=1.0", "--set", "search.batch_size=128"),
         *("--set", "search.translate=4", "--set", "search.label_smoothing=0.2"),
         *("--set", "search.onecycle_warmup=0.3"),
+        # Short latency timings: what these tests read is the study's shape, not its figures.
+        *("--set", "latency.warmup=2", "--set", "latency.loops=5"),
+        *("--set", "latency.max_rounds=1", "--set", "latency.max_seconds=0.5"),
     ]
 
 
 @pytest.fixture(scope="session")
 def finished_study(tmp_path_factory: pytest.TempPathFactory, sample_path: Path) -> FinishedStudy:
-    """Two tiny quickstart trials on the sample (~20-40 s), shared by every test that reads one."""
-    db = tmp_path_factory.mktemp("finished") / "quickstart.db"
-    result = run_cli(*finished_study_command(sample_path, db))
-    assert result.returncode == 0, result.stderr
-    return FinishedStudy(db, "quickstart", 2, result.stdout)
+    """Two tiny quickstart trials on the sample (~20 s), run once per suite and shared by every
+    test that reads one. Each test process gets its own copy: a test there may write to it (the
+    dashboard saves figures) while the other process's tests read theirs."""
+    built = _finished_study_once(tmp_path_factory, sample_path)
+    mine = tmp_path_factory.mktemp("finished")
+    db = mine / FINISHED_DB
+    shutil.copy2(built / FINISHED_DB, db)
+    models = built / f"{FINISHED_DB}.artifacts"
+    if models.is_dir():
+        shutil.copytree(models, mine / models.name)
+    output = (built / "output.txt").read_text()
+    return FinishedStudy(db, "quickstart", 2, output)
+
+
+FINISHED_DB = "quickstart.db"
+
+
+def _finished_study_once(tmp_path_factory: pytest.TempPathFactory, sample_path: Path) -> Path:
+    """The folder of the shared finished study, run by whichever test process asks first."""
+    base = tmp_path_factory.getbasetemp()
+    # xdist's test processes have their base folders side by side in this run's folder.
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "finished-once"
+    with FileLock(f"{shared}.lock"):
+        if not (shared / "output.txt").is_file():
+            shared.mkdir(exist_ok=True)
+            result = run_cli(*finished_study_command(sample_path, shared / FINISHED_DB))
+            assert result.returncode == 0, result.stderr
+            (shared / "output.txt").write_text(result.stdout)
+    return shared
 
 
 def randomize_batchnorms(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -28,7 +28,7 @@ from hpo.cli import app
 from hpo.core.spec import load_spec
 from hpo.store.artifacts import ONNX_NAME, find_artifact
 from hpo.store.connect import open_storage
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, invoke
 from tests.pg import free_port, pg_url, start_cli, wait_all
 from tests.test_workers import tiny_spec
 
@@ -221,7 +221,7 @@ def test_service_commands_run_a_study_on_postgres(
 
     init = command_of("init", env)
     for _ in range(2):  # one-shot, and idempotent if it runs again
-        created = run_cli(*init[1:])
+        created = invoke(*init[1:])
         assert created.returncode == 0, created.stderr
         assert "study compose ready" in created.stdout and "hunter2" not in created.stdout
 

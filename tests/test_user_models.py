@@ -351,9 +351,9 @@ def test_the_example_study_runs_end_to_end(sample_path: Path, tmp_path: Path) ->
     cached = [t.user_attrs.get("latency_probe_cached") for t in trials]
     assert sum(map(bool, cached)) >= len(trials) - 3, cached
 
-    best = run_cli("best", "--storage", url, "--study-name", "custom_model", "--wide")
+    best = invoke("best", "--storage", url, "--study-name", "custom_model", "--wide")
     assert best.returncode == 0 and "channels" in best.stdout, best.stdout + best.stderr
-    assert run_cli("db", "views", "--storage", url).returncode == 0
+    assert invoke("db", "views", "--storage", url).returncode == 0
     with sqlite3.connect(db) as connection:
         rows = connection.execute(
             "SELECT number, channels, blocks FROM hpo_trials WHERE on_front = 1"
@@ -362,8 +362,8 @@ def test_the_example_study_runs_end_to_end(sample_path: Path, tmp_path: Path) ->
 
     out = tmp_path / "export"
     export = ("export", "--storage", url, "--study-name", "custom_model", "--trial")
-    one_error_line(run_cli(*export, str(rows[0][0]), "--out", str(out)), "--models")
-    done = run_cli(*export, str(rows[0][0]), "--out", str(out), "--models", str(ROOT / "studies"))
+    one_error_line(invoke(*export, str(rows[0][0]), "--out", str(out)), "--models")
+    done = invoke(*export, str(rows[0][0]), "--out", str(out), "--models", str(ROOT / "studies"))
     assert done.returncode == 0, done.stderr
     card = json.loads((out / "model-card.json").read_text())
     assert card["model_factory"]["reference"] == "nets/tiny.py:build"
@@ -379,7 +379,7 @@ def test_two_workers_on_postgresql_run_a_user_model(
 ) -> None:
     project = copy_example(tmp_path / "project")
     spec = write_spec(project, "nets/tiny.py:build", TINY_PARAMS, name="pgmine", n=4)
-    created = run_cli("create", str(spec), "--storage", pg_url, "--data", str(tiny_npz))
+    created = invoke("create", str(spec), "--storage", pg_url, "--data", str(tiny_npz))
     assert created.returncode == 0, created.stderr
     # Each worker has its own copy of the model file, given one by flag, one by environment.
     copies = [copy_example(tmp_path / f"copy-{i}") for i in range(2)]

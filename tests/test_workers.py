@@ -20,7 +20,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.store.connect import open_storage, retry_of
-from tests.conftest import invoke, run_cli
+from tests.conftest import invoke
 from tests.pg import (
     Cluster,
     create_database,
@@ -85,7 +85,7 @@ def states(trials: list[FrozenTrial]) -> dict[str, int]:
 
 
 def create(spec: str, url: str, data: Path) -> None:
-    result = run_cli("create", spec, "--storage", url, "--data", str(data))
+    result = invoke("create", spec, "--storage", url, "--data", str(data))
     assert result.returncode == 0, result.stderr
     assert "hunter2" not in result.stdout + result.stderr
 
@@ -119,7 +119,7 @@ def test_sigkilled_worker_trial_fails_and_is_retried(
     pg_url: str, tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     heartbeat(monkeypatch, interval=1, grace=4)
-    target, n_workers = 6, 3
+    target, n_workers = 4, 2
     create(tiny_spec(tmp_path, "kill", target), pg_url, tiny_npz)
     workers = start_workers(n_workers, pg_url, "kill", tmp_path)
     victim, survivors = workers[0], workers[1:]
@@ -128,7 +128,7 @@ def test_sigkilled_worker_trial_fails_and_is_retried(
         killed = kill_mid_trial(victim, storage, "kill", timeout=180)
         codes = wait_all(survivors, WORKER_TIMEOUT_S)
     output = worker_logs(tmp_path)
-    assert codes == [0, 0], output
+    assert codes == [0] * len(survivors), output
 
     trials = trials_of(storage, "kill")
     storage.engine.dispose()
@@ -249,12 +249,12 @@ def wait_for_complete(storage: RDBStorage, name: str, at_least: int, timeout: fl
 
 @pytest.mark.xdist_group("processes")
 @pytest.mark.slow
-def test_four_workers_on_one_sqlite_file(
+def test_three_workers_on_one_sqlite_file(
     tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     heartbeat(monkeypatch, interval=1, grace=10)
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    target, n_workers = 8, 4
+    target, n_workers = 6, 3
     create(tiny_spec(tmp_path, "lite", target), url, tiny_npz)
     workers = start_workers(n_workers, url, "lite", tmp_path)
     codes = wait_all(workers, WORKER_TIMEOUT_S)
