@@ -1,14 +1,19 @@
-"""Storage throughput with many workers, and how long `hpo best` takes on a big study.
+"""Storage throughput with many workers, how long `hpo best` takes on a big study, and how long
+a redraw of the dashboard figures takes.
 
     uv run python benchmarks/storage.py [--pg postgresql://postgres@127.0.0.1:5432]
         [--workers 1,2,4,8] [--trials 200] [--best-trials 10000] [--repeats 5]
+        [--figure-trials 10,300,1000]
 
 Part 1: W worker processes (the real worker loop, heartbeat on, Random sampler) share one study
 whose objective does nothing, on SQLite (a temp file) and PostgreSQL (a temp database, dropped
 afterwards). Trials per second = COMPLETE trials / (last completion - first start), read from
 the database, so process start-up is not counted. Part 2: a study with --best-trials COMPLETE
 trials (params and user attributes like real trials, bulk-inserted), then the wall time of the
-real `hpo best` command (a fresh process, as people run it) and of the query alone.
+real `hpo best` command (a fresh process, as people run it) and of the query alone. Part 3: the
+redraw a worker makes as trials end (`hpo.present.figures.publish`: read every trial, save nine
+figures) on SQLite studies of --figure-trials such trials, median of the repeats after a first,
+warm-up one.
 """
 
 from __future__ import annotations
@@ -240,6 +245,21 @@ def time_best(url: str, name: str, repeats: int) -> tuple[float, float, int]:
     return statistics.median(cli), statistics.median(query), front_size
 
 
+def time_figures(url: str, name: str, repeats: int) -> float:
+    """Median wall time of one redraw of the study's dashboard figures (after a warm-up one)."""
+    from hpo.present.figures import publish
+
+    stored = load_study(open_storage(url, create=False), name)
+    publish(stored)  # imports plotly and optuna-dashboard
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        publish(stored)
+        times.append(time.perf_counter() - started)
+    stored.storage.engine.dispose()
+    return statistics.median(times)
+
+
 def time_import(repeats: int) -> float:
     """Median wall time of a bare `hpo --help`: the start-up part of any command."""
     times = []
@@ -271,6 +291,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200, help="trials per throughput run")
     parser.add_argument("--best-trials", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--figure-trials", default="10,300,1000")
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -297,6 +318,13 @@ def main() -> None:
             cli, query, front = time_best(url, "big", args.repeats)
             print(f"{backend:>10} {cli:>10.2f} {query:>9.2f} {front:>6}", flush=True)
         print(f"start-up alone (`hpo --help`): {time_import(args.repeats):.2f} s")
+
+        print(f"\ndashboard figures, one redraw on SQLite (median of {args.repeats})")
+        print(f"{'trials':>8} {'seconds':>8}")
+        for n in (int(v) for v in args.figure_trials.split(",")):
+            url = f"sqlite:///{folder / f'figures-{n}.db'}"
+            populate(url, "figures", n)
+            print(f"{n:>8} {time_figures(url, 'figures', args.repeats):>8.2f}", flush=True)
     finally:
         drop_pg_database(args.pg, database)
         shutil.rmtree(folder, ignore_errors=True)
