@@ -21,6 +21,36 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = Path(os.environ.get("HPO_SAMPLE", ROOT.parent / "shared" / "data" / "cifar10-sample.npz"))
 
 
+UNGROUPED = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup`, check that each test with an xdist_group mark carries the group
+    in its id: that is how pytest-xdist keeps a group on one worker. With pytest 9.2 it did not
+    (xdist 3.8 rewrites an attribute pytest no longer reads), and the "processes" tests, whose
+    heartbeat timings must not compete, ran at once on both workers without a word."""
+    if not getattr(config.option, "loadgroup", False):
+        return  # not an xdist worker under loadgroup (xdist sets this on its workers)
+    ungrouped = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("xdist_group") is not None and "@" not in item.nodeid
+    ]
+    if ungrouped:
+        config.stash[UNGROUPED] = (
+            f"pytest-xdist did not keep this xdist_group test on one worker ({len(ungrouped)} "
+            f"such tests): this pytest / pytest-xdist pair does not support --dist loadgroup"
+        )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail the grouped tests, saying why, when their group was not kept on one worker."""
+    reason = item.config.stash.get(UNGROUPED, None)
+    if reason is not None and item.get_closest_marker("xdist_group") is not None:
+        pytest.fail(reason)
+
+
 @pytest.fixture(scope="session")
 def sample_path() -> Path:
     """Path of the real CIFAR-10 sample; tests that need it skip when it is absent.
