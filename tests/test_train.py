@@ -168,7 +168,7 @@ def test_divergence_is_detected(tiny_data) -> None:
 
 
 def test_learns_on_the_real_sample(sample_path: Path) -> None:
-    section = DataSection(dataset=str(sample_path), val_size=500, train_size=2000)
+    section = DataSection(dataset=str(sample_path), val_size=500, train_size=1500)
     data = prepare(load_raw(section), section, torch.device("cpu"))
     torch.manual_seed(0)
     model = models.build_model("vgg", norm="batch")
