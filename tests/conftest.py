@@ -151,6 +151,9 @@ def finished_study_command(sample_path: Path, db: Path) -> list[str]:
     ]
 
 
+FINISHED_DB = "quickstart.db"
+
+
 @pytest.fixture(scope="session")
 def finished_study(tmp_path_factory: pytest.TempPathFactory, sample_path: Path) -> FinishedStudy:
     """Two tiny quickstart trials on the sample (~20 s), run once per suite and shared by every
@@ -165,9 +168,6 @@ def finished_study(tmp_path_factory: pytest.TempPathFactory, sample_path: Path) 
         shutil.copytree(models, mine / models.name)
     output = (built / "output.txt").read_text()
     return FinishedStudy(db, "quickstart", 2, output)
-
-
-FINISHED_DB = "quickstart.db"
 
 
 def _finished_study_once(tmp_path_factory: pytest.TempPathFactory, sample_path: Path) -> Path:

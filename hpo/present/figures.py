@@ -570,10 +570,11 @@ class FigureRefresh:
 
     Redrawing reads every trial and saves nine figures: 0.3 s at 10 trials, 0.8 s at 300 and
     2 s at 1,000 on the 2-core machine (benchmarks/storage.py), so after every trial it would
-    cost short trials more than their training. A redraw is due once `min_interval_s` has passed since the last one (or since the
-    worker started) and the last one's duration is at most `share` of the time since; `flush`
-    draws what is left when the worker ends. A failure is told once and never stops the trials
-    (the figures are a view of the study; the next redraw, or `hpo dashboard`, draws them).
+    cost short trials more than their training. A redraw is due once `min_interval_s` has
+    passed since the last one (or since the worker started) and the last one's duration is at
+    most `share` of the time since; `flush` draws what is left when the worker ends. A failure
+    is told once and never stops the trials (the figures are a view of the study; the next
+    redraw, or `hpo dashboard`, draws them).
     """
 
     def __init__(
