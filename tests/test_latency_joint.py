@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from hpo.core.spec import validate
 from hpo.search.architecture import ArchitectureSpace
-from hpo.search.ehvi import hypervolume
+from hpo.search.ehvi import expected_improvement, hypervolume
 from hpo.search.encoding import Encoding, log_spaced
 from hpo.search.gaussian_process import GaussianAccuracy
 from hpo.search.joint import JointLatencySampler, _front_points
@@ -116,6 +116,28 @@ def test_a_lucky_run_does_not_raise_the_front_but_a_poor_one_stays_poor() -> Non
     assert points[10, 0] < 0.85, "the lucky run counts at the model's estimate, near 0.8"
     assert points[15, 0] == 0.7, "a run below the model's estimate counts as observed"
     assert np.all(points[:, 0] <= accuracy)
+
+
+class _Overshooting:
+    """A model whose mean strays past 100 % near the top, as one fitted to runs there does."""
+
+    def predict(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.array([1.04, 0.9]), np.array([0.05, 0.01])
+
+
+def test_a_run_that_read_100_percent_leaves_room_above_it() -> None:
+    complete = [
+        optuna.trial.create_trial(values=[1.0, 2.0], params={}, distributions={}),
+        optuna.trial.create_trial(values=[0.85, 1.0], params={}, distributions={}),
+    ]
+    points = _front_points(_Overshooting(), np.zeros((2, 1)), complete)
+    # The estimate is E[min(A, 1)] for A ~ N(1.04, 0.05), not the mean past 1 nor the 100 %.
+    capped = np.minimum(np.random.default_rng(0).normal(1.04, 0.05, 200_000), 1.0).mean()
+    assert points[0, 0] == pytest.approx(capped, abs=5e-4) and points[0, 0] < 0.995
+    assert points[1, 0] == 0.85, "below the estimate, a run counts as observed"
+    # So a candidate slower than the 100 % run can still improve on it.
+    latency, mean, std = np.array([3.0]), np.array([0.999]), np.array([0.01])
+    assert expected_improvement(points, latency, mean, std, (0.0, 4.0))[0] > 0
 
 
 # --- the sampler -------------------------------------------------------------------------------

@@ -73,6 +73,15 @@ def expected_improvement(
     return np.sum(widths * np.clip(gain, 0.0, None), axis=1)
 
 
+def expected_capped(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """E[min(A, 1)] for A ~ N(mean, std): the model's estimate of an accuracy, which cannot end
+    above 1, however far past it the model's mean has strayed."""
+    sigma = np.maximum(np.asarray(std, dtype=float), 1e-12)
+    mean = np.asarray(mean, dtype=float)
+    # min(A, c) = c - max(c - A, 0), and c - A ~ N(c - mean, sigma).
+    return ACCURACY_CEILING - _expected_excess(-mean, sigma, -ACCURACY_CEILING)
+
+
 def _expected_excess(mean: np.ndarray, sigma: np.ndarray, level: np.ndarray | float) -> np.ndarray:
     """E[max(A - level, 0)] for A ~ N(mean, sigma)."""
     gap = mean - level

@@ -18,7 +18,8 @@ configuration:
 4. the candidate with the largest expected hypervolume improvement over (predicted accuracy,
    exact latency) wins, after a second round of moves around the leading candidates. The
    front it must improve on takes each finished trial at the lower of its observed accuracy
-   and the model's estimate (a lucky training run does not raise the bar). Trials
+   and the model's estimate, an expectation capped at 100 % (a lucky training run does not
+   raise the bar, nor one that read 100 % put a point where nothing can improve). Trials
    other workers are running count at their predicted accuracy, both on the front and in the
    model, so concurrent workers spread out. A configuration equal to a tried or running one is
    never proposed, and in a finite space each one is claimed database-wide (when a claim
@@ -44,7 +45,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.core.trial_attrs import VAL_CURVE_ATTR
 from hpo.search.architecture import Architecture, ArchitectureSpace, architecture_key, value_at
-from hpo.search.ehvi import expected_improvement
+from hpo.search.ehvi import expected_capped, expected_improvement
 from hpo.search.encoding import Encoding
 from hpo.search.gaussian_process import GaussianAccuracy
 from hpo.search.latency_aware import REFERENCE_MARGIN, LatencyAwareSampler
@@ -321,8 +322,15 @@ def _front_points(
     """(accuracy, latency) of the complete trials as the front to improve on: each at the lower
     of its observed accuracy and the model's estimate there. One training run's accuracy is
     noisy; a lucky one, taken at face value, would raise the bar for every configuration near it
-    and leave the search nothing to gain there."""
-    estimate, _ = model.predict(rows)
+    and leave the search nothing to gain there.
+
+    The estimate is the model's accuracy capped at 1, in expectation (as the EHVI counts a
+    candidate's). Near the top of a table where single runs often read 100 %, the model's mean
+    strays past 1; taken as is, it leaves such a run's 100 % on the front, at the ceiling, and
+    every configuration slower than it can gain nothing, so the search would spend its trials
+    below the fastest front point."""
+    mean, std = model.predict(rows)
+    estimate = expected_capped(mean, std)
     observed = np.array([t.values[0] for t in complete])
     latency = np.array([t.values[1] for t in complete])
     return np.column_stack([np.minimum(observed, estimate), latency])
