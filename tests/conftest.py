@@ -10,12 +10,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
-from filelock import FileLock
-from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
+# One math thread per process: the tests run in two processes on two cores and start worker
+# processes of their own, and torch's default (a thread per core each) oversubscribes the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from filelock import FileLock  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn.modules.batchnorm import _BatchNorm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = Path(os.environ.get("HPO_SAMPLE", ROOT.parent / "shared" / "data" / "cifar10-sample.npz"))
@@ -137,7 +141,7 @@ def finished_study_command(sample_path: Path, db: Path) -> list[str]:
     return [
         *("run", str(ROOT / "studies" / "quickstart.toml")),
         *("--data", str(sample_path), "--storage", f"sqlite:///{db}", "--n-trials", "2"),
-        *("--set", "train.epochs=1", "--set", "data.train_size=256"),
+        *("--set", "train.epochs=1", "--set", "data.train_size=256", "--set", "data.val_size=256"),
         *("--set", 'search.model="simple_cnn"'),
         # The mission's four dimensions only: the quickstart's other searched keys pinned, so
         # what the shared study stores stays small and fixed.
