@@ -176,9 +176,10 @@ after=$(container_of worker | sort | line)
 new=$(comm -13 <(tr ' ' '\n' <<< "$before") <(tr ' ' '\n' <<< "$after"))
 new_host=$(podman inspect -f '{{.Config.Hostname}}' "$new" 2>/dev/null || echo none)
 joined() { [ "$(sql "SELECT count(*) FROM trial_user_attributes WHERE key = 'worker' AND value_json LIKE '\"$new_host:%'")" -ge 1 ]; }
+step=$SECONDS
 wait_for 180 "a trial of the new worker" joined && r=ok || r=no
 kept=$(comm -12 <(tr ' ' '\n' <<< "$before") <(tr ' ' '\n' <<< "$after") | wc -l)
-check "scale up while running" "$r" "$(wc -w <<< "$after") workers, the $kept running kept, the new one ($new_host) took a trial; $(count COMPLETE) of $target finished"
+check "scale up while running" "$r" "$(wc -w <<< "$after") workers, the $kept running kept, the new one ($new_host) took a trial after $((SECONDS - step)) s; $(count COMPLETE) of $target finished"
 
 # 3. Stop the workers now, in the middle of their trials: every unfinished trial ends FAIL
 #    `interrupted` (none left RUNNING), and each worker exits 143 (SIGTERM through init).
@@ -201,7 +202,8 @@ states=$(sql "SELECT state FROM trials" | sort | uniq -c | line)
 codes=$(exit_codes)
 [ "$r" = ok ] && [ "$complete" -ge "$target" ] && [ "$complete" -le $((target + 1)) ] \
     && [ "$(count RUNNING)" = 0 ] && [ "$codes" = "2 0" ] && r=ok || r=no
-check "up again finishes the study" "$r" "target $target, trials: $states; worker exit codes: $codes; $((SECONDS - step)) s"
+trial_s=$(sql "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM datetime_complete - datetime_start)) FROM trials WHERE state = 'COMPLETE'" | awk '{printf "%.1f", $1}')
+check "up again finishes the study" "$r" "target $target, trials: $states, median $trial_s s each; worker exit codes: $codes; $((SECONDS - step)) s"
 
 # 5. The dashboard: answers on 127.0.0.1, lists the study, not published on other addresses.
 studies=$(curl -fsS --max-time 20 "http://127.0.0.1:$port/api/studies" || true)
