@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -150,17 +149,16 @@ def test_two_workers_prune_one_study(pg_url: str, learnable_npz: Path, tmp_path:
     # part of the task in their first epoch; trial 2 starts when one of them has finished, and
     # its learning rate is too small to move the network off its initial guess. (Left to the
     # sampler, all 8 trials each at least as accurate as the ones before happened now and then:
-    # at 32 validation images, accuracies tie often.)
-    queued = optuna.load_study(study_name="halving", storage=pg_url)
+    # at 96 validation images, accuracies tie often.)
+    storage = open_storage(pg_url)
+    stored = load_study(storage, "halving")
     for optimizer, lr in [("adam", 0.0015), ("adam", 0.0015), ("nesterov", 0.0002)]:
-        queued.enqueue_trial({"optimizer": optimizer, "lr": lr})
+        stored.study.enqueue_trial({"optimizer": optimizer, "lr": lr})
     workers = [
         start_cli("worker", "--storage", pg_url, "--study-name", "halving", log=tmp_path / f"w{i}")
         for i in range(2)
     ]
     assert wait_all(workers, 300) == [0, 0], [p.read_text() for p in tmp_path.glob("w*")]
-    storage = open_storage(pg_url)
-    stored = load_study(storage, "halving")
     trials = stored.study.get_trials()
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
