@@ -121,6 +121,9 @@ def test_missing_data_exits_2(tmp_path: Path) -> None:
         ("mongodb://u:hunter2@localhost/x", "unsupported storage 'mongodb'"),
         ("sqlite:////no/such/folder/x.db", "folder /no/such/folder does not exist"),
         ("postgresql://u:hunter2@127.0.0.1:1/db", "cannot connect"),
+        ("postgresql://127.0.0.1:1/db?password=hunter2", "cannot connect"),
+        ("postgresql://u:hunter2@x@127.0.0.1:1/db", "must be written %40"),
+        ("sqlite://", "in-memory SQLite keeps nothing"),
     ],
 )
 def test_bad_storage_exits_2_without_password(url: str, expected: str, tiny_npz: Path) -> None:
@@ -130,6 +133,14 @@ def test_bad_storage_exits_2_without_password(url: str, expected: str, tiny_npz:
     assert expected in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_sqlite_options_are_refused_before_the_file_is_made(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    result = invoke("create", QUICKSTART, "--storage", f"sqlite:///{db}?timeout=abc")
+    assert result.returncode == 2
+    assert "SQLite URL options are not supported (timeout" in result.stderr
+    assert not db.exists()
 
 
 def test_best_on_unknown_study(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from hpo.run.progress import target_counts
 from hpo.run.worker import work_until_target
 from hpo.store.connect import StoredStudy, open_storage, retry_of
 from hpo.store.resilience import Resilience, ResilientRDBStorage, is_transient
+from hpo.store.url import mask_password, parse_url, safe_url, scrub
 from tests.conftest import invoke
 from tests.pg import SERVER, pg_url, server_problem, start_cli, wait_all
 from tests.test_workers import tiny_spec
@@ -380,3 +381,16 @@ def wait_until_running(url: str, name: str, worker: subprocess.Popen, timeout: f
             pass
         time.sleep(0.3)
     raise AssertionError(f"no trial started within {timeout} s")
+
+
+def test_passwords_in_query_options_are_masked() -> None:
+    url = "postgresql://u:hunter2@db:5432/x?sslmode=require&password=swordfish"
+    for shown in (safe_url(parse_url(url)), mask_password(url), mask_password(url + " %")):
+        assert "hunter2" not in shown and "swordfish" not in shown
+        assert "sslmode=require" in shown and "password=***" in shown
+
+
+def test_scrub_masks_a_short_password_only_where_it_stands_alone() -> None:
+    url = parse_url("postgresql://u:e@db/x")
+    message = scrub('connection failed for "u" with password e\nsecond line', url)
+    assert message == 'connection failed for "u" with password ***'

@@ -8,6 +8,7 @@ not crash with "database is locked". Passwords never appear in messages.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,11 @@ SUPPORTED_BACKENDS = ("sqlite", "postgresql", "mysql")
 SQLITE_BUSY_TIMEOUT_S = 60
 # Schemes people often type for PostgreSQL that SQLAlchemy does not know.
 _SCHEME_HINTS = {"postgres": "postgresql", "pgsql": "postgresql", "psql": "postgresql"}
+# Query options of a URL that carry a secret (libpq takes `?password=...` as well as `user:pw@`).
+SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "pass", "sslpassword"})
+_SECRET_QUERY = re.compile(
+    r"(?i)\b(" + "|".join(sorted(SECRET_QUERY_KEYS, key=len, reverse=True)) + r")=[^&\s'\"]*"
+)
 
 
 def parse_url(url: str) -> URL:
@@ -34,6 +40,12 @@ def parse_url(url: str) -> URL:
             f"malformed storage URL {mask_password(url)!r}; expected e.g. sqlite:///hpo.db or "
             f"postgresql://user:password@host:5432/dbname"
         ) from None
+    if "@" in (parsed.host or ""):
+        # `user:p@ss@host`: the URL parser takes the password up to the first @.
+        raise StorageError(
+            f"malformed storage URL {mask_password(url)!r}: an @ in the user name or password "
+            f"must be written %40"
+        )
     backend = parsed.get_backend_name()
     if backend not in SUPPORTED_BACKENDS:
         hint = f" (did you mean {_SCHEME_HINTS[backend]}://?)" if backend in _SCHEME_HINTS else ""
@@ -41,35 +53,75 @@ def parse_url(url: str) -> URL:
             f"unsupported storage {backend!r} in {safe_url(parsed)}{hint}; "
             f"allowed: {', '.join(SUPPORTED_BACKENDS)}"
         )
+    if backend == "sqlite":
+        _check_sqlite(parsed)
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # SQLAlchemy 2.x maps plain postgresql:// to psycopg2; we ship psycopg 3.
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
 
 
+def _check_sqlite(url: URL) -> None:
+    """A SQLite URL names a file and takes no options: hpo sets the busy timeout and journal."""
+    if url.database in (None, "", ":memory:"):
+        raise StorageError(
+            "in-memory SQLite keeps nothing once the command ends; name a file, e.g. "
+            "sqlite:///hpo.db"
+        )
+    if url.query:
+        raise StorageError(
+            f"SQLite URL options are not supported ({', '.join(sorted(url.query))} in "
+            f"{safe_url(url)}): hpo sets the busy timeout and journal mode itself; write "
+            f"sqlite:///path/to/file.db"
+        )
+
+
 def safe_url(url: URL | str) -> str:
-    """The URL with its password replaced by ***, for messages and logs."""
+    """The URL with its password (in the user part or a query option) replaced by ***, for
+    messages and logs."""
     if isinstance(url, str):
         return mask_password(url)
-    return url.render_as_string(hide_password=True)
+    bare = url.set(query={}).render_as_string(hide_password=True)
+    if not url.query:
+        return bare
+    # Written by hand: SQLAlchemy would percent-encode the *** of a masked option.
+    options = [
+        f"{key}={'***' if key.lower() in SECRET_QUERY_KEYS else value}"
+        for key, values in url.query.items()
+        for value in (values if isinstance(values, tuple) else (values,))
+    ]
+    return f"{bare}?{'&'.join(options)}"
 
 
 def mask_password(text: str) -> str:
     """Best-effort masking of a password in any URL-like string, even a malformed one."""
     try:
-        return make_url(text).render_as_string(hide_password=True)
+        parsed = make_url(text)
     except Exception:
-        scheme, sep, rest = text.partition("://")
-        credentials, at, host = rest.rpartition("@")
-        if not sep or not at or ":" not in credentials:
-            return text
-        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+        parsed = None
+    if parsed is not None and "@" not in (parsed.host or ""):
+        return safe_url(parsed)
+    # Malformed, or an unescaped @ in the password: everything before the last @ that follows
+    # a colon may be secret.
+    scheme, sep, rest = text.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if sep and at and ":" in credentials:
+        text = f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+    return _SECRET_QUERY.sub(r"\1=***", text)
 
 
 def scrub(message: str, url: URL) -> str:
-    """The first line of a driver message, with the URL's password (if any) replaced by ***."""
-    if url.password:
-        message = message.replace(str(url.password), "***")
+    """The first line of a driver message, with the URL's secrets (if any) replaced by ***.
+
+    A secret is replaced where it stands as a token of its own, not inside a word: a one-letter
+    password must not turn "connection" into "conn***ction"."""
+    secrets = [str(url.password)] if url.password else []
+    for key, values in url.query.items():
+        if key.lower() in SECRET_QUERY_KEYS:
+            secrets += list(values) if isinstance(values, tuple) else [values]
+    message = _SECRET_QUERY.sub(r"\1=***", message)
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        message = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", message)
     return message.strip().splitlines()[0] if message.strip() else "unknown error"
 
 
