@@ -62,6 +62,10 @@ def test_domains_parse() -> None:
         ({"study": {}}, "[study] name: is required"),
         ({"study": {"name": "t"}, "trian": {}}, "unknown section [trian]; allowed: study"),
         ({"study": {"name": "t"}, "train": {"epochs": 0}}, "[train] epochs:"),
+        ({"study": {"name": "t", "seed": -1}}, "[study] seed: input should be greater than or"),
+        ({"study": {"name": "t", "seed": 2**32}}, "[study] seed: input should be less than"),
+        ({"study": {"name": "t"}, "data": {"split_seed": -1}}, "[data] split_seed: input"),
+        ({"study": {"name": "t"}, "train": {"seed": 10**20}}, "[train] seed: input should be"),
     ],
 )
 def test_bad_specs_name_the_key(raw: dict, expected: str) -> None:

@@ -18,6 +18,9 @@ from hpo.core.model_ref import FORMS, is_model_ref, parse_model_ref
 from hpo.core.names import DEVICES, LATENCY_BACKENDS, PRUNERS, SAMPLERS
 from hpo.core.params import BY_NAME, CATALOG, RESERVED_MODEL_ARGS, Hyperparameter, model_param
 
+# Seeds are what numpy's generators take: 0 .. 2**32 - 1.
+SEED_LIMIT = 2**32
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -29,7 +32,9 @@ class StudySection(_Section):
     name: str = Field(min_length=1, description="study name in the database")
     n_trials: int = Field(10, ge=1, description="total trials across all runs and workers")
     sampler: Literal[SAMPLERS] = Field("auto", description="auto = TPE (Optuna's default)")
-    seed: int | None = Field(0, description="sampler seed; a single-worker study is reproducible")
+    seed: int | None = Field(
+        0, ge=0, lt=SEED_LIMIT, description="sampler seed; a single-worker study is reproducible"
+    )
     max_latency_ms: float | None = Field(
         None,
         gt=0,
@@ -71,7 +76,9 @@ class DataSection(_Section):
         None, ge=1, description="train on a random subset (cheap trials)"
     )
     val_size: int = Field(1000, ge=1, description="images carved from train for validation")
-    split_seed: int = Field(0, description="seed of the validation split and the subset")
+    split_seed: int = Field(
+        0, ge=0, lt=SEED_LIMIT, description="seed of the validation split and the subset"
+    )
 
 
 class TrainSection(_Section):
@@ -79,7 +86,9 @@ class TrainSection(_Section):
 
     epochs: int = Field(5, ge=1, description="epochs per trial")
     device: Literal[DEVICES] = Field("auto", description="auto = CUDA when present, else CPU")
-    seed: int = Field(0, description="seed of weights init, batch order and augmentation")
+    seed: int = Field(
+        0, ge=0, lt=SEED_LIMIT, description="seed of weights init, batch order and augmentation"
+    )
     augment: bool = Field(
         True, description="random translation ([search] translate pixels) + horizontal flip"
     )

@@ -37,6 +37,7 @@ from optuna.samplers import BaseSampler
 from optuna.search_space import intersection_search_space
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.core.spec import SEED_LIMIT
 from hpo.core.trial_attrs import VAL_CURVE_ATTR
 from hpo.search.accuracy_view import accuracy_view
 from hpo.search.architecture import Architecture, ArchitectureSpace, architecture_key
@@ -296,7 +297,7 @@ class LatencyAwareSampler(BaseSampler):
         settings = TrainingFeatures(training)
         accuracy = np.array([t.values[0] for t in complete])
         points = np.array([[t.values[0], t.values[1]] for t in complete])
-        seed = None if self.seed is None else self.seed + len(trials)
+        seed = None if self.seed is None else (self.seed + len(trials)) % SEED_LIMIT
         surrogate = AccuracySurrogate(seed).fit(
             settings.join(
                 self.space.features([self.space.of(t.params) for t in complete]),

@@ -9,7 +9,7 @@ from typing import Any
 import optuna
 
 from hpo.core.errors import SpecError
-from hpo.core.spec import Spec
+from hpo.core.spec import SEED_LIMIT, Spec
 from hpo.search.architecture import ArchitectureSpace
 from hpo.search.joint import JointLatencySampler
 from hpo.search.latency_aware import LatencyAwareSampler, LatencyProbe
@@ -50,7 +50,8 @@ def make_sampler(
     with fresh draws instead of replaying the first ones. `probe` and `claim` serve the
     latency-aware sampler (latencies of architectures; a database-wide claim on a config).
     """
-    seed = None if spec.study.seed is None else spec.study.seed + seed_offset
+    # Wrapped to stay a seed numpy takes, however many trials the study has.
+    seed = None if spec.study.seed is None else (spec.study.seed + seed_offset) % SEED_LIMIT
     return sampler_for(
         spec.study.sampler,
         seed,
