@@ -14,8 +14,10 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import io
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,10 +161,8 @@ def _from_file(ref: ModelRef, path: Path) -> UserModel:
         if spec is None or spec.loader is None:
             raise SpecError(f"model {ref}: cannot import {path} as Python")
         module = importlib.util.module_from_spec(spec)
-        try:
+        with running_user_code(f"model {ref}: importing {path}"):
             spec.loader.exec_module(module)
-        except Exception as exc:
-            raise SpecError(f"model {ref}: importing {path} raised {one_line(exc)}") from None
         sys.modules[name] = module  # classes defined there can be found again (deepcopy, fx)
     return _user_model(ref, getattr(module, ref.name, None), str(path), digest)
 
@@ -180,13 +180,17 @@ def _from_module(ref: ModelRef, sources: ModelSources) -> UserModel:
             f"--models {ref.source} (or HPO_MODELS={ref.source})"
         )
     try:
-        module = importlib.import_module(ref.source)
-    except ModuleNotFoundError as exc:
-        if exc.name and (ref.source == exc.name or ref.source.startswith(f"{exc.name}.")):
+        with running_user_code(f"model {ref}: importing {ref.source}"):
+            module = importlib.import_module(ref.source)
+    except SpecError as exc:
+        missing = exc.__cause__
+        if (
+            isinstance(missing, ModuleNotFoundError)
+            and missing.name
+            and (ref.source == missing.name or ref.source.startswith(f"{missing.name}."))
+        ):
             raise SpecError(f"model {ref}: module {ref.source} not found") from None
-        raise SpecError(f"model {ref}: importing {ref.source} raised {one_line(exc)}") from None
-    except Exception as exc:
-        raise SpecError(f"model {ref}: importing {ref.source} raised {one_line(exc)}") from None
+        raise
     path = Path(getattr(module, "__file__", None) or ref.source)
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
     return _user_model(ref, getattr(module, ref.name, None), str(path), digest)
@@ -239,6 +243,29 @@ def _torchvision(ref: ModelRef) -> UserModel:
         return builder(weights=None, num_classes=num_classes, norm_layer=norm_layer, **params)
 
     return UserModel(str(ref), factory, True, None, f"torchvision {torchvision.__version__}", None)
+
+
+@contextmanager
+def running_user_code(what: str) -> Iterator[None]:
+    """Runs a user's code (an import, a factory call): whatever it raises, a `sys.exit` too
+    (a script that parses its command line at import), is a one-line SpecError that starts with
+    `what`. What the code writes to stderr is held back, and shown only when it succeeds: an
+    argparse usage line would read as hpo's own."""
+    held = io.StringIO()
+    try:
+        with redirect_stderr(held):
+            yield
+    except SpecError:
+        raise
+    except SystemExit as exc:
+        code = "" if exc.code is None else repr(exc.code)
+        raise SpecError(
+            f"{what} called sys.exit({code}); code that runs as a script belongs under "
+            f'`if __name__ == "__main__":`'
+        ) from None
+    except Exception as exc:
+        raise SpecError(f"{what} raised {one_line(exc)}") from exc
+    sys.stderr.write(held.getvalue())
 
 
 def one_line(exc: BaseException) -> str:

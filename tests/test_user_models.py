@@ -269,6 +269,69 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "[search.model_params]\ngroups = [1, 2]",
         "takes no parameter 'groups'",
     ),
+    "exits at import": (
+        "raise SystemExit(0)\n",
+        "net.py:build",
+        "",
+        "called sys.exit(0); code that runs as a script belongs under",
+    ),
+    "parses its command line at import": (
+        "import argparse\nargparse.ArgumentParser().parse_args()\n",
+        "net.py:build",
+        "",
+        "called sys.exit(2)",
+    ),
+    "fails with one norm choice": (
+        "from torch import nn\n"
+        "def build(num_classes, norm_layer=nn.BatchNorm2d):\n"
+        "    norm = norm_layer(3)\n    nn.init.ones_(norm.weight)\n"
+        "    return nn.Sequential(nn.Conv2d(3, 3, 3), norm, nn.AdaptiveAvgPool2d(1),\n"
+        "                         nn.Flatten(), nn.Linear(3, num_classes))\n",
+        "net.py:build",
+        'norm = ["batch", "none"]',
+        "calling the factory with {}, norm none raised AttributeError",
+    ),
+    "fails with one model-param value": (
+        "from torch import nn\n"
+        "def build(num_classes, planes=8):\n"
+        "    return nn.Sequential(nn.Conv2d(3, planes, 3), nn.AdaptiveAvgPool2d(1),\n"
+        "                         nn.Flatten(), nn.Linear(planes, num_classes))\n",
+        "net.py:build",
+        '[search.model_params]\nplanes = [8, "8"]',
+        "calling the factory with {'planes': '8'} raised TypeError",
+    ),
+    "nothing to train": (
+        "from torch import nn\n"
+        "def build(num_classes):\n"
+        "    net = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),\n"
+        "                        nn.Linear(3, num_classes))\n"
+        "    return net.requires_grad_(False)\n",
+        "net.py:build",
+        "",
+        "has no trainable parameters",
+    ),
+    "integer logits": (
+        "from torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, n):\n"
+        "        super().__init__()\n        self.fc = nn.Linear(3, n)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x.mean((2, 3))).long()\n"
+        "def build(num_classes):\n    return Net(num_classes)\n",
+        "net.py:build",
+        "",
+        "returned torch.int64 logits; the loss needs floating-point ones",
+    ),
+    "contains itself": (
+        "from torch import nn\n"
+        "def build(num_classes):\n"
+        "    net = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),\n"
+        "                        nn.Linear(3, num_classes))\n"
+        "    net.add_module('again', net)\n    return net\n",
+        "net.py:build",
+        "",
+        "raised RecursionError",
+    ),
     "unknown torchvision model": (
         None,
         "torchvision:vit_b_16",

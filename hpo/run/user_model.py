@@ -1,14 +1,16 @@
 """A spec's model factory, imported and tried once before any study exists or trial runs.
 
 Everything a factory can get wrong is a one-line SpecError here, not a failed trial: an import
-that fails, a missing callable, a `norm` search for a factory without `norm_layer`, a param it
-does not take, a call that raises, a wrong output shape, and a network torch.fx cannot trace
+that fails (or exits), a missing callable, a `norm` search for a factory without `norm_layer`, a
+param it does not take, a call that raises (with any norm choice or model-param value), a wrong
+output shape or type, no trainable parameter, and a network torch.fx cannot trace
 (folding traces it; such a model is refused rather than timed unfolded, so that every trial's
 latency is the folded network's, as for the built-in families).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -45,22 +47,31 @@ def prepare_model(spec: Spec, sources: user.ModelSources, num_classes: int) -> N
 
 
 def _try_once(spec: Spec, ref: str, takes_norm: bool, num_classes: int) -> None:
-    params = {name: _first(domain) for name, domain in spec.model_params.items()}
-    norm = _first(spec.domain("norm")) if takes_norm else None
-    try:
+    for norm, params in _configurations(spec, takes_norm):
+        _try(ref, norm, params, num_classes)
+
+
+def _configurations(spec: Spec, takes_norm: bool) -> Iterator[tuple[str | None, dict[str, Any]]]:
+    """Every norm choice with the first model params, then each other model-param value (a
+    range's low and high) with the others at their first: every value the sampler may pick is
+    built once, without trying every combination."""
+    first = {name: _first(domain) for name, domain in spec.model_params.items()}
+    norms = _values(spec.domain("norm")) if takes_norm else [None]
+    for norm in norms:
+        yield norm, first
+    for name, domain in spec.model_params.items():
+        for value in _values(domain)[1:]:
+            yield norms[0], {**first, name: value}
+
+
+def _try(ref: str, norm: str | None, params: dict[str, Any], num_classes: int) -> None:
+    called = f"model {ref}: calling the factory with {params}" + (f", norm {norm}" if norm else "")
+    with user.running_user_code(called):
         network = build_model(ref, norm=norm, num_classes=num_classes, **params)
-    except Exception as exc:
-        raise SpecError(
-            f"model {ref}: calling the factory with {params} raised {user.one_line(exc)}"
-        ) from None
-    network.eval()
-    try:
+    with user.running_user_code(f"model {ref}: its forward pass on {_PROBE_SHAPE} images"):
+        network.eval()
         with torch.no_grad():
             output = network(torch.zeros(_PROBE_SHAPE))
-    except Exception as exc:
-        raise SpecError(
-            f"model {ref}: its forward pass on {_PROBE_SHAPE} images raised {user.one_line(exc)}"
-        ) from None
     expected = (_PROBE_SHAPE[0], num_classes)
     shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
     if shape != expected:
@@ -68,12 +79,33 @@ def _try_once(spec: Spec, ref: str, takes_norm: bool, num_classes: int) -> None:
             f"model {ref}: returned {shape} for {_PROBE_SHAPE} images; expected logits of shape "
             f"{expected} (one row per image, one column per class)"
         )
-    try:
-        fold_batchnorm(network)
-    except FoldingError as exc:
+    if not output.is_floating_point():
         raise SpecError(
-            f"model {ref}: BatchNorm folding needs a traceable network: {exc}"
-        ) from None
+            f"model {ref}: returned {output.dtype} logits; the loss needs floating-point ones"
+        )
+    if not any(p.requires_grad for p in network.parameters()):
+        raise SpecError(
+            f"model {ref}: the network built with {params} has no trainable parameters; "
+            f"there is nothing for a trial to train"
+        )
+    with user.running_user_code(f"model {ref}: BatchNorm folding"):
+        try:
+            fold_batchnorm(network)
+        except FoldingError as exc:
+            raise SpecError(
+                f"model {ref}: BatchNorm folding needs a traceable network: {exc}"
+            ) from None
+
+
+def _values(domain: Domain) -> list[Any]:
+    """The values a domain's trials can take, as far as trying them goes: the fixed one, every
+    choice, or a range's low and high."""
+    if isinstance(domain, Fixed):
+        return [domain.value]
+    if isinstance(domain, Choice):
+        return list(domain.values)
+    assert isinstance(domain, Range)
+    return [domain.low, domain.high]
 
 
 def _first(domain: Domain) -> Any:
