@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -314,6 +315,8 @@ def best(
 
     if rank_by not in RANK_KEYS:
         fail(f"--rank-by: unknown value {rank_by!r}; allowed: {', '.join(RANK_KEYS)}")
+    if max_latency_ms is not None and not 0 < max_latency_ms < math.inf:
+        fail(f"--max-latency-ms {max_latency_ms:g}: expected a budget, a number > 0")
     stored = load_study(open_storage(storage, create=False), study_name)
     chosen = queries.best(stored, max_latency_ms, rank_by)
     if not chosen:

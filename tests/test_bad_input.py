@@ -342,6 +342,11 @@ USAGE_ERRORS = {
     "not a number": (("best", "--study-name", "s", "--top", "x"), "Invalid value for '--top'"),
     "db views format": (("db", "views", "--format", "csv"), "Invalid value for '--format'"),
     "port": (("dashboard", "--port", "70000"), "Invalid value for '--port'"),
+    "negative budget": (
+        ("best", "--study-name", "s", "--max-latency-ms", "-1"),
+        "--max-latency-ms -1: expected a budget, a number > 0",
+    ),
+    "nan budget": (("best", "--study-name", "s", "--max-latency-ms", "nan"), "a number > 0"),
 }
 
 

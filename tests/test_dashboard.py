@@ -193,6 +193,16 @@ def test_dashboard_needs_an_existing_database(tmp_path: Path) -> None:
     assert not (tmp_path / "none.db").exists()
 
 
+def test_dashboard_refuses_a_missing_artifacts_folder(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    synthetic.make_studies(f"sqlite:///{db}")
+    typo = tmp_path / "artefacts"
+    result = invoke("dashboard", "--storage", f"sqlite:///{db}", "--artifacts", str(typo))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"hpo: error: --artifacts {typo}: no such folder;")
+    assert not typo.exists()
+
+
 @pytest.mark.parametrize("spec", sorted((ROOT / "studies").glob("*.toml")), ids=lambda p: p.name)
 def test_spec_note_is_the_spec_as_toml(spec: Path) -> None:
     raw = read_toml(spec)

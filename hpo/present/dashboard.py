@@ -8,6 +8,7 @@ This module only serves.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from hpo.core.errors import HpoError
 from hpo.core.trial_attrs import SPEC_ATTR
 from hpo.present import figures
-from hpo.store.artifacts import artifact_dir, open_store
+from hpo.store.artifacts import ARTIFACTS_ENV, artifact_dir, open_store
 from hpo.store.connect import load_study, open_storage
 from hpo.store.studies import prepare_for_dashboard
 
@@ -61,7 +62,15 @@ def serve(
 
     storage = open_storage(storage_url, create=False)
     check_port_free(host, port)
-    # Created even when empty, so models of trials that finish while the dashboard runs show up.
+    given = artifacts or os.environ.get(ARTIFACTS_ENV)
+    if given and not Path(given).expanduser().is_dir():
+        # A mistyped folder would be created empty and show no model.
+        raise HpoError(
+            f"--artifacts {given}: no such folder; give the folder the trials' models were "
+            f"stored in (hpo run's --artifacts or {ARTIFACTS_ENV})"
+        )
+    # The SQLite file's own folder is created even when empty, so models of trials that finish
+    # while the dashboard runs show up.
     store = open_store(storage_url, artifacts, create=True)
     folder = artifact_dir(storage_url, artifacts) if store is not None else None
     names = prepare_for_dashboard(storage)
