@@ -109,6 +109,8 @@ def test_model_params_take_the_domain_syntax_of_every_key() -> None:
         ({"model": "resnet", "model_params": {"c": 1}}, "applies to a model factory only"),
         ({"model": "a.py:b", "model_params": {"lr": 1}}, "the name is a [search] key"),
         ({"model": "a.py:b", "model_params": {"norm_layer": 1}}, "an argument hpo passes"),
+        ({"model": "a.py:b", "model_params": {"accuracy": [1, 2]}}, "the name is a result's"),
+        ({"model": "a.py:b", "model_params": {"latency_ms": 1}}, "the name is a result's"),
         ({"model": "a.py:b", "model_params": {"c": {"low": 4, "high": 2}}}, "must be below"),
         ({"model": "a.py:b", "model_params": {"c": []}}, "the list of choices is empty"),
         ({"model": "a.py:b", "model_params": {"c": [[1]]}}, "expected a value, a list"),

@@ -17,6 +17,20 @@ from hpo.core.trial_attrs import (
 )
 
 RANK_KEYS = (LATENCY_MS_ATTR, LATENCY_RATIO_ATTR)
+# Names of a trial's results where they are written beside its params (`hpo best` tables, csv
+# and json): a param of one of these names would be a second column of that name.
+RESULT_NAMES = (
+    "number",
+    "trial",
+    "accuracy",
+    "params",
+    LATENCY_MS_ATTR,
+    LATENCY_IQR_ATTR,
+    TEST_ACCURACY_ATTR,
+    LATENCY_RATIO_ATTR,
+    N_FOLDED_ATTR,
+    LATENCY_BACKEND_ATTR,
+)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from hpo.core.errors import SpecError
 from hpo.core.model_ref import FORMS, is_model_ref, parse_model_ref
 from hpo.core.names import DEVICES, LATENCY_BACKENDS, PRUNERS, SAMPLERS
 from hpo.core.params import BY_NAME, CATALOG, RESERVED_MODEL_ARGS, Hyperparameter, model_param
+from hpo.core.results import RESULT_NAMES
 
 # Seeds are what numpy's generators take: 0 .. 2**32 - 1.
 SEED_LIMIT = 2**32
@@ -281,6 +282,11 @@ def parse_model_params(search: dict[str, Domain], table: Any) -> dict[str, Domai
         if name in BY_NAME or name in RESERVED_MODEL_ARGS:
             taken = "a [search] key" if name in BY_NAME else "an argument hpo passes"
             raise SpecError(f"{where}: the name is {taken}; rename the factory's parameter")
+        if name in RESULT_NAMES:
+            raise SpecError(
+                f"{where}: the name is a result's ({', '.join(RESULT_NAMES)}); rename the "
+                f"factory's parameter"
+            )
         values = value if isinstance(value, list) else [value]
         if not isinstance(value, dict) and not all(isinstance(v, _SCALARS) for v in values):
             raise SpecError(f"{where}: expected a value, a list of values or a range (low, high)")
