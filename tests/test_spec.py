@@ -62,6 +62,7 @@ def test_domains_parse() -> None:
         ({"study": {}}, "[study] name: is required"),
         ({"study": {"name": "t"}, "trian": {}}, "unknown section [trian]; allowed: study"),
         ({"study": {"name": "t"}, "train": {"epochs": 0}}, "[train] epochs:"),
+        ({"study": {"name": " t"}}, "[study] name ' t' starts or ends with white space"),
         ({"study": {"name": "t", "seed": -1}}, "[study] seed: input should be greater than or"),
         ({"study": {"name": "t", "seed": 2**32}}, "[study] seed: input should be less than"),
         ({"study": {"name": "t"}, "data": {"split_seed": -1}}, "[data] split_seed: input"),
@@ -95,6 +96,12 @@ def test_overrides_are_toml_values_or_strings() -> None:
 def test_override_needs_section_and_key() -> None:
     with pytest.raises(SpecError, match="expected section.key=value"):
         apply_overrides({}, ["epochs=2"])
+
+
+def test_a_byte_order_mark_is_not_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + (ROOT / "studies" / "quickstart.toml").read_bytes())
+    assert load_spec(path).study.name == "quickstart"
 
 
 def test_malformed_toml_names_the_file(tmp_path: Path) -> None:

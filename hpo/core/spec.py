@@ -336,6 +336,9 @@ def _storable_problem(study: StudySection, raw: dict[str, Any]) -> str | None:
     """Why the spec could not be stored in every supported database, or None."""
     if problem := name_problem(study.name):
         return f"[study] name {shorten(study.name)} {problem}"
+    if study.name != study.name.strip():
+        # "a" and "a " look alike in every listing, yet would name two studies.
+        return f"[study] name {shorten(study.name)} starts or ends with white space"
     # Optuna stores the spec as JSON (ASCII, escaped); `default=str` sizes any TOML date too.
     size = len(json.dumps(raw, default=str))
     if problem := text_problem(size):
@@ -402,7 +405,8 @@ def with_values(spec: Spec, values: Mapping[str, Any]) -> Spec:
 def read_toml(path: Path) -> dict[str, Any]:
     """Read a spec file; a missing file or bad TOML is a SpecError naming the file."""
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: a byte-order mark, which some Windows editors write, is not TOML.
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise SpecError(f"spec file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
