@@ -1,5 +1,5 @@
 """`python -m hpo` is the same as the `hpo` command."""
 
-from hpo.cli import main
+from hpo.entry import main
 
 main()

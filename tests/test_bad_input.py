@@ -417,6 +417,27 @@ def test_finished_study_and_kept_target(tmp_path: Path, tiny_npz: Path) -> None:
     assert len(study.get_trials()) == 2
 
 
+def test_ctrl_c_while_the_command_line_is_imported_is_one_line(tmp_path: Path) -> None:
+    # Ctrl-C arrives while the libraries of the command line are still being imported.
+    script = (
+        "import builtins, sys\n"
+        "real_import = builtins.__import__\n"
+        "def interrupted(name, *args, **kwargs):\n"
+        "    if name == 'typer':\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real_import(name, *args, **kwargs)\n"
+        "builtins.__import__ = interrupted\n"
+        "from hpo.entry import main\n"
+        "sys.argv = ['hpo', '--help']\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == "hpo: interrupted\n"
+
+
 def test_sigterm_outside_a_trial_is_one_line(tmp_path: Path) -> None:
     # SIGTERM while no worker runs (here: inside a light command, which the worker's own handler
     # does not cover) ends the command like Ctrl-C: one line and exit 143, not a silent kill.

@@ -10,7 +10,7 @@ never from a higher layer or from a sibling package of its own layer:
     hpo.measure | hpo.train | hpo.search
     hpo.store         the database
     hpo.run | hpo.present
-    hpo.cli           (and `python -m hpo` above it)
+    hpo.cli           (and above it the `hpo` entry point and `python -m hpo`)
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("hpo.store",),
     ("hpo.run", "hpo.present"),
     ("hpo.cli",),
+    ("hpo.entry",),
     ("hpo.__main__",),
 ]
 BOUNDARY = "hpo.store.optuna_internals"
