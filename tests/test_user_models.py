@@ -277,8 +277,9 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "",
         "called sys.exit(0); code that runs as a script belongs under",
     ),
-    "parses its command line at import": (
-        "import argparse\nargparse.ArgumentParser().parse_args()\n",
+    "parses arguments at import": (
+        # As a script's argument parsing would, given hpo's command line: usage, then exit 2.
+        "import argparse\nargparse.ArgumentParser().parse_args(['run', 'spec.toml'])\n",
         "net.py:build",
         "",
         "called sys.exit(2)",
