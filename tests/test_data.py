@@ -63,3 +63,28 @@ def test_augment_crops_and_flips() -> None:
     flipped = augment(images, torch.Generator().manual_seed(1), padding=0)
     for original, result in zip(images, flipped, strict=True):
         assert torch.equal(result, original) or torch.equal(result, original.flip(2))
+
+
+def test_a_failed_download_leaves_no_empty_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from urllib.error import URLError
+
+    from torchvision import datasets
+
+    from hpo.train.data import _load_torchvision
+
+    def offline(root: str, **_: object) -> None:
+        Path(root).mkdir(parents=True, exist_ok=True)  # as torchvision does before fetching
+        raise URLError("no network")
+
+    monkeypatch.setattr(datasets, "CIFAR10", offline)
+    root = tmp_path / "data"
+    with pytest.raises(DataError, match="cannot download cifar10 into"):
+        _load_torchvision("cifar10", root)
+    assert not root.exists()
+    kept = tmp_path / "mine"
+    kept.mkdir()
+    with pytest.raises(DataError):
+        _load_torchvision("cifar10", kept)
+    assert kept.is_dir(), "a folder the user had is never removed"

@@ -6,6 +6,7 @@ time (as in airbench): no DataLoader worker processes, which only cost time on 2
 
 from __future__ import annotations
 
+import contextlib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,10 +105,16 @@ def _load_torchvision(name: str, root: Path) -> RawDataset:
     from torchvision import datasets
 
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    existed = root.exists()
     try:
         train = cls(str(root), train=True, download=True)
         test = cls(str(root), train=False, download=True)
     except Exception as exc:  # torchvision raises URLError/RuntimeError/OSError when offline
+        if not existed:
+            # Leave no empty folder behind; one with files in it (another worker's download,
+            # a partial file) is kept.
+            with contextlib.suppress(OSError):
+                root.rmdir()
         raise DataError(
             f"cannot download {name} into {root} ({type(exc).__name__}); offline, pass a local "
             f"copy with --data PATH.npz (keras layout x_train, y_train, x_test, y_test)"
