@@ -12,6 +12,7 @@ import re
 import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -24,6 +25,8 @@ SUPPORTED_BACKENDS = ("sqlite", "postgresql", "mysql")
 SQLITE_BUSY_TIMEOUT_S = 60
 # Schemes people often type for PostgreSQL that SQLAlchemy does not know.
 _SCHEME_HINTS = {"postgres": "postgresql", "pgsql": "postgresql", "psql": "postgresql"}
+# Secrets shorter than this are masked only where they stand apart from other letters.
+_SHORT_SECRET = 4
 # Query options of a URL that carry a secret (libpq takes `?password=...` as well as `user:pw@`).
 SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "pass", "sslpassword"})
 _SECRET_QUERY = re.compile(
@@ -63,7 +66,7 @@ def parse_url(url: str) -> URL:
 
 def _check_sqlite(url: URL) -> None:
     """A SQLite URL names a file and takes no options: hpo sets the busy timeout and journal."""
-    if url.database in (None, "", ":memory:"):
+    if sqlite_path(url) is None:
         raise StorageError(
             "in-memory SQLite keeps nothing once the command ends; name a file, e.g. "
             "sqlite:///hpo.db"
@@ -86,11 +89,19 @@ def safe_url(url: URL | str) -> str:
         return bare
     # Written by hand: SQLAlchemy would percent-encode the *** of a masked option.
     options = [
-        f"{key}={'***' if key.lower() in SECRET_QUERY_KEYS else value}"
+        f"{quote_plus(key)}={'***' if key.lower() in SECRET_QUERY_KEYS else quote_plus(value)}"
+        for key, value in _query_options(url)
+    ]
+    return f"{bare}?{'&'.join(options)}"
+
+
+def _query_options(url: URL) -> list[tuple[str, str]]:
+    """The URL's query options as (key, value) pairs, a repeated key once per value."""
+    return [
+        (key, value)
         for key, values in url.query.items()
         for value in (values if isinstance(values, tuple) else (values,))
     ]
-    return f"{bare}?{'&'.join(options)}"
 
 
 def mask_password(text: str) -> str:
@@ -113,15 +124,16 @@ def mask_password(text: str) -> str:
 def scrub(message: str, url: URL) -> str:
     """The first line of a driver message, with the URL's secrets (if any) replaced by ***.
 
-    A secret is replaced where it stands as a token of its own, not inside a word: a one-letter
-    password must not turn "connection" into "conn***ction"."""
+    A secret of fewer than 4 characters is replaced only where it stands apart, not inside a
+    word: a one-letter password must not turn "connection" into "conn***ction"."""
     secrets = [str(url.password)] if url.password else []
-    for key, values in url.query.items():
-        if key.lower() in SECRET_QUERY_KEYS:
-            secrets += list(values) if isinstance(values, tuple) else [values]
+    secrets += [value for key, value in _query_options(url) if key.lower() in SECRET_QUERY_KEYS]
     message = _SECRET_QUERY.sub(r"\1=***", message)
     for secret in sorted(filter(None, secrets), key=len, reverse=True):
-        message = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", message)
+        if len(secret) >= _SHORT_SECRET:
+            message = message.replace(secret, "***")
+        else:
+            message = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", message)
     return message.strip().splitlines()[0] if message.strip() else "unknown error"
 
 
