@@ -62,11 +62,10 @@ def test_domains_parse() -> None:
         ({"study": {}}, "[study] name: is required"),
         ({"study": {"name": "t"}, "trian": {}}, "unknown section [trian]; allowed: study"),
         ({"study": {"name": "t"}, "train": {"epochs": 0}}, "[train] epochs:"),
-        ({"study": {"name": " t"}}, "[study] name ' t' starts or ends with white space"),
         ({"study": {"name": "t", "seed": -1}}, "[study] seed: input should be greater than or"),
         ({"study": {"name": "t", "seed": 2**32}}, "[study] seed: input should be less than"),
         ({"study": {"name": "t"}, "data": {"split_seed": -1}}, "[data] split_seed: input"),
-        ({"study": {"name": "t"}, "train": {"seed": 10**20}}, "[train] seed: input should be"),
+        ({"study": {"name": "t"}, "train": {"seed": 2**64}}, "[train] seed: input should be"),
     ],
 )
 def test_bad_specs_name_the_key(raw: dict, expected: str) -> None:
@@ -96,6 +95,15 @@ def test_overrides_are_toml_values_or_strings() -> None:
 def test_override_needs_section_and_key() -> None:
     with pytest.raises(SpecError, match="expected section.key=value"):
         apply_overrides({}, ["epochs=2"])
+
+
+def test_a_new_study_name_has_no_white_space_at_either_end(tmp_path: Path) -> None:
+    path = tmp_path / "spaced.toml"
+    path.write_text('[study]\nname = "t "\n')
+    with pytest.raises(SpecError, match=r"\[study\] name 't ' starts or ends with white space"):
+        load_spec(path)
+    # A study stored under such a name is still read.
+    assert validate({"study": {"name": "t "}}).study.name == "t "
 
 
 def test_a_byte_order_mark_is_not_an_error(tmp_path: Path) -> None:

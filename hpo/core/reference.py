@@ -28,7 +28,30 @@ def _allowed(field: FieldInfo) -> str:
     names = [getattr(a, "__name__", str(a)) for a in args] or [
         getattr(field.annotation, "__name__", str(field.annotation))
     ]
-    return " or ".join("none" if n == "NoneType" else n for n in names)
+    types = " or ".join("none" if n == "NoneType" else n for n in names)
+    bounds = _bounds(field)
+    return f"{types} ({bounds})" if bounds else types
+
+
+def _bounds(field: FieldInfo) -> str:
+    """The field's numeric bounds, e.g. `>= 1` or `>= 0, < 4,294,967,296`."""
+    found = []
+    for constraint in field.metadata:
+        for attribute, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+            value = getattr(constraint, attribute, None)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                found.append(f"{sign} {_number(value)}")
+    return ", ".join(found)
+
+
+def _number(value: float) -> str:
+    """A bound as people read it: seeds' limits as powers of two (2**32), others as written."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    size = abs(value)
+    if size >= 2**16 and size & (size - 1) == 0:
+        return f"{'-' if value < 0 else ''}2**{size.bit_length() - 1}"
+    return f"{value:,}"
 
 
 def _domain(param: Hyperparameter) -> str:

@@ -87,8 +87,12 @@ class TrainSection(_Section):
 
     epochs: int = Field(5, ge=1, description="epochs per trial")
     device: Literal[DEVICES] = Field("auto", description="auto = CUDA when present, else CPU")
+    # torch's generators take any 64-bit seed, signed or not.
     seed: int = Field(
-        0, ge=0, lt=SEED_LIMIT, description="seed of weights init, batch order and augmentation"
+        0,
+        ge=-(2**63),
+        lt=2**64,
+        description="seed of weights init, batch order and augmentation",
     )
     augment: bool = Field(
         True, description="random translation ([search] translate pixels) + horizontal flip"
@@ -282,11 +286,6 @@ def parse_model_params(search: dict[str, Domain], table: Any) -> dict[str, Domai
         if name in BY_NAME or name in RESERVED_MODEL_ARGS:
             taken = "a [search] key" if name in BY_NAME else "an argument hpo passes"
             raise SpecError(f"{where}: the name is {taken}; rename the factory's parameter")
-        if name in RESULT_NAMES:
-            raise SpecError(
-                f"{where}: the name is a result's ({', '.join(RESULT_NAMES)}); rename the "
-                f"factory's parameter"
-            )
         values = value if isinstance(value, list) else [value]
         if not isinstance(value, dict) and not all(isinstance(v, _SCALARS) for v in values):
             raise SpecError(f"{where}: expected a value, a list of values or a range (low, high)")
@@ -336,9 +335,6 @@ def _storable_problem(study: StudySection, raw: dict[str, Any]) -> str | None:
     """Why the spec could not be stored in every supported database, or None."""
     if problem := name_problem(study.name):
         return f"[study] name {shorten(study.name)} {problem}"
-    if study.name != study.name.strip():
-        # "a" and "a " look alike in every listing, yet would name two studies.
-        return f"[study] name {shorten(study.name)} starts or ends with white space"
     # Optuna stores the spec as JSON (ASCII, escaped); `default=str` sizes any TOML date too.
     size = len(json.dumps(raw, default=str))
     if problem := text_problem(size):
@@ -421,9 +417,30 @@ def load_spec(
     """Read, override (`--set` texts, then typed `values`) and validate a spec file."""
     raw = apply_overrides(read_toml(path), overrides or [], values)
     try:
-        return validate(raw)
+        spec = validate(raw)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
+    if problem := new_spec_problem(spec):
+        raise SpecError(f"{path}: {problem}")
+    return spec
+
+
+def new_spec_problem(spec: Spec) -> str | None:
+    """Why a spec given on the command line may not start a study, beyond `validate`'s rules,
+    or None. A study's stored spec is not held to these, so a study stored without them can
+    still be joined and exported."""
+    name = spec.study.name
+    if name != name.strip():
+        # "a" and "a " look alike in every listing, yet would name two studies.
+        return f"[study] name {shorten(name)} starts or ends with white space"
+    for param in spec.model_params:
+        if param in RESULT_NAMES:
+            # `hpo best` writes a trial's results and params side by side.
+            return (
+                f"[search.{MODEL_PARAMS}] {param}: the name is a result's "
+                f"({', '.join(RESULT_NAMES)}); rename the factory's parameter"
+            )
+    return None
 
 
 def _toml_value(value: Any) -> str:
