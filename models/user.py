@@ -15,11 +15,13 @@ import importlib
 import importlib.util
 import inspect
 import io
+import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from torch import nn
 
@@ -253,7 +255,7 @@ def running_user_code(what: str) -> Iterator[None]:
     argparse usage line would read as hpo's own."""
     held = io.StringIO()
     try:
-        with redirect_stderr(held):
+        with _handlers_kept_off(held, sys.stderr), redirect_stderr(held):
             yield
     except SpecError:
         raise
@@ -266,6 +268,19 @@ def running_user_code(what: str) -> Iterator[None]:
     except Exception as exc:
         raise SpecError(f"{what} raised {one_line(exc)}") from exc
     sys.stderr.write(held.getvalue())
+
+
+@contextmanager
+def _handlers_kept_off(held: io.StringIO, stderr: TextIO) -> Iterator[None]:
+    """Log handlers the user's code made while stderr was `held` (a `logging.basicConfig()` at
+    import) write to the real stderr afterwards, so no later warning of hpo's is lost."""
+    try:
+        yield
+    finally:
+        for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+            for handler in getattr(logger, "handlers", []):
+                if isinstance(handler, logging.StreamHandler) and handler.stream is held:
+                    handler.setStream(stderr)
 
 
 def one_line(exc: BaseException) -> str:

@@ -5,8 +5,10 @@ refusal of a factory it was not given, and whole studies (SQLite; two workers on
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sqlite3
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ import torch
 from optuna.distributions import IntDistribution
 
 from hpo.core.errors import SpecError
-from hpo.core.spec import Choice, Range, validate
+from hpo.core.spec import Choice, Range, new_spec_problem, validate
 from hpo.core.trial_attrs import SPEC_ATTR, flat, stored_config
 from hpo.core.trial_config import TrialConfig
 from hpo.measure.fusion import fold_batchnorm
@@ -109,8 +111,6 @@ def test_model_params_take_the_domain_syntax_of_every_key() -> None:
         ({"model": "resnet", "model_params": {"c": 1}}, "applies to a model factory only"),
         ({"model": "a.py:b", "model_params": {"lr": 1}}, "the name is a [search] key"),
         ({"model": "a.py:b", "model_params": {"norm_layer": 1}}, "an argument hpo passes"),
-        ({"model": "a.py:b", "model_params": {"accuracy": [1, 2]}}, "the name is a result's"),
-        ({"model": "a.py:b", "model_params": {"latency_ms": 1}}, "the name is a result's"),
         ({"model": "a.py:b", "model_params": {"c": {"low": 4, "high": 2}}}, "must be below"),
         ({"model": "a.py:b", "model_params": {"c": []}}, "the list of choices is empty"),
         ({"model": "a.py:b", "model_params": {"c": [[1]]}}, "expected a value, a list"),
@@ -124,6 +124,39 @@ def test_bad_model_specs_name_the_problem(search: dict, expected: str) -> None:
     with pytest.raises(SpecError, match=None) as caught:
         validate({"study": {"name": "s"}, "search": search})
     assert expected in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["accuracy", "latency_ms", "number"])
+def test_model_params_named_like_results_are_refused_in_a_new_spec(name: str) -> None:
+    spec = validate(
+        {"study": {"name": "s"}, "search": {"model": "a.py:b", "model_params": {name: [1, 2]}}}
+    )
+    problem = new_spec_problem(spec)
+    assert problem is not None and f"{name}: the name is a result's" in problem
+
+
+def test_a_stepped_range_is_tried_at_its_highest_value_on_the_grid() -> None:
+    from hpo.run.user_model import _values
+
+    assert _values(Range(8, 30, False, 8)) == [8, 24]
+    assert _values(Range(8, 32, False, 8)) == [8, 32]
+    assert _values(Range(1, 4, False)) == [1, 4]
+
+
+def test_a_log_handler_made_at_import_writes_to_stderr_afterwards(tmp_path: Path) -> None:
+    # stderr is held back while a user's file is imported; a handler made then must not keep
+    # writing into the held-back buffer, or every later warning would be lost.
+    (tmp_path / "net.py").write_text(
+        "import logging\nfrom torch import nn\n"
+        "logging.getLogger('netlog').addHandler(logging.StreamHandler())\n"
+        "def build(num_classes):\n    return nn.Linear(3, num_classes)\n"
+    )
+    logger = logging.getLogger("netlog")
+    try:
+        user.load("net.py:build", user.ModelSources(spec_dir=tmp_path))
+        assert [h.stream for h in logger.handlers] == [sys.stderr]
+    finally:
+        logger.handlers.clear()
 
 
 def test_a_config_keeps_a_factorys_params_and_its_own_norm() -> None:

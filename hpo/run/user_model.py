@@ -55,7 +55,7 @@ def _configurations(spec: Spec, takes_norm: bool) -> Iterator[tuple[str | None, 
     """Every norm choice with the first model params, then each other model-param value (a
     range's low and high) with the others at their first: every value the sampler may pick is
     built once, without trying every combination."""
-    first = {name: _first(domain) for name, domain in spec.model_params.items()}
+    first = {name: _values(domain)[0] for name, domain in spec.model_params.items()}
     norms = _values(spec.domain("norm")) if takes_norm else [None]
     for norm in norms:
         yield norm, first
@@ -85,8 +85,9 @@ def _try(ref: str, norm: str | None, params: dict[str, Any], num_classes: int) -
         )
     if not any(p.requires_grad for p in network.parameters()):
         raise SpecError(
-            f"model {ref}: the network built with {params} has no trainable parameters; "
-            f"there is nothing for a trial to train"
+            f"model {ref}: the network built with {params}"
+            + (f", norm {norm}" if norm else "")
+            + " has no trainable parameters; there is nothing for a trial to train"
         )
     with user.running_user_code(f"model {ref}: BatchNorm folding"):
         try:
@@ -99,20 +100,15 @@ def _try(ref: str, norm: str | None, params: dict[str, Any], num_classes: int) -
 
 def _values(domain: Domain) -> list[Any]:
     """The values a domain's trials can take, as far as trying them goes: the fixed one, every
-    choice, or a range's low and high."""
+    choice, or a range's low and its highest value."""
     if isinstance(domain, Fixed):
         return [domain.value]
     if isinstance(domain, Choice):
         return list(domain.values)
     assert isinstance(domain, Range)
-    return [domain.low, domain.high]
-
-
-def _first(domain: Domain) -> Any:
-    """The value a domain's first trial could take: the fixed one, the first choice, low."""
-    if isinstance(domain, Fixed):
-        return domain.value
-    if isinstance(domain, Choice):
-        return domain.values[0]
-    assert isinstance(domain, Range)
-    return domain.low
+    if domain.step is None:
+        return [domain.low, domain.high]
+    # The highest value on the step's grid: what the sampler can draw, not always `high`.
+    steps = (domain.high - domain.low) // domain.step
+    top = domain.low + steps * domain.step
+    return [domain.low, top]
