@@ -316,7 +316,7 @@ def best(
     if rank_by not in RANK_KEYS:
         fail(f"--rank-by: unknown value {rank_by!r}; allowed: {', '.join(RANK_KEYS)}")
     if max_latency_ms is not None and not 0 < max_latency_ms < math.inf:
-        fail(f"--max-latency-ms {max_latency_ms:g}: expected a budget, a number > 0")
+        fail(f"--max-latency-ms {max_latency_ms:g}: expected a budget, a finite number > 0")
     stored = load_study(open_storage(storage, create=False), study_name)
     chosen = queries.best(stored, max_latency_ms, rank_by)
     if not chosen:
@@ -525,10 +525,10 @@ def _fail_on_trial_error(exc: Exception, storage: str) -> NoReturn:
 
 def main() -> None:
     """Console-script entry point."""
-    from hpo.run.signals import sigterm_as_interrupt
-
-    quiet_libraries()
     try:
+        from hpo.run.signals import sigterm_as_interrupt
+
+        quiet_libraries()
         # SIGTERM ends every command like Ctrl-C: one line, exit 143 (a worker turns it into
         # FAIL `interrupted` for its running trial), also while it is still starting.
         with sigterm_as_interrupt():

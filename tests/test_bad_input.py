@@ -344,9 +344,9 @@ USAGE_ERRORS = {
     "port": (("dashboard", "--port", "70000"), "Invalid value for '--port'"),
     "negative budget": (
         ("best", "--study-name", "s", "--max-latency-ms", "-1"),
-        "--max-latency-ms -1: expected a budget, a number > 0",
+        "--max-latency-ms -1: expected a budget, a finite number > 0",
     ),
-    "nan budget": (("best", "--study-name", "s", "--max-latency-ms", "nan"), "a number > 0"),
+    "nan budget": (("best", "--study-name", "s", "--max-latency-ms", "nan"), "a finite number > 0"),
 }
 
 

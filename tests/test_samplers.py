@@ -75,6 +75,21 @@ def test_same_seed_same_sequence(sampler: str) -> None:
     assert sequence() == sequence()
 
 
+@pytest.mark.parametrize("sampler", ["tpe", "latency_aware"])
+def test_the_largest_seed_with_a_trial_offset_still_seeds(sampler: str) -> None:
+    # A resumed study's sampler is seeded with `seed + trials so far`, which must stay a seed
+    # numpy takes.
+    spec = validate(
+        {"study": {"name": "t", "sampler": sampler, "seed": 2**32 - 1}, "search": SEARCH}
+    )
+    chosen = make_sampler(spec, seed_offset=5, probe=FunctionProbe(width_latency))
+    if isinstance(chosen, LatencyAwareSampler):
+        chosen.startup_trials = 2  # so the surrogate, seeded per trial, runs too
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=chosen)
+    study.optimize(synthetic_objective(spec), n_trials=4)
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE}
+
+
 def test_grid_with_a_range_is_a_spec_error() -> None:
     spec = validate({"study": {"name": "t", "sampler": "grid"}, "search": RANGES})
     with pytest.raises(SpecError, match="grid sampler needs a list"):

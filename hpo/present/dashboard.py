@@ -65,9 +65,10 @@ def serve(
     given = artifacts or os.environ.get(ARTIFACTS_ENV)
     if given and not Path(given).expanduser().is_dir():
         # A mistyped folder would be created empty and show no model.
+        option = "--artifacts" if artifacts else ARTIFACTS_ENV
         raise HpoError(
-            f"--artifacts {given}: no such folder; give the folder the trials' models were "
-            f"stored in (hpo run's --artifacts or {ARTIFACTS_ENV})"
+            f"{option} {given}: no such folder; give the folder the workers store models in "
+            f"(their {ARTIFACTS_ENV}), or create it first"
         )
     # The SQLite file's own folder is created even when empty, so models of trials that finish
     # while the dashboard runs show up.
