@@ -354,7 +354,9 @@ def validate(raw: dict[str, Any]) -> Spec:
         if not isinstance(table, dict):
             raise SpecError(f"[{name}] must be a table")
         try:
-            sections[name] = section.model_validate(table, strict=False)
+            # Strict: "5" or true for a count, 2.0 for epochs, 1 for a switch are mistakes
+            # to name, not values to convert (an int for a float is still taken).
+            sections[name] = section.model_validate(table, strict=True)
         except ValidationError as exc:
             raise _section_error(name, section, exc) from None
     search = parse_search(raw.get("search", {}))
