@@ -53,8 +53,8 @@ def _try_once(spec: Spec, ref: str, takes_norm: bool, num_classes: int) -> None:
 
 def _configurations(spec: Spec, takes_norm: bool) -> Iterator[tuple[str | None, dict[str, Any]]]:
     """Every norm choice with the first model params, then each other model-param value (a
-    range's low and high) with the others at their first: every value the sampler may pick is
-    built once, without trying every combination."""
+    range's low and highest value) with the others at their first: every value the sampler may
+    pick is built once, without trying every combination."""
     first = {name: _values(domain)[0] for name, domain in spec.model_params.items()}
     norms = _values(spec.domain("norm")) if takes_norm else [None]
     for norm in norms:
@@ -65,8 +65,8 @@ def _configurations(spec: Spec, takes_norm: bool) -> Iterator[tuple[str | None, 
 
 
 def _try(ref: str, norm: str | None, params: dict[str, Any], num_classes: int) -> None:
-    called = f"model {ref}: calling the factory with {params}" + (f", norm {norm}" if norm else "")
-    with user.running_user_code(called):
+    given = f"{params}" + (f", norm {norm}" if norm else "")
+    with user.running_user_code(f"model {ref}: calling the factory with {given}"):
         network = build_model(ref, norm=norm, num_classes=num_classes, **params)
     with user.running_user_code(f"model {ref}: its forward pass on {_PROBE_SHAPE} images"):
         network.eval()
@@ -85,9 +85,8 @@ def _try(ref: str, norm: str | None, params: dict[str, Any], num_classes: int) -
         )
     if not any(p.requires_grad for p in network.parameters()):
         raise SpecError(
-            f"model {ref}: the network built with {params}"
-            + (f", norm {norm}" if norm else "")
-            + " has no trainable parameters; there is nothing for a trial to train"
+            f"model {ref}: the network built with {given} has no trainable parameters; there is "
+            f"nothing for a trial to train"
         )
     with user.running_user_code(f"model {ref}: BatchNorm folding"):
         try:
