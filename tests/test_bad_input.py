@@ -417,6 +417,17 @@ def test_finished_study_and_kept_target(tmp_path: Path, tiny_npz: Path) -> None:
     assert len(study.get_trials()) == 2
 
 
+def run_hpo_in_script(
+    setup: str, args: list[str], folder: Path
+) -> subprocess.CompletedProcess[str]:
+    """`setup` (Python that imports some `main`), then `main()` as `hpo ARGS`, in a new
+    interpreter."""
+    script = f"{setup}import sys\nsys.argv = {['hpo', *args]!r}\nmain()\n"
+    return subprocess.run(
+        [sys.executable, "-c", script], cwd=folder, capture_output=True, text=True, timeout=60
+    )
+
+
 def test_ctrl_c_while_the_command_line_is_imported_is_one_line(tmp_path: Path) -> None:
     # Ctrl-C arrives while the libraries of the command line are still being imported.
     script = (
@@ -428,12 +439,8 @@ def test_ctrl_c_while_the_command_line_is_imported_is_one_line(tmp_path: Path) -
         "    return real_import(name, *args, **kwargs)\n"
         "builtins.__import__ = interrupted\n"
         "from hpo.entry import main\n"
-        "sys.argv = ['hpo', '--help']\n"
-        "main()\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
+    result = run_hpo_in_script(script, ["--help"], tmp_path)
     assert result.returncode == 130, result.stderr
     assert result.stderr == "hpo: interrupted\n"
 
@@ -449,11 +456,7 @@ def test_sigterm_outside_a_trial_is_one_line(tmp_path: Path) -> None:
         "    time.sleep(30)\n"
         "reference.spec_reference = stopped\n"
         "from hpo.cli import main\n"
-        "sys.argv = ['hpo', 'spec-reference']\n"
-        "main()\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
+    result = run_hpo_in_script(script, ["spec-reference"], tmp_path)
     assert result.returncode == 143, result.stderr
     assert result.stderr == "hpo: interrupted\n", "no trial ran, so none is named"
