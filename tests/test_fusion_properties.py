@@ -142,8 +142,31 @@ def test_batchnorm_before_a_padded_conv_is_kept(channels: int, padding: int, see
     assert report.n_folded == 0 and batchnorms(folded) == 1
     assert report.kept[0]["reason"] == (
         "follows ReLU, not a conv/linear; "
-        "then Conv2d, which pads (the fold would change the border)"
+        "then Conv2d, which pads with zeros (the fold would change the border)"
     )
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    channels=st.integers(1, 8),
+    mode=st.sampled_from(["reflect", "replicate", "circular"]),
+    seed=st.integers(0, 2**16),
+)
+def test_batchnorm_folds_forward_into_a_conv_that_pads_with_its_own_values(
+    channels: int, mode: str, seed: int
+) -> None:
+    # Padding that copies the map's values commutes with the BatchNorm's per-channel affine map.
+    model = randomize_batchnorms(
+        nn.Sequential(
+            nn.ReLU(),
+            nn.BatchNorm2d(channels),
+            nn.Conv2d(channels, 3, 3, padding=1, padding_mode=mode),
+        ),
+        seed,
+    )
+    folded, report = fold_batchnorm(model)
+    check_equivalence(model, folded, torch.randn(2, channels, 7, 7))
+    assert report.n_kept == 0 and batchnorms(folded) == 0
 
 
 class Residual(nn.Module):

@@ -7,10 +7,10 @@ residual adds, depthwise/pointwise convs and convs with or without bias are hand
 not by guessing from module order; the arithmetic is torch's own `fuse_conv_bn_eval` /
 `fuse_linear_bn_eval`. A BatchNorm that does not follow a conv (e.g. one reading a concatenation,
 as in pre-activation DenseNet) folds forward into the conv it feeds when nothing is between them
-and that conv does not pad: zero padding would pad the normalized map with zeros, which the
-folded conv could only reproduce by padding the raw map with -shift/scale. Group, layer and
-instance norms use per-sample statistics and cannot be folded; they, and every BatchNorm that
-cannot be folded either way, are kept and listed with the reasons.
+and that conv does not pad with zeros: zero padding would pad the normalized map with zeros,
+which the folded conv could only reproduce by padding the raw map with -shift/scale. Group,
+layer and instance norms use per-sample statistics and cannot be folded; they, and every
+BatchNorm that cannot be folded either way, are kept and listed with the reasons.
 """
 
 from __future__ import annotations
@@ -160,8 +160,8 @@ def _foldable_consumer(
     expected = _CONV_BN.get(type(consumer))
     if expected is None or not isinstance(bn, expected) or user.args[0] is not bn_node:
         return None, f"then {kind}: dimensions differ from {type(bn).__name__}"
-    if _pads(consumer):
-        return None, f"then {kind}, which pads (the fold would change the border)"
+    if _pads_with_zeros(consumer):
+        return None, f"then {kind}, which pads with zeros (the fold would change the border)"
     if (calls := _calls(graph_module, user.target)) != 1:
         return None, f"then {user.target}, called {calls} times (shared weights)"
     if not _has_running_stats(bn):
@@ -169,8 +169,12 @@ def _foldable_consumer(
     return user, ""
 
 
-def _pads(conv: _ConvNd) -> bool:
-    """Whether the conv pads its input (padding given as numbers, or as 'same'/'valid')."""
+def _pads_with_zeros(conv: _ConvNd) -> bool:
+    """Whether the conv pads its input with zeros (padding given as numbers, or as
+    'same'/'valid'). Reflect, replicate and circular padding copy the map's own values, so they
+    commute with a per-channel affine map and the fold stays exact."""
+    if conv.padding_mode != "zeros":
+        return False
     if isinstance(conv.padding, str):
         return conv.padding != "valid"
     return any(conv.padding)
@@ -239,7 +243,8 @@ def _trace(model: nn.Module) -> fx.GraphModule:
     except Exception as exc:  # fx raises many types (TraceError, TypeError, NotImplementedError)
         raise FoldingError(
             f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {exc}); "
-            "BatchNorm folding needs a symbolically traceable forward"
+            "BatchNorm folding reads the network's graph, so forward must be symbolically "
+            "traceable (no if or loop on tensor values)"
         ) from exc
 
 
