@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -109,6 +111,15 @@ def test_export_leaves_the_model_alone() -> None:
     model = models.build_model("simple_cnn", norm="batch", width=0.25).train()
     onnx_bytes = export_onnx(model)
     assert onnx_bytes[:2] and model.training  # the caller's model is not switched to eval
+
+
+def test_export_is_quiet_about_what_it_could_not_constant_fold() -> None:
+    # Reflect padding exports as strided slices, which the exporter warns it cannot fold.
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export_onnx(model)
+    assert [str(w.message) for w in caught] == []
 
 
 @pytest.mark.parametrize("norm", models.NORMS)
