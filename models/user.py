@@ -23,10 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from hpo.core.errors import SpecError
 from hpo.core.model_ref import ModelRef, parse_model_ref
+from models.layers import IMAGE_SIZE
 from models.norm import make_norm
 
 # torchvision classification models whose builders pass `norm_layer` on to every norm layer.
@@ -127,8 +130,25 @@ def build(text: str, *, norm: str | None, num_classes: int, **params: object) ->
         kwargs["norm_layer"] = functools.partial(make_norm, norm or "batch")
     network = user.factory(**kwargs)
     if not isinstance(network, nn.Module):
-        raise TypeError(f"the factory returned {type(network).__name__}, not a torch nn.Module")
+        raise SpecError(
+            f"model {text}: the factory returned {type(network).__name__}, not a torch nn.Module"
+        )
+    _materialize_lazy(network)
     return network
+
+
+def _materialize_lazy(network: nn.Module) -> None:
+    """Give lazy modules (`nn.LazyConv2d`, ...) their shapes with one forward pass of CIFAR-shaped
+    images: the optimizer, folding and export all need every parameter to exist."""
+    tensors = [*network.parameters(), *network.buffers()]
+    if not any(is_lazy(t) for t in tensors):
+        return
+    training = network.training
+    # Eval mode: the pass must not move BatchNorm running statistics, nor need a batch > 1.
+    network.eval()
+    with torch.no_grad():
+        network(torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+    network.train(training)
 
 
 def _model_file(ref: ModelRef, sources: ModelSources) -> Path:

@@ -210,6 +210,23 @@ def test_the_example_folds_every_batchnorm_for_each_norm(tmp_path: Path) -> None
         assert report.n_folded == (6 if norm == "batch" else 0), report
 
 
+def test_lazy_modules_get_their_shapes_when_the_network_is_built(tmp_path: Path) -> None:
+    (tmp_path / "net.py").write_text(
+        "from torch import nn\n"
+        "def build(num_classes):\n"
+        "    return nn.Sequential(nn.LazyConv2d(4, 3, bias=False), nn.BatchNorm2d(4),\n"
+        "        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LazyLinear(num_classes))\n"
+    )
+    user.load("net.py:build", user.ModelSources(spec_dir=tmp_path))
+    network = build_model("net.py:build", norm=None, num_classes=5)
+    # Built in train mode, as a trial trains it, and with no statistics moved by the shaping pass.
+    assert network.training
+    assert not any(torch.nn.parameter.is_lazy(p) for p in network.parameters())
+    assert int(network[1].num_batches_tracked) == 0
+    _, report = fold_batchnorm(network.eval())
+    assert report.n_folded == 1, report
+
+
 def test_torchvision_models_take_the_searched_norm() -> None:
     ref = "torchvision:resnet18"
     loaded = user.load(ref, user.ModelSources())  # torchvision needs no --models
@@ -262,13 +279,33 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "def build(num_classes):\n    return [1, 2]\n",
         "net.py:build",
         "",
-        "not a torch nn.Module",
+        "model net.py:build: the factory returned list, not a torch nn.Module",
     ),
     "forward raises": (
         "from torch import nn\ndef build(num_classes):\n    return nn.Conv2d(1, num_classes, 3)\n",
         "net.py:build",
         "",
-        "its forward pass on (2, 3, 32, 32) images raised RuntimeError",
+        "built with {}: its forward pass on (2, 3, 32, 32) images raised RuntimeError",
+    ),
+    "forward fails with one norm choice": (
+        # InstanceNorm needs more than one value per channel: a 1x1 map fails with it alone.
+        "from torch import nn\n"
+        "def build(num_classes, norm_layer=nn.BatchNorm2d):\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 32), norm_layer(4), nn.Flatten(),\n"
+        "                         nn.Linear(4, num_classes))\n",
+        "net.py:build",
+        'norm = ["batch", "instance"]',
+        "built with {}, norm instance: its forward pass on (2, 3, 32, 32) images raised",
+    ),
+    "batchnorm without running statistics": (
+        "from torch import nn\n"
+        "def build(num_classes):\n"
+        "    return nn.Sequential(\n"
+        "        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False),\n"
+        "        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))\n",
+        "net.py:build",
+        "",
+        "BatchNorm 1 keeps no running statistics (track_running_stats=False)",
     ),
     "wrong output shape": (
         "from torch import nn\n"
@@ -288,7 +325,8 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "def build(num_classes):\n    return Net(num_classes)\n",
         "net.py:build",
         "",
-        "BatchNorm folding needs a traceable network: cannot trace Net with torch.fx",
+        "cannot trace Net with torch.fx (TraceError: symbolically traced variables cannot be "
+        "used as inputs to control flow); BatchNorm folding reads the network's graph",
     ),
     "norm without norm_layer": (
         EXAMPLE_NET.read_text().replace(

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from hpo.core.errors import SpecError
 from hpo.core.spec import Choice, Domain, Fixed, Range, Spec
@@ -68,7 +69,8 @@ def _try(ref: str, norm: str | None, params: dict[str, Any], num_classes: int) -
     given = f"{params}" + (f", norm {norm}" if norm else "")
     with user.running_user_code(f"model {ref}: calling the factory with {given}"):
         network = build_model(ref, norm=norm, num_classes=num_classes, **params)
-    with user.running_user_code(f"model {ref}: its forward pass on {_PROBE_SHAPE} images"):
+    built = f"model {ref}: the network built with {given}"
+    with user.running_user_code(f"{built}: its forward pass on {_PROBE_SHAPE} images"):
         network.eval()
         with torch.no_grad():
             output = network(torch.zeros(_PROBE_SHAPE))
@@ -85,16 +87,28 @@ def _try(ref: str, norm: str | None, params: dict[str, Any], num_classes: int) -
         )
     if not any(p.requires_grad for p in network.parameters()):
         raise SpecError(
-            f"model {ref}: the network built with {given} has no trainable parameters; there is "
-            f"nothing for a trial to train"
+            f"{built} has no trainable parameters; there is nothing for a trial to train"
+        )
+    if unbatched := _without_running_statistics(network):
+        raise SpecError(
+            f"{built}: BatchNorm {unbatched} keeps no running statistics "
+            "(track_running_stats=False), so at inference it normalizes each image by the "
+            "other images of its batch; keep them (the default), or use a per-sample norm "
+            "(GroupNorm, InstanceNorm, LayerNorm)"
         )
     with user.running_user_code(f"model {ref}: BatchNorm folding"):
         try:
             fold_batchnorm(network)
         except FoldingError as exc:
-            raise SpecError(
-                f"model {ref}: BatchNorm folding needs a traceable network: {exc}"
-            ) from None
+            raise SpecError(f"{built}: {exc}") from None
+
+
+def _without_running_statistics(network: torch.nn.Module) -> str:
+    """The name of a BatchNorm of `network` that keeps no running statistics, or ''."""
+    for name, module in network.named_modules():
+        if isinstance(module, _BatchNorm) and not module.track_running_stats:
+            return name
+    return ""
 
 
 def _values(domain: Domain) -> list[Any]:
