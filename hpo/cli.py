@@ -331,12 +331,15 @@ def best(
         title = f"{study_name}: most accurate with {rank_by} <= {max_latency_ms:g}"
     print_trials(console, chosen[:top] if top else chosen, fmt, title, wide=wide)
     if fmt == Format.table:
-        from hpo.present.study_view import export_command
+        from hpo.present.study_view import export_command, models_folder_note
 
         # The next step for people: the first row's model, as files.
         first = chosen[0].number
         command = export_command(stored, first, two_lines=True)
+        note = models_folder_note(stored)
         console.file.write(f"\nmodel of trial {first}:\n  {command}\n")
+        if note:
+            console.file.write(f"  ({note})\n")
 
 
 @app.command()

@@ -487,6 +487,11 @@ def test_the_example_study_runs_end_to_end(sample_path: Path, tmp_path: Path) ->
     # Three norms, one architecture each: every later trial of a norm reuses its probe.
     cached = [t.user_attrs.get("latency_probe_cached") for t in trials]
     assert sum(map(bool, cached)) >= len(trials) - 3, cached
+    # The export command `best` suggests says that rebuilding the network needs the file.
+    best = run_cli("best", "--storage", url, "--study-name", "custom_model")
+    assert best.returncode == 0, best.stderr
+    assert " --models DIR \\\n" in best.stdout, best.stdout
+    assert "(DIR: the folder that holds nets/tiny.py, at that path)" in best.stdout, best.stdout
 
     best = invoke("best", "--storage", url, "--study-name", "custom_model", "--wide")
     assert best.returncode == 0 and "channels" in best.stdout, best.stdout + best.stderr

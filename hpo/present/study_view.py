@@ -16,6 +16,8 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.core import results
+from hpo.core.errors import SpecError
+from hpo.core.model_ref import ModelRef, is_model_ref, parse_model_ref
 from hpo.core.results import TrialResult
 from hpo.core.trial_attrs import (
     FAIL_REASON_ATTR,
@@ -161,8 +163,41 @@ def export_command(stored: StoredStudy, number: int, *, two_lines: bool = False)
     puts the storage URL on a continuation line, for terminals."""
     name = shlex.quote(stored.name)
     head = f"hpo export --study-name {name} --trial {number} --out model-{number}"
+    if models := models_option(stored):
+        head += f" {models}"
     storage = f"--storage {shlex.quote(safe_url(stored.storage.url))}"
     return f"{head} \\\n    {storage}" if two_lines else f"{head} {storage}"
+
+
+def models_option(stored: StoredStudy) -> str:
+    """The `--models` option a command that rebuilds the study's networks needs: the module of
+    a module factory, `DIR` (the folder holding the file, see `models_folder_note`) for a file
+    factory, '' for a built-in family or torchvision."""
+    ref = _factory_ref(stored)
+    if ref is None or ref.kind == "torchvision":
+        return ""
+    return f"--models {shlex.quote(ref.source) if ref.kind == 'module' else 'DIR'}"
+
+
+def models_folder_note(stored: StoredStudy) -> str:
+    """What `DIR` stands for in `models_option`, or '' where it is not used."""
+    ref = _factory_ref(stored)
+    if ref is None or ref.kind != "file":
+        return ""
+    return f"DIR: the folder that holds {ref.source}, at that path"
+
+
+def _factory_ref(stored: StoredStudy) -> ModelRef | None:
+    """The model factory the stored spec names, or None (a built-in family, or no spec)."""
+    spec = stored.study.user_attrs.get(SPEC_ATTR)
+    search = spec.get("search") if isinstance(spec, dict) else None
+    model = search.get("model") if isinstance(search, dict) else None
+    if not is_model_ref(model):
+        return None
+    try:
+        return parse_model_ref(str(model))
+    except SpecError:
+        return None
 
 
 def model_sources(
