@@ -166,7 +166,10 @@ DataOverride = Annotated[
 ]
 SetOverrides = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a spec value: section.key=value (repeatable)."),
+    typer.Option(
+        "--set",
+        help="Override a spec value: section.key=value, or section.table.key=value (repeatable).",
+    ),
 ]
 
 

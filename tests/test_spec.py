@@ -101,6 +101,15 @@ def test_override_needs_section_and_key() -> None:
         apply_overrides({}, ["epochs=2"])
 
 
+def test_an_override_sets_one_key_of_a_table_in_a_section() -> None:
+    raw = {"search": {"model": "nets/tiny.py:build", "model_params": {"blocks": [1, 2]}}}
+    changed = apply_overrides(raw, ["search.model_params.channels=[8]", "search.x.y.z=1"])
+    assert changed["search"]["model_params"] == {"blocks": [1, 2], "channels": [8]}
+    assert changed["search"]["x"] == {"y": {"z": 1}}
+    with pytest.raises(SpecError, match=r"\[search.model\] is not a table"):
+        apply_overrides(raw, ["search.model.name=x"])
+
+
 def test_a_new_study_name_has_no_white_space_at_either_end(tmp_path: Path) -> None:
     path = tmp_path / "spaced.toml"
     path.write_text('[study]\nname = "t "\n')

@@ -367,11 +367,15 @@ def validate(raw: dict[str, Any]) -> Spec:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parse `section.key=value`; the value is read as TOML, or taken as a plain string."""
+    """Parse `section.key=value` (or `section.table.key=value`, a key of a table inside the
+    section); the value is read as TOML, or taken as a plain string."""
     path, sep, value_text = text.partition("=")
     keys = path.strip().split(".")
-    if not sep or len(keys) != 2 or not all(keys):
-        raise SpecError(f"--set {text!r}: expected section.key=value (e.g. train.epochs=1)")
+    if not sep or len(keys) < 2 or not all(keys):
+        raise SpecError(
+            f"--set {text!r}: expected section.key=value or section.table.key=value "
+            "(e.g. train.epochs=1, search.model_params.channels=[8, 16])"
+        )
     try:
         value = tomllib.loads(f"v = {value_text.strip()}")["v"]
     except tomllib.TOMLDecodeError:
@@ -386,12 +390,15 @@ def apply_overrides(
     `section.key` -> value of `values` (typed values from command-line flags)."""
     result = copy.deepcopy(raw)
     pairs = [(*parse_override(text), text) for text in overrides]
-    pairs += [(dotted.split(".", 1), value, dotted) for dotted, value in (values or {}).items()]
-    for (section, key), value, text in pairs:
-        table = result.setdefault(section, {})
-        if not isinstance(table, dict):
-            raise SpecError(f"--set {text!r}: [{section}] is not a table")
-        table[key] = value
+    pairs += [(dotted.split("."), value, dotted) for dotted, value in (values or {}).items()]
+    for keys, value, text in pairs:
+        table = result
+        # Tables on the way are made if missing, so one key of a table can be set alone.
+        for depth, key in enumerate(keys[:-1], start=1):
+            table = table.setdefault(key, {})
+            if not isinstance(table, dict):
+                raise SpecError(f"--set {text!r}: [{'.'.join(keys[:depth])}] is not a table")
+        table[keys[-1]] = value
     return result
 
 
