@@ -95,6 +95,27 @@ def test_batchnorm_not_after_conv_is_kept() -> None:
     assert "not a conv" in report.kept[0]["reason"]
 
 
+def test_torchvision_frozen_batchnorms_fold_and_are_listed() -> None:
+    from torchvision.ops import FrozenBatchNorm2d
+
+    torch.manual_seed(0)
+    frozen = [FrozenBatchNorm2d(4, eps=1e-3), FrozenBatchNorm2d(4)]
+    for norm in frozen:
+        for name in ("weight", "bias", "running_mean"):
+            norm.get_buffer(name).copy_(torch.randn(4))
+        norm.get_buffer("running_var").copy_(torch.rand(4) + 0.5)
+    # The second follows a transposed conv, which is not folded: kept, and still computed alike.
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), frozen[0], nn.ReLU(), nn.ConvTranspose2d(4, 4, 2), frozen[1]
+    ).eval()
+    folded, report = fold_batchnorm(model)
+    check_equivalence(model, folded, torch.randn(2, 3, 8, 8))
+    assert [(f["layer"], f["type"], f["into"]) for f in report.folded] == [
+        ("1", "FrozenBatchNorm2d", "0")
+    ]
+    assert [(k["layer"], k["type"]) for k in report.kept] == [("4", "FrozenBatchNorm2d")]
+
+
 def test_wrong_fold_is_caught() -> None:
     model = randomize_batchnorms(models.build_model("simple_cnn", norm="batch"))
     folded, _ = fold_batchnorm(model)

@@ -16,6 +16,7 @@ BatchNorm that cannot be folded either way, are kept and listed with the reasons
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -237,9 +238,48 @@ def _check_eval_mode(model: nn.Module) -> None:
             )
 
 
+class FrozenBatchNorm2d(nn.BatchNorm2d):
+    """torchvision's `FrozenBatchNorm2d` (fixed statistics and affine map) as the eval-mode
+    BatchNorm2d it equals: a leaf of the graph that folds like any BatchNorm. Traced as it is,
+    its arithmetic would be spread over graph nodes and it would be neither folded nor listed.
+    """
+
+    @classmethod
+    def of(cls, frozen: nn.Module) -> FrozenBatchNorm2d:
+        weight = frozen.get_buffer("weight")
+        norm = cls(weight.numel(), eps=float(frozen.eps)).to(weight).eval()
+        with torch.no_grad():
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                getattr(norm, name).copy_(frozen.get_buffer(name))
+        return norm
+
+
+def _thaw_frozen_batchnorms(model: nn.Module) -> None:
+    """Replace torchvision's FrozenBatchNorm2d layers of `model` by `FrozenBatchNorm2d.of`."""
+    # A model holding one has imported torchvision.ops: nothing to import (or pay) otherwise.
+    misc = sys.modules.get("torchvision.ops.misc")
+    frozen_type = getattr(misc, "FrozenBatchNorm2d", None)
+    if frozen_type is None:
+        return
+    for name, module in list(model.named_modules()):
+        if isinstance(module, frozen_type):
+            _replace_submodule(model, name, FrozenBatchNorm2d.of(module))
+
+
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, with `FrozenBatchNorm2d` a leaf like torch's own norm modules."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, FrozenBatchNorm2d) or super().is_leaf_module(m, module_qualified_name)
+
+
 def _trace(model: nn.Module) -> fx.GraphModule:
     try:
-        return fx.symbolic_trace(copy.deepcopy(model))
+        copied = copy.deepcopy(model)
+        _thaw_frozen_batchnorms(copied)
+        tracer = _Tracer()
+        graph = tracer.trace(copied)
+        return fx.GraphModule(tracer.root, graph, type(copied).__name__)
     except Exception as exc:  # fx raises many types (TraceError, TypeError, NotImplementedError)
         raise FoldingError(
             f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {exc}); "
