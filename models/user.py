@@ -34,6 +34,8 @@ from models.norm import make_norm
 
 # torchvision classification models whose builders pass `norm_layer` on to every norm layer.
 TORCHVISION_PREFIXES: tuple[str, ...] = (
+    # EfficientNet b5-b7 and v2 set a norm_layer of their own: one given as well is an error.
+    *(f"efficientnet_b{size}" for size in range(5)),
     "mobilenet_v2",
     "mobilenet_v3",
     "regnet",

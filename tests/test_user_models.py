@@ -231,6 +231,8 @@ def test_torchvision_models_take_the_searched_norm() -> None:
     ref = "torchvision:resnet18"
     loaded = user.load(ref, user.ModelSources())  # torchvision needs no --models
     assert loaded.takes_norm_layer and "resnet18" in user.torchvision_names()
+    assert "efficientnet_b4" in user.torchvision_names()
+    assert "efficientnet_b5" not in user.torchvision_names()  # it sets its own norm_layer
     network = build_model(ref, norm="group", num_classes=10).eval()
     assert network(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in network.modules())
