@@ -132,11 +132,18 @@ def build(text: str, *, norm: str | None, num_classes: int, **params: object) ->
         kwargs["norm_layer"] = functools.partial(make_norm, norm or "batch")
     network = user.factory(**kwargs)
     if not isinstance(network, nn.Module):
-        raise SpecError(
-            f"model {text}: the factory returned {type(network).__name__}, not a torch nn.Module"
-        )
+        raise UnusableNetwork(f"it returned {type(network).__name__}, not a torch nn.Module")
     _materialize_lazy(network)
     return network
+
+
+class UnusableNetwork(Exception):
+    """The factory ran, but what it returned cannot be trained: the message says why."""
+
+
+# What the shaping pass of lazy modules feeds: two CIFAR images, as the pre-study check does
+# (a norm with batch statistics needs more than one).
+_SHAPING_BATCH = (2, 3, IMAGE_SIZE, IMAGE_SIZE)
 
 
 def _materialize_lazy(network: nn.Module) -> None:
@@ -145,12 +152,20 @@ def _materialize_lazy(network: nn.Module) -> None:
     tensors = [*network.parameters(), *network.buffers()]
     if not any(is_lazy(t) for t in tensors):
         return
-    training = network.training
-    # Eval mode: the pass must not move BatchNorm running statistics, nor need a batch > 1.
-    network.eval()
-    with torch.no_grad():
-        network(torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE))
-    network.train(training)
+    # Eval mode, so BatchNorm running statistics stay as they are; each module's mode is restored.
+    modes = {module: module.training for module in network.modules()}
+    try:
+        network.eval()
+        with torch.no_grad():
+            network(torch.zeros(_SHAPING_BATCH))
+    except Exception as exc:  # the user's forward: anything it raises names the network's fault
+        raise UnusableNetwork(
+            f"the pass of {_SHAPING_BATCH} images that shapes its lazy modules raised "
+            f"{one_line(exc)}"
+        ) from exc
+    finally:
+        for module, training in modes.items():
+            module.train(training)
 
 
 def _model_file(ref: ModelRef, sources: ModelSources) -> Path:
@@ -281,6 +296,8 @@ def running_user_code(what: str) -> Iterator[None]:
             yield
     except SpecError:
         raise
+    except UnusableNetwork as exc:
+        raise SpecError(f"{what}: {exc}") from None
     except SystemExit as exc:
         code = "" if exc.code is None else repr(exc.code)
         raise SpecError(

@@ -281,7 +281,7 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "def build(num_classes):\n    return [1, 2]\n",
         "net.py:build",
         "",
-        "model net.py:build: the factory returned list, not a torch nn.Module",
+        "model net.py:build: calling the factory with {}: it returned list, not a torch nn.Module",
     ),
     "forward raises": (
         "from torch import nn\ndef build(num_classes):\n    return nn.Conv2d(1, num_classes, 3)\n",
@@ -298,6 +298,25 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "net.py:build",
         'norm = ["batch", "instance"]',
         "built with {}, norm instance: its forward pass on (2, 3, 32, 32) images raised",
+    ),
+    "lazy network whose shaping pass fails": (
+        "from torch import nn\n"
+        "def build(num_classes):\n"
+        "    return nn.Sequential(nn.LazyConv2d(4, 3), nn.Linear(5, num_classes))\n",
+        "net.py:build",
+        "",
+        "calling the factory with {}: the pass of (2, 3, 32, 32) images that shapes its lazy "
+        "modules raised RuntimeError",
+    ),
+    "lazy network with a batchnorm without running statistics": (
+        "from torch import nn\n"
+        "def build(num_classes):\n"
+        "    return nn.Sequential(\n"
+        "        nn.LazyConv2d(4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),\n"
+        "        nn.BatchNorm1d(4, track_running_stats=False), nn.Linear(4, num_classes))\n",
+        "net.py:build",
+        "",
+        "BatchNorm 3 keeps no running statistics",
     ),
     "batchnorm without running statistics": (
         "from torch import nn\n"

@@ -18,7 +18,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from hpo.core.errors import SpecError
 from hpo.core.spec import Choice, Domain, Fixed, Range, Spec
-from hpo.measure.fusion import FoldingError, fold_batchnorm
+from hpo.measure.fusion import FoldingError, fold_batchnorm, has_running_stats
 from models import user
 from models.registry import build_model
 
@@ -106,7 +106,7 @@ def _try(ref: str, norm: str | None, params: dict[str, Any], num_classes: int) -
 def _without_running_statistics(network: torch.nn.Module) -> str:
     """The name of a BatchNorm of `network` that keeps no running statistics, or ''."""
     for name, module in network.named_modules():
-        if isinstance(module, _BatchNorm) and not module.track_running_stats:
+        if isinstance(module, _BatchNorm) and not has_running_stats(module):
             return name
     return ""
 
