@@ -116,6 +116,28 @@ def test_torchvision_frozen_batchnorms_fold_and_are_listed() -> None:
     assert [(k["layer"], k["type"]) for k in report.kept] == [("4", "FrozenBatchNorm2d")]
 
 
+def test_a_frozen_batchnorm_registered_twice_is_listed_under_each_name() -> None:
+    from torchvision.ops import FrozenBatchNorm2d
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3)
+            self.a = FrozenBatchNorm2d(4)
+            self.b = self.a
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(self.conv2(self.a(self.conv1(x))))
+
+    model = Twice().eval()
+    folded, report = fold_batchnorm(model)
+    check_equivalence(model, folded, torch.randn(2, 3, 8, 8))
+    assert sorted((f["layer"], f["into"]) for f in report.folded) == [
+        ("a", "conv1"),
+        ("b", "conv2"),
+    ]
+
+
 def test_wrong_fold_is_caught() -> None:
     model = randomize_batchnorms(models.build_model("simple_cnn", norm="batch"))
     folded, _ = fold_batchnorm(model)

@@ -116,7 +116,8 @@ def _calls(graph_module: fx.GraphModule, target: object) -> int:
     return sum(n.op == "call_module" and n.target == target for n in graph_module.graph.nodes)
 
 
-def _has_running_stats(bn: _BatchNorm) -> bool:
+def has_running_stats(bn: _BatchNorm) -> bool:
+    """Whether `bn` normalizes with running statistics in eval mode (else with the batch's)."""
     return bn.track_running_stats and bn.running_mean is not None and bn.running_var is not None
 
 
@@ -137,7 +138,7 @@ def _foldable_producer(
     if (calls := _calls(graph_module, source.target)) != 1:
         # Folding rewrites the shared weights, which would change the layer's other calls.
         return None, f"{source.target} is called {calls} times (shared weights)"
-    if not _has_running_stats(bn):
+    if not has_running_stats(bn):
         return None, "no running statistics"
     return source, ""
 
@@ -165,7 +166,7 @@ def _foldable_consumer(
         return None, f"then {kind}, which pads with zeros (the fold would change the border)"
     if (calls := _calls(graph_module, user.target)) != 1:
         return None, f"then {user.target}, called {calls} times (shared weights)"
-    if not _has_running_stats(bn):
+    if not has_running_stats(bn):
         return None, "no running statistics"
     return user, ""
 
@@ -261,7 +262,9 @@ def _thaw_frozen_batchnorms(model: nn.Module) -> None:
     frozen_type = getattr(misc, "FrozenBatchNorm2d", None)
     if frozen_type is None:
         return
-    for name, module in list(model.named_modules()):
+    # Every name of a layer registered under several, each with its own copy (as a BatchNorm
+    # registered twice is listed twice).
+    for name, module in list(model.named_modules(remove_duplicate=False)):
         if isinstance(module, frozen_type):
             _replace_submodule(model, name, FrozenBatchNorm2d.of(module))
 
@@ -274,9 +277,9 @@ class _Tracer(fx.Tracer):
 
 
 def _trace(model: nn.Module) -> fx.GraphModule:
+    copied = copy.deepcopy(model)
+    _thaw_frozen_batchnorms(copied)
     try:
-        copied = copy.deepcopy(model)
-        _thaw_frozen_batchnorms(copied)
         tracer = _Tracer()
         graph = tracer.trace(copied)
         return fx.GraphModule(tracer.root, graph, type(copied).__name__)

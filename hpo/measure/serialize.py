@@ -41,7 +41,9 @@ def quiet_tracing() -> Iterator[None]:
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*instance_norm.*", category=UserWarning)
-        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message="Constant folding - Only steps=1", category=UserWarning
+        )
         yield
 
 
