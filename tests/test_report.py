@@ -189,3 +189,37 @@ def test_report_answers_the_deploy_question(tmp_path: Path) -> None:
     assert best.returncode == 0, best.stderr
     *_, command, storage = best.stdout.rstrip().splitlines()
     assert command.endswith("--trial 0 --out model-0 \\") and storage.strip() == f"--storage {url}"
+
+
+@pytest.mark.parametrize(
+    ("model", "option", "note"),
+    [
+        ("nets/tiny.py:build", "--models DIR", "DIR: the folder that holds nets/tiny.py"),
+        ("mypkg.nets:build", "--models mypkg.nets", ""),
+        # --models refuses files outside its folders: no option can help, none is shown.
+        ("../nets/tiny.py:build", "", ""),
+        ("/abs/tiny.py:build", "", ""),
+        ("torchvision:resnet18", "", ""),
+        ("resnet", "", ""),
+    ],
+)
+def test_the_export_command_carries_the_models_option_a_factory_needs(
+    model: str, option: str, note: str, tmp_path: Path
+) -> None:
+    import optuna
+
+    from hpo.present.study_view import export_command, model_sources, models_folder_note
+    from hpo.store.connect import StoredStudy, open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}", create=True)
+    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
+    study.set_user_attr("spec", {"search": {"model": model}})
+    study.add_trial(optuna.trial.create_trial(values=[0.5, 1.0]))
+    stored = StoredStudy.of(study, storage)
+    command = export_command(stored, 0)
+    assert command.startswith(f"hpo export --study-name {study.study_name} --trial 0 --out ")
+    assert (f" {option} --storage " in command) if option else ("--models" not in command)
+    assert models_folder_note(stored).startswith(note) and bool(note) == bool(
+        models_folder_note(stored)
+    )
+    assert model_sources(stored, [0])[0].command_note == models_folder_note(stored)

@@ -106,7 +106,7 @@ def test_an_override_sets_one_key_of_a_table_in_a_section() -> None:
     changed = apply_overrides(raw, ["search.model_params.channels=[8]", "search.x.y.z=1"])
     assert changed["search"]["model_params"] == {"blocks": [1, 2], "channels": [8]}
     assert changed["search"]["x"] == {"y": {"z": 1}}
-    with pytest.raises(SpecError, match=r"\[search.model\] is not a table"):
+    with pytest.raises(SpecError, match="search.model is not a table, so it has no key 'name'"):
         apply_overrides(raw, ["search.model.name=x"])
 
 

@@ -397,7 +397,10 @@ def apply_overrides(
         for depth, key in enumerate(keys[:-1], start=1):
             table = table.setdefault(key, {})
             if not isinstance(table, dict):
-                raise SpecError(f"--set {text!r}: [{'.'.join(keys[:depth])}] is not a table")
+                raise SpecError(
+                    f"--set {text!r}: {'.'.join(keys[:depth])} is not a table, so it has no key "
+                    f"{keys[depth]!r}; set it whole ({'.'.join(keys[:depth])}=value)"
+                )
         table[keys[-1]] = value
     return result
 

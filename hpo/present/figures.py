@@ -200,6 +200,8 @@ def budget_figure(
             else "no stored model"
         )
         command = html.escape(source.export_command) if source else ""
+        if source and source.command_note:
+            command += f"<br>({html.escape(source.command_note)})"
         hover.append(
             f"budget >= {_ms(r.latency_ms)} ms: trial {r.number}, accuracy {r.accuracy:.2%}"
             f"<br>{_shown(r.params)}<br>model: {how}<br>{command}"

@@ -334,6 +334,8 @@ def _model_cell(report: Report, number: int) -> Markup:
     if source is None:
         return Markup("-")
     command = f"<code>{html.escape(source.export_command)}</code>"
+    if source.command_note:
+        command += f" ({html.escape(source.command_note)})"
     if source.onnx_path is None:
         return Markup(f"no stored model; {command}")
     link = html.escape(Path(source.onnx_path).as_uri())

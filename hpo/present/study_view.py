@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
@@ -127,6 +128,8 @@ class ModelSource:
 
     number: int
     export_command: str
+    # What a placeholder in the command stands for (`models_folder_note`), or ''.
+    command_note: str = ""
     onnx_url: str | None = None  # relative to the dashboard's root
     onnx_path: str | None = None  # the artifact file on this machine, for the report
 
@@ -173,22 +176,38 @@ def models_option(stored: StoredStudy) -> str:
     """The `--models` option a command that rebuilds the study's networks needs: the module of
     a module factory, `DIR` (the folder holding the file, see `models_folder_note`) for a file
     factory, '' for a built-in family or torchvision."""
-    ref = _factory_ref(stored)
-    if ref is None or ref.kind == "torchvision":
+    ref = _imported_factory(stored)
+    if ref is None:
         return ""
     return f"--models {shlex.quote(ref.source) if ref.kind == 'module' else 'DIR'}"
 
 
 def models_folder_note(stored: StoredStudy) -> str:
     """What `DIR` stands for in `models_option`, or '' where it is not used."""
-    ref = _factory_ref(stored)
+    ref = _imported_factory(stored)
     if ref is None or ref.kind != "file":
         return ""
     return f"DIR: the folder that holds {ref.source}, at that path"
 
 
+def _imported_factory(stored: StoredStudy) -> ModelRef | None:
+    """The file or module factory the stored spec names, where a `--models` option can reach
+    it; None for a built-in family, torchvision, or a file outside any folder below it (an
+    absolute path, or one that climbs out: `--models` refuses those)."""
+    ref = _factory_ref(stored)
+    if ref is None or ref.kind == "torchvision":
+        return None
+    if ref.kind == "file":
+        path = PurePosixPath(ref.source)
+        if path.is_absolute() or ".." in path.parts:
+            return None
+    return ref
+
+
 def _factory_ref(stored: StoredStudy) -> ModelRef | None:
-    """The model factory the stored spec names, or None (a built-in family, or no spec)."""
+    """The model factory the stored spec names, or None (a built-in family, or no spec). Read
+    from the raw stored spec, not `stored_spec`: showing a command must not need a spec that
+    still validates."""
     spec = stored.study.user_attrs.get(SPEC_ATTR)
     search = spec.get("search") if isinstance(spec, dict) else None
     model = search.get("model") if isinstance(search, dict) else None
@@ -205,6 +224,7 @@ def model_sources(
 ) -> dict[int, ModelSource]:
     """For each trial number, its export command and, where stored, its ONNX download."""
     sources = {}
+    note = models_folder_note(stored)
     for number in numbers:
         trial_id = stored.storage.get_trial_id_from_study_id_trial_number(stored.study_id, number)
         trial = stored.storage.get_trial(trial_id)
@@ -214,7 +234,7 @@ def model_sources(
             url = f"/artifacts/{stored.study_id}/{trial_id}/{artifact_id}"
             if artifact_folder is not None:
                 path = f"{artifact_folder}/{artifact_id}"
-        sources[number] = ModelSource(number, export_command(stored, number), url, path)
+        sources[number] = ModelSource(number, export_command(stored, number), note, url, path)
     return sources
 
 
