@@ -146,26 +146,29 @@ def test_batchnorm_before_a_padded_conv_is_kept(channels: int, padding: int, see
     )
 
 
-@settings(max_examples=10, deadline=None)
+@FAST
 @given(
-    channels=st.integers(1, 8),
+    shape=conv_shapes(),
     mode=st.sampled_from(["reflect", "replicate", "circular"]),
+    same=st.booleans(),
     seed=st.integers(0, 2**16),
 )
 def test_batchnorm_folds_forward_into_a_conv_that_pads_with_its_own_values(
-    channels: int, mode: str, seed: int
+    shape: dict[str, int | bool], mode: str, same: bool, seed: int
 ) -> None:
     # Padding that copies the map's values commutes with the BatchNorm's per-channel affine map.
+    in_channels = int(shape["in_channels"])
+    padding: int | str = "same" if same and shape["stride"] == 1 else max(1, int(shape["padding"]))
     model = randomize_batchnorms(
         nn.Sequential(
             nn.ReLU(),
-            nn.BatchNorm2d(channels),
-            nn.Conv2d(channels, 3, 3, padding=1, padding_mode=mode),
+            nn.BatchNorm2d(in_channels),
+            nn.Conv2d(**{**shape, "padding": padding, "padding_mode": mode}),  # type: ignore[arg-type]
         ),
         seed,
     )
     folded, report = fold_batchnorm(model)
-    check_equivalence(model, folded, torch.randn(2, channels, 7, 7))
+    check_equivalence(model, folded, torch.randn(2, in_channels, 11, 11))
     assert report.n_kept == 0 and batchnorms(folded) == 0
 
 
