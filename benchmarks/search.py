@@ -374,6 +374,16 @@ def print_joint_table(
             for name in names
         ]
         print(f"{'mean':>18}  " + "  ".join(f"{m:25.4f}" for m in means))
+        # Paired by seed (run i of each sampler has seed i): a comparison medians can hide.
+        for name in names[1:]:
+            pairs = []
+            for dataset in datasets:
+                base = by[(f"hpobench-{dataset}", names[0], n)]["ratios"]
+                other = by[(f"hpobench-{dataset}", name, n)]["ratios"]
+                above = sum(o > b for o, b in zip(other, base, strict=True))
+                below = sum(o < b for o, b in zip(other, base, strict=True))
+                pairs.append(f"{dataset} {above}/{below}")
+            print(f"{'':>18}  {name} above/below {names[0]}, seed by seed: " + ", ".join(pairs))
     last = [[by[(f"hpobench-{d}", name, counts[-1])] for d in datasets] for name in names]
     print(
         f"sampler seconds per trial over the last tenth of {counts[-1]} trials, worst run, "
