@@ -28,7 +28,16 @@ from hpo.core.trial_attrs import VAL_CURVE_ATTR
 from hpo.search.pruning import ParetoHalving
 from hpo.store.artifacts import latency_spread
 from hpo.store.queries import result_of
-from studies import ROOT, SAMPLE, StudyRun, common_reference, run_spec, volume
+from studies import (
+    ROOT,
+    SAMPLE,
+    StudyRun,
+    common_reference,
+    refuse,
+    require_sample,
+    run_spec,
+    volume,
+)
 
 
 def false_stops(run: StudyRun, pruner: ParetoHalving, epochs: int) -> tuple[int, int]:
@@ -52,17 +61,28 @@ def false_stops(run: StudyRun, pruner: ParetoHalving, epochs: int) -> tuple[int,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--spec", type=Path, default=ROOT / "studies" / "quickstart.toml")
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--eta", type=int, default=3)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--spec", type=Path, default=ROOT / "studies" / "quickstart.toml", help="study spec"
+    )
+    parser.add_argument("--trials", type=int, default=20, help="n_trials of every study")
+    parser.add_argument("--seeds", type=int, default=3, help="study seeds, each run both ways")
+    parser.add_argument("--eta", type=int, default=3, help="the pareto pruner's pruner_eta")
     parser.add_argument("--set", action="append", default=[], help="spec override (repeatable)")
-    parser.add_argument("--data", type=Path, default=SAMPLE)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--data", type=Path, default=SAMPLE, help="the CIFAR-10 sample (keras .npz layout)"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
     args = parser.parse_args()
-    if not args.data.is_file():
-        raise SystemExit(f"the CIFAR-10 sample is not at {args.data} (--data PATH)")
+    require_sample(args.data)
+    for option in ("trials", "seeds"):
+        if getattr(args, option) < 1:
+            refuse(f"--{option} {getattr(args, option)}: expected an integer >= 1")
+    if args.eta < 2:
+        refuse(f"--eta {args.eta}: expected an integer >= 2")
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -41,6 +41,7 @@ from hpo.measure.protocol import (  # noqa: E402
     timing_conditions,
 )
 from hpo.measure.runtimes import make_runtime, resolve_backend  # noqa: E402
+from studies import listed  # noqa: E402
 
 RUNTIMES = ("unfused eager", "eager", "torchscript", "onnxruntime")
 DEFAULT = resolve_backend("auto", torch.device("cpu"))
@@ -270,24 +271,36 @@ def part_stability(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=models.list_models())
-    parser.add_argument("--norms", nargs="+", default=list(models.NORMS))
-    parser.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES)
-    parser.add_argument("--width", type=float, default=1.0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--loops", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--resamples", type=int, default=2000)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--models", nargs="+", default=models.list_models(), help="model families timed"
+    )
+    parser.add_argument("--norms", nargs="+", default=list(models.NORMS), help="norms timed")
+    parser.add_argument(
+        "--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES,
+        help="runtimes of part 1",
+    )  # fmt: skip
+    parser.add_argument("--width", type=float, default=1.0, help="width multiplier of the models")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads while timing")
+    parser.add_argument(
+        "--rounds", type=int, default=15, help="interleaved rounds per model (part 1)"
+    )
+    parser.add_argument("--loops", type=int, default=30, help="timed calls per round")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed calls before timing")
+    parser.add_argument(
+        "--resamples", type=int, default=2000, help="bootstrap resamples of the ratios' intervals"
+    )
     parser.add_argument("--stability", type=int, default=10, help="models in part 2 (0 = skip)")
     parser.add_argument(
-        "--backend", default="spec", help="backend of part 2 (default: the spec's default)"
+        "--backend", default="spec", help="backend of part 2 (spec: the spec's default)"
     )
     parser.add_argument("--skip-runtimes", action="store_true", help="only part 2")
     args = parser.parse_args()
-    for name in args.models:
-        models.model_info(name)  # KeyError names the allowed values
+    listed("--models", ",".join(args.models), models.list_models())
+    listed("--norms", ",".join(args.norms), models.NORMS)
     torch.set_flush_denormal(True)
     start = time.perf_counter()
     fingerprint = device_fingerprint(DEFAULT, args.threads, torch.device("cpu"))

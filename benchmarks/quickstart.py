@@ -30,7 +30,7 @@ from optuna.trial import TrialState
 from hpo.core import results
 from hpo.core.spec import Fixed, load_spec
 from hpo.store.queries import result_of
-from studies import ROOT, SAMPLE, run_spec
+from studies import ROOT, SAMPLE, refuse, require_sample, run_spec
 
 
 def seed_run(seed: int, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
@@ -86,20 +86,28 @@ def line(trial: dict[str, Any], searched: list[str]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--spec", type=Path, default=ROOT / "studies" / "quickstart.toml")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--spec", type=Path, default=ROOT / "studies" / "quickstart.toml", help="study spec"
+    )
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated study seeds")
     parser.add_argument("--set", action="append", default=[], help="spec override (repeatable)")
-    parser.add_argument("--data", type=Path, default=SAMPLE)
+    parser.add_argument(
+        "--data", type=Path, default=SAMPLE, help="the CIFAR-10 sample (keras .npz layout)"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="seeds run at once (processes)")
     parser.add_argument("--json", action="store_true", help="one JSON object per seed, then one")
     args = parser.parse_args()
-    if not args.data.is_file():
-        raise SystemExit(f"the CIFAR-10 sample is not at {args.data} (--data PATH)")
+    require_sample(args.data)
+    if args.jobs < 1:
+        refuse(f"--jobs {args.jobs}: expected an integer >= 1")
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
-        raise SystemExit(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
+        refuse(f"--seeds {args.seeds!r}: expected comma-separated integers")
     with tempfile.TemporaryDirectory(prefix="hpo-quickstart-") as folder:
         if args.jobs == 1:
             runs = [seed_run(seed, args, Path(folder)) for seed in seeds]

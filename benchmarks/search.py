@@ -51,11 +51,15 @@ import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hpo.core.names import SAMPLERS  # noqa: E402
 from hpo.search.architecture import ArchitectureSpace  # noqa: E402
 from hpo.search.ehvi import hypervolume  # noqa: E402
 from hpo.search.samplers import sampler_for  # noqa: E402
+from studies import counts, listed, refuse, require_sample  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# The samplers a run can be scored with: a grid would walk a table in order, not search it.
+SCORED_SAMPLERS = tuple(name for name in SAMPLERS if name != "grid")
 
 
 # --- part 1: NAS-Bench-201 -------------------------------------------------------------------
@@ -147,9 +151,9 @@ def nb201_run(table: Table, sampler_name: str, seed: int, trials: int) -> list[s
 
 def nb201(args: argparse.Namespace) -> list[dict[str, Any]]:
     table = Table(args.nb201_dataset)
-    counts = sorted(int(n) for n in args.trials.split(","))
+    counts = args.trials
     rows = []
-    for name in args.samplers.split(","):
+    for name in args.samplers:
         ratios: dict[int, list[float]] = {n: [] for n in counts}
         started = time.perf_counter()
         for seed in range(args.seeds):
@@ -291,9 +295,9 @@ def joint_run(dataset: str, sampler_name: str, seed: int, trials: int) -> dict[s
 
 
 def joint(args: argparse.Namespace) -> list[dict[str, Any]]:
-    counts = sorted(int(n) for n in args.trials.split(","))
-    datasets = args.hpobench_datasets.split(",")
-    names = args.joint_samplers.split(",")
+    counts = args.trials
+    datasets = args.hpobench_datasets
+    names = args.joint_samplers
     # Seed by seed over every dataset: a table stopped early still covers every dataset.
     jobs = [(d, n, s) for n in names for s in range(args.seeds) for d in datasets]
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -430,11 +434,7 @@ def sample(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     from studies import common_reference
 
-    jobs = [
-        (name, seed)
-        for seed in range(args.sample_seeds)
-        for name in args.sample_samplers.split(",")
-    ]
+    jobs = [(name, seed) for seed in range(args.sample_seeds) for name in args.sample_samplers]
     runs = []
     with (
         tempfile.TemporaryDirectory(prefix="hpo-search-") as folder,
@@ -459,7 +459,7 @@ def sample(args: argparse.Namespace) -> list[dict[str, Any]]:
     if not args.json:
         print(f"  reference point: accuracy {reference[0]:.2f}, latency {reference[1]:.3f} ms")
     rows = []
-    for name in args.sample_samplers.split(","):
+    for name in args.sample_samplers:
         mine = [r for r in runs if r["sampler"] == name]
         volumes = [hypervolume(np.array(r["points"]), reference) for r in mine]
         rows.append(
@@ -490,16 +490,37 @@ def sample(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--nb201-dataset", default="cifar10", choices=["cifar10", "cifar100"])
-    parser.add_argument("--trials", default="40,100")
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--samplers", default="random,tpe,nsga2,gp,latency_aware")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--nb201-dataset", default="cifar10", choices=["cifar10", "cifar100"],
+        help="NAS-Bench-201 table of part 1",
+    )  # fmt: skip
+    parser.add_argument(
+        "--trials", default="40,100",
+        help="trial counts each run is scored at (parts 1 and --joint), comma-separated",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seeds", type=int, default=5, help="seeds per sampler (parts 1 and --joint)"
+    )
+    parser.add_argument(
+        "--samplers", default="random,tpe,nsga2,gp,latency_aware",
+        help=f"samplers of part 1, comma-separated; any of {', '.join(SCORED_SAMPLERS)}",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--no-nb201", action="store_true", help="skip part 1")
     parser.add_argument("--joint", action="store_true", help="run the HPOBench joint-space table")
-    parser.add_argument("--hpobench-datasets", default=",".join(HPOBENCH_DATASETS))
-    parser.add_argument("--joint-samplers", default="random,tpe,gp,latency_aware,latency_joint")
+    parser.add_argument(
+        "--hpobench-datasets", default=",".join(HPOBENCH_DATASETS),
+        help="HPOBench tables of --joint, comma-separated",
+    )  # fmt: skip
+    parser.add_argument(
+        "--joint-samplers", default="random,tpe,gp,latency_aware,latency_joint",
+        help="samplers of --joint, comma-separated; the first is the one the others are "
+        "compared with seed by seed",
+    )  # fmt: skip
     parser.add_argument(
         "--jobs", type=int, default=1, help="joint-space runs at once, one process each"
     )
@@ -508,9 +529,12 @@ def main() -> None:
         "to it, and runs already in it are not run again (a long table can be resumed)",
     )  # fmt: skip
     parser.add_argument("--sample", action="store_true", help="run part 2 on the CIFAR sample")
-    parser.add_argument("--sample-seeds", type=int, default=3)
-    parser.add_argument("--sample-samplers", default="tpe,latency_aware")
-    parser.add_argument("--sample-trials", type=int, default=10)
+    parser.add_argument("--sample-seeds", type=int, default=3, help="study seeds of part 2")
+    parser.add_argument(
+        "--sample-samplers", default="tpe,latency_aware",
+        help="samplers of part 2, comma-separated",
+    )  # fmt: skip
+    parser.add_argument("--sample-trials", type=int, default=10, help="trials per study of part 2")
     parser.add_argument(
         "--sample-jobs", type=int, default=1,
         help="studies run at once, one process each (set OMP_NUM_THREADS=1 with more than 1)",
@@ -520,20 +544,34 @@ def main() -> None:
         help="reference latency of the sample's hypervolume, in ms (default: 1.1 x the slowest "
         "trial of the runs), to score separate runs alike",
     )  # fmt: skip
-    parser.add_argument("--spec", type=Path, default=ROOT / "studies" / "quickstart.toml")
+    parser.add_argument(
+        "--spec", type=Path, default=ROOT / "studies" / "quickstart.toml",
+        help="study spec of part 2",
+    )  # fmt: skip
     parser.add_argument("--set", action="append", help="spec override for part 2 (repeatable)")
     parser.add_argument(
-        "--data", type=Path, default=ROOT.parent / "shared" / "data" / "cifar10-sample.npz"
-    )
+        "--data", type=Path, default=ROOT.parent / "shared" / "data" / "cifar10-sample.npz",
+        help="the CIFAR-10 sample (keras .npz layout) of part 2",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.sample_reference is not None and not 0 < args.sample_reference < math.inf:
-        # One line, as for every bad input (argparse's own error adds the whole usage).
-        print(
-            f"search.py: --sample-reference {args.sample_reference}: expected a latency in ms, "
-            f"a number > 0",
-            file=sys.stderr,
+        refuse(
+            f"--sample-reference {args.sample_reference}: expected a latency in ms, a number > 0"
         )
-        raise SystemExit(2)
+    for option in ("seeds", "jobs", "sample_seeds", "sample_trials", "sample_jobs"):
+        if getattr(args, option) < 1:
+            refuse(
+                f"--{option.replace('_', '-')} {getattr(args, option)}: expected an integer >= 1"
+            )
+    args.trials = counts("--trials", args.trials)
+    args.samplers = listed("--samplers", args.samplers, SCORED_SAMPLERS)
+    args.joint_samplers = listed("--joint-samplers", args.joint_samplers, SCORED_SAMPLERS)
+    args.sample_samplers = listed("--sample-samplers", args.sample_samplers, SCORED_SAMPLERS)
+    args.hpobench_datasets = listed(
+        "--hpobench-datasets", args.hpobench_datasets, HPOBENCH_DATASETS
+    )
+    if args.sample:
+        require_sample(args.data)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     rows: list[dict[str, Any]] = []
     if not args.no_nb201:
@@ -551,8 +589,6 @@ def main() -> None:
             )
         rows += joint(args)
     if args.sample:
-        if not args.data.is_file():
-            raise SystemExit(f"the CIFAR-10 sample is not at {args.data} (--data PATH)")
         if not args.json:
             print(
                 f"CIFAR-10 sample, {args.spec.name}, {args.sample_trials} trials, "

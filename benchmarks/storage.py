@@ -285,14 +285,24 @@ def drop_pg_database(server: str, name: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432")
-    parser.add_argument("--workers", default="1,2,4,8")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--pg", default="postgresql://postgres@127.0.0.1:5432",
+        help="PostgreSQL server (a temporary database is made there and dropped)",
+    )  # fmt: skip
+    parser.add_argument("--workers", default="1,2,4,8", help="worker counts of part 1")
     parser.add_argument("--trials", type=int, default=200, help="trials per throughput run")
-    parser.add_argument("--best-trials", type=int, default=10_000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--figure-trials", default="10,300,1000")
-    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--best-trials", type=int, default=10_000, help="trials of the study `hpo best` reads"
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="timings of part 3 (median)")
+    parser.add_argument(
+        "--figure-trials", default="10,300,1000", help="study sizes of part 3, comma-separated"
+    )
+    parser.add_argument("--skip-throughput", action="store_true", help="skip part 1")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import optuna
@@ -22,6 +22,41 @@ from hpo.core.trial_attrs import PROBE_SECONDS_ATTR, SUGGEST_SECONDS_ATTR  # noq
 from hpo.search.ehvi import hypervolume  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared" / "data" / "cifar10-sample.npz"
+
+
+def refuse(message: str) -> NoReturn:
+    """Bad input to a benchmark: one line on stderr naming it, exit 2 (as `hpo` does)."""
+    print(f"{Path(sys.argv[0]).name}: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def require_sample(path: Path) -> None:
+    """Refuse a missing CIFAR-10 sample before any work starts."""
+    if not path.is_file():
+        refuse(f"the CIFAR-10 sample is not at {path} (--data PATH)")
+
+
+def listed(option: str, value: str, allowed: list[str] | tuple[str, ...]) -> list[str]:
+    """A comma-separated option's names, each one of `allowed`; refused otherwise."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in allowed]
+    if unknown or not names:
+        what = f"unknown {', '.join(map(repr, unknown))}" if unknown else "nothing named"
+        refuse(
+            f"{option} {value!r}: {what}; expected comma-separated names of {', '.join(allowed)}"
+        )
+    return names
+
+
+def counts(option: str, value: str) -> list[int]:
+    """A comma-separated option's positive integers, in rising order; refused otherwise."""
+    try:
+        numbers = sorted({int(part) for part in value.split(",")})
+    except ValueError:
+        numbers = []
+    if not numbers or numbers[0] < 1:
+        refuse(f"{option} {value!r}: expected comma-separated integers >= 1")
+    return numbers
 
 
 @dataclass

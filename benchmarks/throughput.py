@@ -35,8 +35,7 @@ from hpo.measure.protocol import Protocol, measure_runners  # noqa: E402
 from hpo.measure.runtimes import make_runner  # noqa: E402
 from hpo.train.data import TensorDataset, load_raw, prepare  # noqa: E402
 from hpo.train.loop import memory_format_for, train  # noqa: E402
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-sample.npz"
+from studies import SAMPLE, listed, require_sample  # noqa: E402
 
 
 def plain_loop(
@@ -102,18 +101,28 @@ def compare_formats(data: TensorDataset, args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--model", default="vgg", choices=models.list_models())
-    parser.add_argument("--train-size", type=int, default=2048)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--data", type=Path, default=SAMPLE, help="the CIFAR-10 sample (keras .npz layout)"
+    )
+    parser.add_argument(
+        "--model", default="vgg", choices=models.list_models(), help="model of the loop timing"
+    )
+    parser.add_argument("--train-size", type=int, default=2048, help="training images")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per timing")
+    parser.add_argument("--rounds", type=int, default=3, help="timings per loop (median)")
     parser.add_argument("--formats", action="store_true", help="NCHW vs channels-last instead")
-    parser.add_argument("--models", default=",".join(models.list_models()))
-    parser.add_argument("--norms", default=",".join(models.NORMS))
+    parser.add_argument(
+        "--models", default=",".join(models.list_models()), help="models of --formats"
+    )
+    parser.add_argument("--norms", default=",".join(models.NORMS), help="norms of --formats")
     args = parser.parse_args()
-    if not args.data.is_file():
-        sys.exit(f"benchmark: dataset not found: {args.data} (pass --data PATH.npz)")
+    require_sample(args.data)
+    args.models = ",".join(listed("--models", args.models, models.list_models()))
+    args.norms = ",".join(listed("--norms", args.norms, models.NORMS))
     torch.set_flush_denormal(True)
     section = DataSection(dataset=str(args.data), train_size=args.train_size, val_size=500)
     data = prepare(load_raw(section), section, torch.device("cpu"))

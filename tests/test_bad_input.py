@@ -460,3 +460,33 @@ def test_sigterm_outside_a_trial_is_one_line(tmp_path: Path) -> None:
     result = run_hpo_in_script(script, ["spec-reference"], tmp_path)
     assert result.returncode == 143, result.stderr
     assert result.stderr == "hpo: interrupted\n", "no trial ran, so none is named"
+
+
+BENCHMARK_ERRORS = {
+    "unknown sampler": (
+        ("search.py", "--no-nb201", "--joint", "--joint-samplers", "gp,foo"),
+        "search.py: --joint-samplers 'gp,foo': unknown 'foo'; expected comma-separated names of",
+    ),
+    "missing sample": (
+        ("quickstart.py", "--data", "no-such.npz"),
+        "quickstart.py: the CIFAR-10 sample is not at no-such.npz (--data PATH)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BENCHMARK_ERRORS, ids=list(BENCHMARK_ERRORS))
+def test_benchmark_options_are_checked_before_any_run(case: str, tmp_path: Path) -> None:
+    """A benchmark refuses a bad option with one line and exit 2, before it runs anything."""
+    (script, *args), expected = BENCHMARK_ERRORS[case]
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / script
+    result = subprocess.run(
+        [sys.executable, str(path), *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
+    assert result.stderr.startswith(expected), result.stderr
+    assert result.stdout == "" and not list(tmp_path.iterdir())
