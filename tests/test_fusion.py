@@ -87,6 +87,83 @@ def test_linear_batchnorm1d_is_folded() -> None:
     assert report.n_folded == 1
 
 
+def test_a_classifier_heads_batchnorm1d_folds_forward_past_dropout() -> None:
+    # A head of pooling, flatten, BatchNorm1d, Dropout, Linear, ReLU, BatchNorm1d, Dropout,
+    # Linear: neither BatchNorm1d follows a Linear, each folds into the Linear after it.
+    model = randomize_batchnorms(
+        nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.BatchNorm1d(8),
+            nn.Dropout(0.25),
+            nn.Linear(8, 16, bias=False),
+            nn.ReLU(),
+            nn.BatchNorm1d(16),
+            nn.Dropout(0.5),
+            nn.Linear(16, 10),
+        )  # fmt: skip
+    )
+    folded, report = fold_batchnorm(model)
+    check_equivalence(model, folded, torch.randn(4, 3, 8, 8))
+    assert report.n_kept == 0
+    assert [(f["layer"], f["into"], f.get("direction")) for f in report.folded] == [
+        ("1", "0", None),
+        ("5", "7", "forward"),
+        ("9", "11", "forward"),
+    ]
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in folded.modules())
+
+
+class FlatHead(nn.Module):
+    """BatchNorm1d then Linear on the input made 2-D by `flatten` (or not at all)."""
+
+    def __init__(self, flatten: str) -> None:
+        super().__init__()
+        self.flatten = flatten
+        self.bn = nn.BatchNorm1d(12)
+        self.fc = nn.Linear(12, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.flatten == "view":
+            x = x.view(x.size(0), -1)
+        elif self.flatten == "reshape":
+            x = x.reshape(-1, 12)
+        elif self.flatten == "torch.flatten":
+            x = torch.flatten(x, 1)
+        elif self.flatten == "method":
+            x = x.flatten(start_dim=1)
+        return self.fc(self.bn(x))
+
+
+@pytest.mark.parametrize("flatten", ["view", "reshape", "torch.flatten", "method"])
+def test_batchnorm1d_folds_forward_into_a_linear_on_a_flattened_map(flatten: str) -> None:
+    model = randomize_batchnorms(FlatHead(flatten))
+    folded, report = fold_batchnorm(model)
+    check_equivalence(model, folded, torch.randn(4, 3, 2, 2))
+    assert report.folded == [
+        {
+            "layer": "bn",
+            "type": "BatchNorm1d",
+            "into": "fc",
+            "into_type": "Linear",
+            "direction": "forward",
+        }
+    ]
+
+
+def test_batchnorm1d_before_a_linear_is_kept_when_its_input_may_be_3d() -> None:
+    # On (N, 12, 12) the BatchNorm scales dim 1 and the Linear reads dim 2: folding the one
+    # into the other would be wrong, and nothing in the graph says the input is 2-D.
+    model = randomize_batchnorms(FlatHead("none"))
+    folded, report = fold_batchnorm(model)
+    check_equivalence(model, folded, torch.randn(4, 12, 12))
+    assert report.n_folded == 0
+    assert report.kept[0]["reason"].endswith("then Linear, but its input is not known to be 2-D")
+
+
 def test_batchnorm_not_after_conv_is_kept() -> None:
     model = randomize_batchnorms(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4)))
     folded, report = fold_batchnorm(model)

@@ -8,7 +8,11 @@ not by guessing from module order; the arithmetic is torch's own `fuse_conv_bn_e
 `fuse_linear_bn_eval`. A BatchNorm that does not follow a conv (e.g. one reading a concatenation,
 as in pre-activation DenseNet) folds forward into the conv it feeds when nothing is between them
 and that conv does not pad with zeros: zero padding would pad the normalized map with zeros,
-which the folded conv could only reproduce by padding the raw map with -shift/scale. Group,
+which the folded conv could only reproduce by padding the raw map with -shift/scale. A
+BatchNorm1d folds forward into a Linear the same way when its input is known to be 2-D (a
+flatten, or layers that keep a flatten's shape): on (N, C, L) the BatchNorm would scale dim 1
+and the Linear read the last. Dropout and Identity between them do nothing at inference and do
+not stop a forward fold (as in heads of BatchNorm1d, Dropout, Linear). Group,
 layer and instance norms use per-sample statistics and cannot be folded; they, and every
 BatchNorm that cannot be folded either way, are kept and listed with the reasons.
 """
@@ -25,6 +29,7 @@ import torch
 from torch import fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 from torch.nn.modules.conv import _ConvNd
+from torch.nn.modules.dropout import _DropoutNd
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_weights
 
 NORM_TYPES: tuple[type[nn.Module], ...] = (
@@ -37,6 +42,15 @@ NORM_TYPES: tuple[type[nn.Module], ...] = (
 
 # The BatchNorm that matches each conv's dimensionality (its channels are dim 1 of the output).
 _CONV_BN = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.BatchNorm3d}
+
+# Layers that are the identity at inference: a forward fold may pass them.
+_INFERENCE_IDENTITY = (nn.Identity, _DropoutNd)
+# Layers whose output has their input's shape (for telling a BatchNorm1d's input is 2-D).
+_SHAPE_KEEPING = (
+    nn.Linear, nn.BatchNorm1d, nn.Identity, _DropoutNd,
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+    nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
+)  # fmt: skip
 
 # Norms called as functions rather than modules: nothing to fold into, but worth listing.
 _FUNCTIONAL_NORMS = {
@@ -146,29 +160,72 @@ def _foldable_producer(
 def _foldable_consumer(
     graph_module: fx.GraphModule, bn_node: fx.Node, bn: _BatchNorm
 ) -> tuple[fx.Node | None, str]:
-    """The conv node this BN can fold forward into (the BN's only user, a conv without
-    padding), or None and the reason it cannot."""
+    """The conv (or Linear) node this BN can fold forward into (the BN's only user, past any
+    dropout, a conv that does not pad with zeros), or None and the reason it cannot."""
     if _single_input(bn_node) is None:
         return None, "input is not a single layer output"
-    if len(bn_node.users) != 1:
-        return None, "its output is used by several layers"
-    (user,) = bn_node.users
-    consumer = _module(graph_module, user)
-    if consumer is None:
-        return None, f"then {_not_a_module(user)}, not a conv"
+    reader = bn_node
+    while True:
+        if len(reader.users) != 1:
+            return None, "its output is used by several layers"
+        (user,) = reader.users
+        consumer = _module(graph_module, user)
+        if consumer is None:
+            return None, f"then {_not_a_module(user)}, not a conv"
+        if not (isinstance(consumer, _INFERENCE_IDENTITY) and _single_input(user) is reader):
+            break
+        reader = user
     kind = type(consumer).__name__
-    if not isinstance(consumer, _ConvNd) or consumer.transposed:
+    if user.args[0] is not reader or len(user.args) != 1 or user.kwargs:
+        return None, f"then {kind}, which reads more than the BatchNorm"
+    if isinstance(consumer, nn.Linear):
+        if not isinstance(bn, nn.BatchNorm1d) or consumer.in_features != bn.num_features:
+            return None, f"then {kind}: features differ from {type(bn).__name__}"
+        if not _is_two_dimensional(graph_module, _single_input(bn_node)):
+            return None, f"then {kind}, but its input is not known to be 2-D"
+    elif not isinstance(consumer, _ConvNd) or consumer.transposed:
         return None, f"then {kind}, not a conv"
-    expected = _CONV_BN.get(type(consumer))
-    if expected is None or not isinstance(bn, expected) or user.args[0] is not bn_node:
-        return None, f"then {kind}: dimensions differ from {type(bn).__name__}"
-    if _pads_with_zeros(consumer):
-        return None, f"then {kind}, which pads with zeros (the fold would change the border)"
+    else:
+        expected = _CONV_BN.get(type(consumer))
+        if expected is None or not isinstance(bn, expected):
+            return None, f"then {kind}: dimensions differ from {type(bn).__name__}"
+        if _pads_with_zeros(consumer):
+            return None, f"then {kind}, which pads with zeros (the fold would change the border)"
     if (calls := _calls(graph_module, user.target)) != 1:
         return None, f"then {user.target}, called {calls} times (shared weights)"
     if not has_running_stats(bn):
         return None, "no running statistics"
     return user, ""
+
+
+def _is_two_dimensional(graph_module: fx.GraphModule, node: fx.Node | None) -> bool:
+    """Whether `node`'s output is surely (N, C): a flatten from dim 1 or a view/reshape to two
+    sizes, possibly followed by layers that keep the shape (Linear, BatchNorm1d, activations,
+    dropout). Unsure is False: a wrong answer would fold over the wrong dim."""
+    while node is not None:
+        if node.op == "call_function" and node.target is torch.flatten:
+            return _flattens_from_dim_one(node.args[1:], node.kwargs)
+        if node.op == "call_method" and node.target == "flatten":
+            return _flattens_from_dim_one(node.args[1:], node.kwargs)
+        if node.op == "call_method" and node.target in ("view", "reshape"):
+            sizes = node.args[1:]
+            if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+                sizes = tuple(sizes[0])
+            return len(sizes) == 2 and not node.kwargs
+        module = _module(graph_module, node)
+        if isinstance(module, nn.Flatten):
+            return module.start_dim == 1 and module.end_dim == -1
+        if not isinstance(module, _SHAPE_KEEPING):
+            return False
+        node = _single_input(node)
+    return False
+
+
+def _flattens_from_dim_one(args: tuple, kwargs: dict) -> bool:
+    """Whether flatten's arguments (after the tensor) flatten every dim from 1 into one."""
+    start = args[0] if args else kwargs.get("start_dim", 0)
+    end = args[1] if len(args) > 1 else kwargs.get("end_dim", -1)
+    return start == 1 and end == -1
 
 
 def _pads_with_zeros(conv: _ConvNd) -> bool:
@@ -186,12 +243,7 @@ def _fuse_bn_conv(bn: _BatchNorm, conv: _ConvNd) -> _ConvNd:
     """A conv computing conv(bn(x)): the BN's per-channel scale and shift folded into the
     conv's input side (valid only for a conv without padding)."""
     fused = copy.deepcopy(conv)
-    scale = torch.rsqrt(bn.running_var + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight
-    shift = -bn.running_mean * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias
+    scale, shift = _scale_and_shift(bn)
     # Weight is (out, in / groups, *kernel); out channel o reads the inputs of its group.
     groups, out_channels = conv.groups, conv.out_channels
     per_group = conv.in_channels // groups
@@ -205,6 +257,29 @@ def _fuse_bn_conv(bn: _BatchNorm, conv: _ConvNd) -> _ConvNd:
     fused.weight = nn.Parameter(weight * scale_w.view(*scale_w.shape, *trailing))
     fused.bias = nn.Parameter(bias.to(weight) + shift_term)
     return fused
+
+
+def _fuse_bn_linear(bn: _BatchNorm, linear: nn.Linear) -> nn.Linear:
+    """A Linear computing linear(bn(x)) for 2-D x: the BN's per-feature scale and shift folded
+    into the Linear's input side."""
+    fused = copy.deepcopy(linear)
+    scale, shift = _scale_and_shift(bn)
+    weight = linear.weight.detach()
+    bias = linear.bias.detach() if linear.bias is not None else torch.zeros(linear.out_features)
+    fused.weight = nn.Parameter(weight * scale)
+    fused.bias = nn.Parameter(bias.to(weight) + weight @ shift.to(weight))
+    return fused
+
+
+def _scale_and_shift(bn: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """The BN at inference as x * scale + shift, per channel."""
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.detach()
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.detach()
+    return scale, shift
 
 
 def _fuse_linear_bn(linear: nn.Linear, bn: _BatchNorm) -> nn.Linear:
@@ -358,10 +433,11 @@ def _fold_into_producer(
 def _fold_into_consumer(
     graph_module: fx.GraphModule, bn_node: fx.Node, consumer_node: fx.Node, bn: _BatchNorm
 ) -> nn.Module:
-    """Fold the BN forward into the conv it feeds and drop the BN node; returns that conv as it
-    was before folding."""
+    """Fold the BN forward into the conv (or Linear) it feeds and drop the BN node; returns that
+    layer as it was before folding."""
     consumer = graph_module.get_submodule(str(consumer_node.target))
-    _replace_submodule(graph_module, str(consumer_node.target), _fuse_bn_conv(bn, consumer))
+    fuse = _fuse_bn_linear if isinstance(consumer, nn.Linear) else _fuse_bn_conv
+    _replace_submodule(graph_module, str(consumer_node.target), fuse(bn, consumer))
     bn_node.replace_all_uses_with(bn_node.args[0])  # type: ignore[arg-type]
     graph_module.graph.erase_node(bn_node)
     return consumer
