@@ -335,6 +335,36 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "",
         "returned (2, 7) for (2, 3, 32, 32) images; expected logits of shape (2, 4)",
     ),
+    "auxiliary output in training mode": (
+        "from torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, n):\n"
+        "        super().__init__()\n"
+        "        self.fc, self.aux = nn.Linear(3, n), nn.Linear(3, n)\n"
+        "    def forward(self, x):\n"
+        "        x = x.mean((2, 3))\n"
+        "        return (self.fc(x), self.aux(x)) if self.training else self.fc(x)\n"
+        "def build(num_classes):\n    return Net(num_classes)\n",
+        "net.py:build",
+        "",
+        "the network built with {}, in training mode: returned tuple for (2, 3, 32, 32) images; "
+        "expected logits of shape (2, 4) (one row per image, one column per class); return the "
+        "logits alone",
+    ),
+    "backward fails": (
+        "import torch\nfrom torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, n):\n"
+        "        super().__init__()\n        self.fc = nn.Linear(3, n)\n"
+        "    def forward(self, x):\n"
+        "        y = torch.sigmoid(self.fc(x.mean((2, 3))))\n"
+        "        y.mul_(2)  # in place on a result autograd still needs\n"
+        "        return y\n"
+        "def build(num_classes):\n    return Net(num_classes)\n",
+        "net.py:build",
+        "",
+        "the network built with {}, in training mode: its backward pass raised RuntimeError",
+    ),
     "untraceable": (
         "import torch\nfrom torch import nn\n"
         "class Net(nn.Module):\n"

@@ -74,17 +74,7 @@ def _try(ref: str, norm: str | None, params: dict[str, Any], num_classes: int) -
         network.eval()
         with torch.no_grad():
             output = network(torch.zeros(_PROBE_SHAPE))
-    expected = (_PROBE_SHAPE[0], num_classes)
-    shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-    if shape != expected:
-        raise SpecError(
-            f"model {ref}: returned {shape} for {_PROBE_SHAPE} images; expected logits of shape "
-            f"{expected} (one row per image, one column per class)"
-        )
-    if not output.is_floating_point():
-        raise SpecError(
-            f"model {ref}: returned {output.dtype} logits; the loss needs floating-point ones"
-        )
+    _check_logits(f"model {ref}", output, num_classes)
     if not any(p.requires_grad for p in network.parameters()):
         raise SpecError(
             f"{built} has no trainable parameters; there is nothing for a trial to train"
@@ -101,6 +91,33 @@ def _try(ref: str, norm: str | None, params: dict[str, Any], num_classes: int) -
             fold_batchnorm(network)
         except FoldingError as exc:
             raise SpecError(f"{built}: {exc}") from None
+    # Trials train the network: a training-mode forward (which may differ, e.g. auxiliary
+    # heads) and a backward pass, on a copy whose statistics and gradients nobody keeps.
+    training = f"{built}, in training mode"
+    with user.running_user_code(f"{training}: its forward pass on {_PROBE_SHAPE} images"):
+        network.train()
+        output = network(torch.zeros(_PROBE_SHAPE))
+    _check_logits(training, output, num_classes)
+    with user.running_user_code(f"{training}: its backward pass"):
+        output.float().logsumexp(1).sum().backward()
+
+
+def _check_logits(what: str, output: object, num_classes: int) -> None:
+    """Refuse an output that is not one row of floating-point logits per image."""
+    expected = (_PROBE_SHAPE[0], num_classes)
+    shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+    if shape != expected:
+        several = isinstance(output, (tuple, list, dict))
+        raise SpecError(
+            f"{what}: returned {shape} for {_PROBE_SHAPE} images; expected logits of shape "
+            f"{expected} (one row per image, one column per class)"
+            + ("; return the logits alone, trials train on them only" if several else "")
+        )
+    assert isinstance(output, torch.Tensor)
+    if not output.is_floating_point():
+        raise SpecError(
+            f"{what}: returned {output.dtype} logits; the loss needs floating-point ones"
+        )
 
 
 def _without_running_statistics(network: torch.nn.Module) -> str:
