@@ -411,6 +411,10 @@ def dashboard(
     from hpo.present.dashboard import LOCALHOST, DashboardPlan, serve
     from hpo.store.url import safe_url
 
+    if not host.strip():
+        # An empty host (an unset shell variable) would listen on every interface.
+        fail(f"--host {host!r}: expected an address, e.g. {LOCALHOST} (0.0.0.0 for every one)")
+
     def ready(plan: DashboardPlan) -> None:
         where = plan.artifacts if plan.artifacts is not None else "none (set --artifacts)"
         console.print(

@@ -88,6 +88,18 @@ BAD_SPECS = {
     "lr <= 0": ('[study]\nname="x"\n[search]\nlr={low=0.0,high=0.01}\n', "out of range"),
     "malformed toml": ('[study\nname="x"\n', "malformed TOML"),
     "unknown key": ('[study]\nname="x"\nnam="y"\n', "unknown key 'nam'"),
+    "infinite budget": (
+        '[study]\nname="x"\nmax_latency_ms=inf\n',
+        "[study] max_latency_ms: input should be a finite number (got inf)",
+    ),
+    "infinite time cap": (
+        '[study]\nname="x"\n[latency]\nmax_seconds=inf\n',
+        "[latency] max_seconds: input should be a finite number (got inf)",
+    ),
+    "n_trials beyond a trial number": (
+        '[study]\nname="x"\nn_trials=100000000000000000000\n',
+        "[study] n_trials: input should be less than or equal to 2147483647",
+    ),
 }
 
 
@@ -145,10 +157,43 @@ def test_sqlite_options_are_refused_before_the_file_is_made(tmp_path: Path) -> N
 
 def test_best_on_unknown_study(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    sqlite3.connect(db).close()
+    optuna.create_study(
+        study_name="other", storage=f"sqlite:///{db}", directions=["maximize", "minimize"]
+    )
     result = invoke("best", "--storage", f"sqlite:///{db}", "--study-name", "nope")
     assert result.returncode == 2
-    assert "no study named 'nope'" in result.stderr
+    assert "no study named 'nope' in this storage; studies: other" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("best", "--study-name", "s"),
+        ("studies",),
+        ("report", "--study-name", "s", "--out", "{tmp}/report"),
+        ("export", "--study-name", "s", "--trial", "0", "--out", "{tmp}/model"),
+        ("worker", "--study-name", "s"),
+        ("db", "views"),
+    ],
+    ids=lambda command: command[0] if command[0] != "db" else "db views",
+)
+def test_reading_a_database_without_studies_leaves_it_untouched(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    # Another application's SQLite file: Optuna would add its tables on opening it.
+    db = tmp_path / "theirs.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE users (id INTEGER)")
+    before = db.read_bytes()
+    args = [arg.format(tmp=tmp_path) for arg in command]
+    result = invoke(*args, "--storage", f"sqlite:///{db}")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"hpo: error: sqlite:///{db} holds no Optuna studies (none of Optuna's tables), so "
+        "there is nothing to read; `hpo run` or `hpo create` makes a study there\n"
+    )
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["theirs.db"]
 
 
 def test_help_explains_commands() -> None:
@@ -247,3 +292,47 @@ def test_best_with_nothing_to_show_says_why(tmp_path: Path) -> None:
     result = invoke("best", "--storage", url, "--study-name", "all failed")
     assert result.returncode == 1
     assert result.stderr == "hpo: no complete trial yet (1 FAIL)\n"
+
+
+def test_a_study_another_program_made_is_refused_and_an_empty_one_finished(
+    tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("hpo.store.studies.CREATOR_WAIT_S", 0.1)  # no creator is coming
+    db = tmp_path / "s.db"
+    url = f"sqlite:///{db}"
+    single = optuna.create_study(study_name="single", storage=url)
+    single.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    two = optuna.create_study(study_name="two", storage=url, directions=["maximize", "minimize"])
+    two.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)), n_trials=2)
+    # What an `hpo create` stopped before storing its spec leaves behind.
+    optuna.create_study(study_name="empty", storage=url, directions=["maximize", "minimize"])
+    before = dump(db)
+    split = ("--set", "data.val_size=32", "--set", "data.train_size=64")  # fits tiny_npz
+    data = ("--data", str(tiny_npz), "--storage", url, *split)
+    single_create = invoke("create", QUICKSTART, "--study-name", "single", *data)
+    assert single_create.returncode == 2
+    assert single_create.stderr == (
+        "hpo: error: study 'single' optimizes 1 objective(s) (minimize), not hpo's two "
+        "(accuracy: maximize, latency: minimize): another program made it; use another "
+        "--study-name\n"
+    )
+    for command in ("run", "create"):
+        taken = invoke(command, QUICKSTART, "--study-name", "two", *data)
+        assert taken.returncode == 2
+        assert taken.stderr == (
+            "hpo: error: study 'two' was made by another program: it has 2 trials and no hpo "
+            "spec; use another --study-name\n"
+        )
+    for command in (("best",), ("report", "--out", str(tmp_path / "r"))):
+        read = invoke(*command, "--study-name", "single", "--storage", url)
+        assert read.returncode == 2 and "another program made it" in read.stderr
+    assert dump(db) == before
+    finished = invoke("create", QUICKSTART, "--study-name", "empty", *data)
+    assert finished.returncode == 0, finished.stderr
+    assert "study empty ready" in finished.stdout
+
+
+def dump(db: Path) -> list[str]:
+    """The database's content as SQL (its WAL switch, a header byte, is no change of content)."""
+    with sqlite3.connect(db) as connection:
+        return list(connection.iterdump())

@@ -146,7 +146,9 @@ def test_report_needs_complete_trials(tmp_path: Path) -> None:
     import optuna
 
     db = tmp_path / "empty.db"
-    optuna.create_study(storage=f"sqlite:///{db}", study_name="empty", directions=["maximize"] * 2)
+    optuna.create_study(
+        storage=f"sqlite:///{db}", study_name="empty", directions=["maximize", "minimize"]
+    )
     out = tmp_path / "r"
     cli = invoke(
         "report", "--storage", f"sqlite:///{db}", "--study-name", "empty", "--out", str(out)

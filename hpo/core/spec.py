@@ -21,17 +21,23 @@ from hpo.core.results import RESULT_NAMES
 
 # Seeds are what numpy's generators take: 0 .. 2**32 - 1.
 SEED_LIMIT = 2**32
+# Optuna numbers trials in a 32-bit SQL integer; a target is only ever raised, so a typo here
+# would stay.
+MAX_TRIALS = 2**31 - 1
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf passes `gt=0` and is stored as `Infinity`, which is not JSON (PostgreSQL refuses it).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class StudySection(_Section):
     """[study]: what the study is called, how many trials in total, which sampler."""
 
     name: str = Field(min_length=1, description="study name in the database")
-    n_trials: int = Field(10, ge=1, description="total trials across all runs and workers")
+    n_trials: int = Field(
+        10, ge=1, le=MAX_TRIALS, description="total trials across all runs and workers"
+    )
     sampler: Literal[SAMPLERS] = Field("auto", description="auto = TPE (Optuna's default)")
     seed: int | None = Field(
         0, ge=0, lt=SEED_LIMIT, description="sampler seed; a single-worker study is reproducible"

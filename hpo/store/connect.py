@@ -8,19 +8,23 @@ together with the storage it was opened on, which is passed down to whatever nee
 from __future__ import annotations
 
 import datetime
+import sqlite3
 import warnings
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
-from sqlalchemy import func, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import create_engine, func, inspect, select
+from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from hpo.core.errors import StorageError
+from hpo.core.names import DIRECTIONS
 from hpo.store.races import retry_lost_race
 from hpo.store.refusals import refusal_message
 from hpo.store.resilience import Resilience, ResilientRDBStorage
@@ -28,17 +32,25 @@ from hpo.store.url import engine_kwargs, parse_url, prepare_sqlite, safe_url, sc
 
 _T = TypeVar("_T")
 
+# Optuna's own tables: a database without them has never held a study.
+_OPTUNA_TABLES = frozenset({"studies", "version_info"})
+
 
 def open_storage(url: str, *, create: bool = True) -> ResilientRDBStorage:
-    """Connect to the database at `url` (creating Optuna's tables when `create`)."""
+    """Connect to the database at `url` (creating Optuna's tables when `create`; without
+    `create`, a database that has none is refused untouched)."""
     parsed = parse_url(url)
     resilience = Resilience.from_env()
     database = sqlite_path(parsed)
     if database is not None:
         if not create and not database.is_file():
             raise StorageError(f"no SQLite database at {database}")
+        if not create and _sqlite_lacks_optuna_tables(database):
+            raise _no_studies(parsed)
         prepare_sqlite(parsed)
     try:
+        if not create and database is None and _server_lacks_optuna_tables(parsed):
+            raise _no_studies(parsed)
         storage = _first_use_safely(
             lambda: ResilientRDBStorage(
                 parsed.render_as_string(hide_password=False),
@@ -50,6 +62,8 @@ def open_storage(url: str, *, create: bool = True) -> ResilientRDBStorage:
                 retry_seconds=resilience.retry_seconds,
             )
         )
+    except StorageError:
+        raise
     except ImportError as exc:
         raise StorageError(f"no database driver for {safe_url(parsed)}: {exc}") from None
     except Exception as exc:  # SQLAlchemy/driver errors differ per engine
@@ -61,6 +75,34 @@ def open_storage(url: str, *, create: bool = True) -> ResilientRDBStorage:
             f"cannot connect to {safe_url(parsed)} (host {where}): {scrub(str(exc), parsed)}"
         ) from None
     return storage
+
+
+def _sqlite_lacks_optuna_tables(path: Path) -> bool:
+    """Whether the SQLite file surely has no Optuna tables, read without writing to it (False
+    when it cannot be read as a database: opening it then says why)."""
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.Error:
+        return False
+    return not _OPTUNA_TABLES.issubset(names)
+
+
+def _server_lacks_optuna_tables(url: URL) -> bool:
+    """Whether a database server's database has no Optuna tables (connection errors raise,
+    for `open_storage` to word)."""
+    engine = create_engine(url.render_as_string(hide_password=False), **engine_kwargs(url))
+    try:
+        return not _OPTUNA_TABLES.issubset(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _no_studies(url: URL) -> StorageError:
+    return StorageError(
+        f"{safe_url(url)} holds no Optuna studies (none of Optuna's tables), so there is "
+        f"nothing to read; `hpo run` or `hpo create` makes a study there"
+    )
 
 
 def _first_use_safely(open_: Callable[[], _T]) -> _T:
@@ -134,7 +176,21 @@ def load_study(storage: ResilientRDBStorage, name: str) -> StoredStudy:
     if name not in names:
         known = ", ".join(sorted(names)) or "none"
         raise StorageError(f"no study named {name!r} in this storage; studies: {known}")
-    return StoredStudy.of(optuna.load_study(study_name=name, storage=storage), storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    check_objectives(study)
+    return StoredStudy.of(study, storage)
+
+
+def check_objectives(study: optuna.Study) -> None:
+    """Refuse a study whose objectives are not hpo's (accuracy maximized, latency minimized):
+    another program made it, and reading its values as accuracy and latency would be wrong."""
+    directions = tuple(d.name.lower() for d in study.directions)
+    if directions != DIRECTIONS:
+        raise StorageError(
+            f"study {study.study_name!r} optimizes {len(directions)} objective(s) "
+            f"({', '.join(directions)}), not hpo's two (accuracy: maximize, latency: "
+            f"minimize): another program made it; use another --study-name"
+        )
 
 
 def read(storage: ResilientRDBStorage, query: Callable[[Connection], _T]) -> _T:

@@ -20,7 +20,7 @@ from hpo.core.spec import Spec, dump_toml, validate
 from hpo.core.trial_attrs import SPEC_ATTR
 from hpo.search.space import first_values
 from hpo.store.claims import forget_claims
-from hpo.store.connect import StoredStudy, study_names
+from hpo.store.connect import StoredStudy, check_objectives, study_names
 from hpo.store.resilience import ResilientRDBStorage
 
 _NOTE_TITLE = "Study spec"
@@ -36,6 +36,8 @@ def create_or_load_study(spec: Spec, storage: ResilientRDBStorage) -> StoredStud
     """
     study, created = _create_or_load(spec.study.name, storage)
     stored = None if created else _stored_spec(study)
+    if stored is None and not created:
+        _check_unfinished_creation(study)
     if stored is None:
         forget_claims(StoredStudy.of(study, storage))
         set_metric_names(study)
@@ -69,8 +71,22 @@ def _create_or_load(name: str, storage: ResilientRDBStorage) -> tuple[optuna.Stu
             storage=storage, study_name=name, directions=list(DIRECTIONS), load_if_exists=False
         )
     except optuna.exceptions.DuplicatedStudyError:
-        return optuna.load_study(study_name=name, storage=storage), False
+        study = optuna.load_study(study_name=name, storage=storage)
+        check_objectives(study)
+        return study, False
     return study, True
+
+
+def _check_unfinished_creation(study: optuna.Study) -> None:
+    """A study without hpo's spec is taken over only when it is empty: an `hpo create` stopped
+    between creating it and storing the spec. One with trials was made by another program, and
+    its trials would count as hpo's."""
+    count = len(study.get_trials(deepcopy=False))
+    if count:
+        raise SpecError(
+            f"study {study.study_name!r} was made by another program: it has {count} trials "
+            f"and no hpo spec; use another --study-name"
+        )
 
 
 # How long a process that found the study already there waits for its creator's spec.
@@ -134,10 +150,11 @@ def stored_spec(study: optuna.Study) -> Spec:
     """The spec stored in the study when it was created (validated again)."""
     raw: dict[str, Any] | None = study.user_attrs.get(SPEC_ATTR)
     if raw is None:
+        _check_unfinished_creation(study)
         raise HpoError(
             f"study {study.study_name!r} has no stored spec: its `hpo create` was stopped "
-            f"before writing it, or another program made it; run `hpo create SPEC "
-            f"--study-name {study.study_name}` again to finish it"
+            f"before writing it; run `hpo create SPEC --study-name {study.study_name}` again to "
+            f"finish it"
         )
     return validate(raw)
 
