@@ -6,6 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 
@@ -336,3 +337,39 @@ def dump(db: Path) -> list[str]:
     """The database's content as SQL (its WAL switch, a header byte, is no change of content)."""
     with sqlite3.connect(db) as connection:
         return list(connection.iterdump())
+
+
+def test_data_of_another_shape_is_refused_by_a_study_and_a_copy_is_not(
+    tmp_path: Path, tiny_npz: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    split = ("--set", "data.val_size=32", "--set", "data.train_size=32")
+    made = invoke("create", QUICKSTART, "--data", str(tiny_npz), "--storage", url, *split)
+    assert made.returncode == 0, made.stderr
+    before = dump(tmp_path / "s.db")
+    arrays = dict(np.load(tiny_npz))
+    five = tmp_path / "five.npz"  # five classes: another task, with a network of five outputs
+    np.savez(five, **{k: (v % 5 if k.startswith("y") else v) for k, v in arrays.items()})
+    fewer = tmp_path / "fewer.npz"  # another split is drawn from other training images
+    np.savez(fewer, **{k: (v[:80] if k.endswith("train") else v) for k, v in arrays.items()})
+    shapes = {five: "5 classes and 96", fewer: "10 classes and 80"}
+    for other, shape in shapes.items():
+        for command in (
+            ("create", QUICKSTART, *split),
+            ("run", QUICKSTART, *split),
+            ("worker", "--study-name", "quickstart"),
+        ):
+            refused = invoke(*command, "--data", str(other), "--storage", url)
+            assert refused.returncode == 2, refused.stderr
+            assert refused.stderr == (
+                f"hpo: error: {other}: {shape} training images, but study 'quickstart' was "
+                "created with data of 10 classes and 96 training images: its trials would not "
+                "be comparable; give it a copy of that data, or use --study-name for a new "
+                "study\n"
+            )
+    assert dump(tmp_path / "s.db") == before
+    copy = tmp_path / "elsewhere" / "tiny.npz"
+    copy.parent.mkdir()
+    copy.write_bytes(tiny_npz.read_bytes())
+    again = invoke("create", QUICKSTART, "--data", str(copy), "--storage", url, *split)
+    assert again.returncode == 0, again.stderr

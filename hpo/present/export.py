@@ -49,7 +49,7 @@ from hpo.measure.serialize import (
 from hpo.present.out_folder import check_replaceable, record_written
 from hpo.store import artifacts
 from hpo.store.connect import StoredStudy
-from hpo.store.studies import stored_spec
+from hpo.store.studies import check_data, stored_spec
 from hpo.train.checkpoint import read_checkpoint
 from hpo.train.model import build_network
 from models import user
@@ -122,18 +122,20 @@ def from_checkpoint(config: TrialConfig, checkpoint: dict[str, Any]) -> TrainedM
 
 
 def retrain(
-    study: optuna.Study, trial: FrozenTrial, data_path: Path | None, notify: Notify
+    stored: StoredStudy, trial: FrozenTrial, data_path: Path | None, notify: Notify
 ) -> TrainedModel:
-    """Train the trial's configuration again from the stored spec (same seeds, same subset)."""
+    """Train the trial's configuration again from the stored spec (same seeds, same subset),
+    on data of the study's shape."""
     from hpo.train.data import load_raw, prepare
     from hpo.train.loop import evaluate
     from hpo.train.model import train_model
 
-    spec = stored_spec(study)
+    spec = stored_spec(stored.study)
     if data_path is not None:
         spec = with_values(spec, {"data.dataset": str(data_path)})
     config = TrialConfig.from_trial(trial.params, trial.user_attrs, trial.system_attrs)
     source = load_raw(spec.data)
+    check_data(stored, source.shape, source.source, record=False)
     # A study trained on CUDA is retrained on the CPU where there is no GPU.
     device = resolve_device("cpu" if spec.train.device == "cpu" else "auto")
     prepare_process(device)
@@ -180,7 +182,7 @@ def trained_model(
             else:
                 checkpoint = read_checkpoint(content, f"artifact {artifact_id}")
                 return from_checkpoint(config, checkpoint)
-    return retrain(stored.study, trial, data_path, notify)
+    return retrain(stored, trial, data_path, notify)
 
 
 def load_factory(spec: Spec, models: ModelSources) -> UserModel | None:

@@ -30,7 +30,7 @@ from hpo.run.worker import AfterTrial, WorkerSummary, run_worker, study_target
 from hpo.search.samplers import check_sampler
 from hpo.store import artifacts, queries
 from hpo.store.connect import StoredStudy, load_study, open_storage
-from hpo.store.studies import create_or_load_study, stored_spec
+from hpo.store.studies import check_data, create_or_load_study, stored_spec
 from hpo.store.url import safe_url
 from hpo.train.checkpoint import checkpoint_bytes
 from hpo.train.data import RawDataset, TensorDataset, check_dataset, load_raw, local_npz, prepare
@@ -132,7 +132,7 @@ def run_study(
     # A model factory named by the spec is trusted: the spec was given on the command line.
     prepare_model(spec, ModelSources(spec_dir=spec_path.resolve().parent), raw.num_classes)
     check_sampler(spec)  # e.g. grid over a continuous range: refuse before any study exists
-    stored = create_or_load_study(spec, open_storage(storage_url))
+    stored = create_or_load_study(spec, open_storage(storage_url), raw.shape, raw.source)
     console.print(f"storage {safe_url(storage_url)}")
     spec = with_target_of(stored, spec, console.print)
     return work_on(stored, spec, raw, storage_url, console, after_trial=after_trial)
@@ -173,10 +173,10 @@ def create_or_update_study(
     """
     spec = load_spec(spec_path, overrides, values)
     # Workers load the data, maybe on other machines; check here what can be checked.
-    num_classes = check_dataset(spec.data)
-    prepare_model(spec, ModelSources(spec_dir=spec_path.resolve().parent), num_classes)
+    shape = check_dataset(spec.data)
+    prepare_model(spec, ModelSources(spec_dir=spec_path.resolve().parent), shape.classes)
     check_sampler(spec)
-    stored = create_or_load_study(spec, open_storage(storage_url))
+    stored = create_or_load_study(spec, open_storage(storage_url), shape, spec.data.dataset)
     target = stored_spec(stored.study).study.n_trials
     return CreateSummary(stored.name, target, spec.study.n_trials, target_counts(stored))
 
@@ -212,6 +212,7 @@ def join_study(
     else:
         raw = local
         check_split(len(raw.y_train), spec.data, raw.source)
+    check_data(stored, raw.shape, raw.source)
     prepare_model(spec, models or ModelSources(), raw.num_classes)
     console.print(f"storage {safe_url(storage_url)}")
     return work_on(

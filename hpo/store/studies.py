@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from dataclasses import asdict
 from typing import Any
 
 import optuna
 
 from hpo.core.comparable import noted_changes, refused_change, setting
-from hpo.core.errors import HpoError, SpecError
+from hpo.core.errors import DataError, HpoError, SpecError
 from hpo.core.names import DIRECTIONS, METRIC_NAMES
 from hpo.core.spec import Spec, dump_toml, validate
 from hpo.core.trial_attrs import SPEC_ATTR
@@ -22,22 +23,33 @@ from hpo.search.space import first_values
 from hpo.store.claims import forget_claims
 from hpo.store.connect import StoredStudy, check_objectives, study_names
 from hpo.store.resilience import ResilientRDBStorage
+from hpo.train.data import DataShape
 
 _NOTE_TITLE = "Study spec"
+# Study system attribute: the DataShape of the data the study was created with.
+DATA_ATTR = "hpo:data"
 _log = logging.getLogger("hpo.study")
 
 
-def create_or_load_study(spec: Spec, storage: ResilientRDBStorage) -> StoredStudy:
-    """The study named by the spec; created with the spec stored in it, or loaded if it exists.
+def create_or_load_study(
+    spec: Spec,
+    storage: ResilientRDBStorage,
+    data: DataShape | None = None,
+    source: str = "the data",
+) -> StoredStudy:
+    """The study named by the spec; created with the spec (and the shape of its `data`, read
+    from `source`, when known) stored in it, or loaded if it exists.
 
-    A study that exists with a different search space, or with other settings that make
-    trials comparable (FIXED_AT_CREATION), is refused: mixing them in one study would make its
-    Pareto front meaningless. Other changed settings are allowed, each with a note.
+    A study that exists with a different search space, other data, or with other settings that
+    make trials comparable (FIXED_AT_CREATION), is refused: mixing them in one study would make
+    its Pareto front meaningless. Other changed settings are allowed, each with a note.
     """
     study, created = _create_or_load(spec.study.name, storage)
     stored = None if created else _stored_spec(study)
     if stored is None and not created:
         _check_unfinished_creation(study)
+    if data is not None:
+        check_data(StoredStudy.of(study, storage), data, source)
     if stored is None:
         forget_claims(StoredStudy.of(study, storage))
         set_metric_names(study)
@@ -104,6 +116,24 @@ def _stored_spec(study: optuna.Study) -> dict[str, Any] | None:
     while (stored := study.user_attrs.get(SPEC_ATTR)) is None and time.monotonic() < deadline:
         time.sleep(0.1)
     return stored
+
+
+def check_data(stored: StoredStudy, data: DataShape, source: str, *, record: bool = True) -> None:
+    """Refuse data of another shape than the study's (other classes or training images): its
+    trials would not be comparable, and a network for other classes is another task. Recorded
+    (when `record`) where the study has no shape yet: new, or made before shapes were kept."""
+    attrs = stored.storage.get_study_system_attrs(stored.study_id)
+    known = attrs.get(DATA_ATTR)
+    if known is None:
+        if record:
+            stored.storage.set_study_system_attr(stored.study_id, DATA_ATTR, asdict(data))
+        return
+    if DataShape(**known) != data:
+        raise DataError(
+            f"{source}: {data.describe()}, but study {stored.name!r} was created with data of "
+            f"{DataShape(**known).describe()}: its trials would not be comparable; give it a "
+            f"copy of that data, or use --study-name for a new study"
+        )
 
 
 def _check_comparable(spec: Spec, stored: Spec) -> None:

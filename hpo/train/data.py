@@ -35,6 +35,23 @@ class RawDataset:
     num_classes: int
     source: str
 
+    @property
+    def shape(self) -> DataShape:
+        return DataShape(self.num_classes, len(self.y_train))
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a study's trials depend on in its data, recorded when the study is created: the
+    classes (the network's outputs) and the training images (the split is drawn from them).
+    A copy of the same data elsewhere has the same shape; other data does not."""
+
+    classes: int
+    train_images: int
+
+    def describe(self) -> str:
+        return f"{self.classes} classes and {self.train_images} training images"
+
 
 @dataclass(frozen=True)
 class Split:
@@ -140,9 +157,9 @@ def _check_found(section: DataSection) -> None:
         )
 
 
-def check_dataset(section: DataSection) -> int:
-    """Check the spec's data where it is named, without keeping it (for `hpo create`); the
-    number of classes.
+def check_dataset(section: DataSection) -> DataShape:
+    """Check the spec's data where it is named, without keeping it (for `hpo create`); its
+    classes and training images.
 
     An .npz is read and checked whole. cifar10/cifar100 are downloaded by each worker, so only
     the split is checked here, against their 50,000 training images.
@@ -150,8 +167,8 @@ def check_dataset(section: DataSection) -> int:
     _check_found(section)
     if section.dataset in TORCHVISION_DATASETS:
         check_split(TORCHVISION_TRAIN_IMAGES, section, f"torchvision:{section.dataset}")
-        return TORCHVISION_DATASETS[section.dataset]
-    return load_raw(section).num_classes
+        return DataShape(TORCHVISION_DATASETS[section.dataset], TORCHVISION_TRAIN_IMAGES)
+    return load_raw(section).shape
 
 
 def load_raw(section: DataSection) -> RawDataset:
