@@ -89,6 +89,14 @@ BAD_SPECS = {
     "lr <= 0": ('[study]\nname="x"\n[search]\nlr={low=0.0,high=0.01}\n', "out of range"),
     "malformed toml": ('[study\nname="x"\n', "malformed TOML"),
     "unknown key": ('[study]\nname="x"\nnam="y"\n', "unknown key 'nam'"),
+    "step off the range": (
+        '[study]\nname="x"\n[search]\nbatch_size={low=8,high=64,step=10}\n',
+        "[search] batch_size: step 10 does not divide high - low (56); make high 58 or 68",
+    ),
+    "step wider than the range": (
+        '[study]\nname="x"\n[search]\nlabel_smoothing={low=0.0,high=0.3,step=0.5}\n',
+        "[search] label_smoothing: step 0.5 is wider than the range [0.0, 0.3]",
+    ),
     "infinite budget": (
         '[study]\nname="x"\nmax_latency_ms=inf\n',
         "[study] max_latency_ms: input should be a finite number (got inf)",

@@ -68,7 +68,7 @@ def test_first_values_are_each_list_s_first_and_each_range_s_middle() -> None:
         "lr": {"low": 0.01, "high": 1.0, "log": True},
         "weight_decay": {"low": 0.0, "high": 0.001},
         "translate": {"low": 0, "high": 3},
-        "dropout": {"low": 0.0, "high": 0.5, "step": 0.2},
+        "dropout": {"low": 0.0, "high": 0.5, "step": 0.1},
         "scheduler": "onecycle",
     }
     first = first_values(validate({"study": {"name": "t"}, "search": search}))

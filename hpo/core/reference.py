@@ -81,7 +81,8 @@ def spec_reference() -> str:
         "",
         'Each key is a fixed value (`norm = "batch"`), a list of choices '
         '(`norm = ["batch", "group"]`) or, for numbers, a range '
-        "(`lr = { low = 1e-3, high = 0.1, log = true }`, optional `step`, and `first`: trial 0's "
+        "(`lr = { low = 1e-3, high = 0.1, log = true }`, optional `step`, which must divide "
+        "high - low, and `first`: trial 0's "
         "value under `[study] start_from_first`). "
         "Conditional keys are sampled only when they apply.",
         "",

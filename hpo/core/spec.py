@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -217,6 +218,8 @@ def _parse_domain(param: Hyperparameter, value: Any, where: str | None = None) -
             isinstance(step, bool) or not isinstance(step, int | float) or step <= 0 or log
         ):
             raise SpecError(f"{where}: step must be a positive number and needs log = false")
+        if step is not None and (problem := _off_the_steps(low, high, step)):
+            raise SpecError(f"{where}: {problem}")
         first = value.get("first")
         if first is not None and (param.check_value(first) is not None or not low <= first <= high):
             raise SpecError(f"{where}: first must be a value in [{low}, {high}], got {first!r}")
@@ -233,6 +236,22 @@ def _parse_domain(param: Hyperparameter, value: Any, where: str | None = None) -
     if problem := param.check_value(value):
         raise SpecError(f"{where}: {problem}")
     return Fixed(value)
+
+
+def _off_the_steps(low: float, high: float, step: float) -> str:
+    """Why `high` is not `low` plus whole steps ('' when it is). Optuna would otherwise move
+    high to the last step below it, with a warning, and search another range than written."""
+    steps = (high - low) / step
+    whole = math.floor(steps + 1e-9)
+    if abs(steps - round(steps)) <= 1e-9 * max(1.0, steps):
+        return ""
+    if whole < 1:
+        return f"step {step} is wider than the range [{low}, {high}]"
+    fits = [f"{low + k * step:.12g}" for k in (whole, whole + 1)]
+    return (
+        f"step {step} does not divide high - low ({high - low:.12g}); "
+        f"make high {fits[0]} or {fits[1]}, or change the step"
+    )
 
 
 def parse_search(table: Any) -> dict[str, Domain]:
