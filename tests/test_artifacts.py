@@ -8,6 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
+from hpo.core.errors import HpoError
 from hpo.store import artifacts
 from tests.conftest import FinishedStudy
 
@@ -29,7 +30,10 @@ def test_artifact_folder_sits_next_to_a_sqlite_file(
     assert artifacts.artifact_dir("postgresql://u:p@db/hpo", "/shared/m") == Path("/shared/m")
     monkeypatch.setenv(artifacts.ARTIFACTS_ENV, str(tmp_path / "env"))
     assert artifacts.artifact_dir("postgresql://u:p@db/hpo") == tmp_path / "env"
-    assert artifacts.open_store("postgresql://u:p@db/hpo") is None  # not created unless asked
+    # Not created unless asked; to a reader, a named folder that is not there is a typo.
+    with pytest.raises(HpoError, match="HPO_ARTIFACTS .*/env: no such folder"):
+        artifacts.open_store("postgresql://u:p@db/hpo")
+    assert not (tmp_path / "env").exists()
     assert artifacts.open_store("postgresql://u:p@db/hpo", create=True) is not None
     assert (tmp_path / "env").is_dir()
 

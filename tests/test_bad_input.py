@@ -491,3 +491,29 @@ def test_benchmark_options_are_checked_before_any_run(case: str, tmp_path: Path)
     assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
     assert result.stderr.startswith(expected), result.stderr
     assert result.stdout == "" and not list(tmp_path.iterdir())
+
+
+def test_a_bad_artifact_folder_is_refused_before_a_study_exists(
+    tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    not_a_folder = tmp_path / "models"
+    not_a_folder.write_text("a file where the models would go")
+    monkeypatch.setenv("HPO_ARTIFACTS", str(not_a_folder))
+    db = tmp_path / "s.db"
+    spec = write_spec(tmp_path, "s")
+    result = invoke("run", spec, "--data", str(tiny_npz), "--storage", f"sqlite:///{db}")
+    one_error_line(result, f"HPO_ARTIFACTS {not_a_folder}: is a file, not a folder")
+    assert not db.exists()
+
+
+def test_export_refuses_a_model_folder_that_does_not_exist(made_study: tuple[str, Path]) -> None:
+    # A mistyped folder would otherwise have the trial retrained, silently, for minutes.
+    url, db = made_study
+    folder = db.parent
+    typo = folder / "modles"
+    result = invoke(
+        "export", "--storage", url, "--study-name", "made", "--trial", "0",
+        "--out", str(folder / "out"), "--artifacts", str(typo),
+    )  # fmt: skip
+    one_error_line(result, f"--artifacts {typo}: no such folder")
+    assert not (folder / "out").exists()

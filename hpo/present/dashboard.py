@@ -8,7 +8,6 @@ This module only serves.
 from __future__ import annotations
 
 import errno
-import os
 import socket
 import threading
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from hpo.core.errors import HpoError
 from hpo.core.trial_attrs import SPEC_ATTR
 from hpo.present import figures
-from hpo.store.artifacts import ARTIFACTS_ENV, artifact_dir, open_store
+from hpo.store.artifacts import artifact_dir, named_by, open_store
 from hpo.store.connect import load_study, open_storage
 from hpo.store.studies import prepare_for_dashboard
 
@@ -62,17 +61,10 @@ def serve(
 
     storage = open_storage(storage_url, create=False)
     check_port_free(host, port)
-    given = artifacts or os.environ.get(ARTIFACTS_ENV)
-    if given and not Path(given).expanduser().is_dir():
-        # A mistyped folder would be created empty and show no model.
-        option = "--artifacts" if artifacts else ARTIFACTS_ENV
-        raise HpoError(
-            f"{option} {given}: no such folder; give the folder the workers store models in "
-            f"(their {ARTIFACTS_ENV}), or create it first"
-        )
-    # The SQLite file's own folder is created even when empty, so models of trials that finish
-    # while the dashboard runs show up.
-    store = open_store(storage_url, artifacts, create=True)
+    # A folder a person named must exist (a mistyped one would be created empty and show no
+    # model); the SQLite file's own folder is created even when empty, so models of trials
+    # that finish while the dashboard runs show up.
+    store = open_store(storage_url, artifacts, create=named_by(artifacts) is None)
     folder = artifact_dir(storage_url, artifacts) if store is not None else None
     names = prepare_for_dashboard(storage)
     for name in names:  # studies run before figures existed, or by plain Optuna code

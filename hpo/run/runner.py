@@ -132,6 +132,7 @@ def run_study(
     # A model factory named by the spec is trusted: the spec was given on the command line.
     prepare_model(spec, ModelSources(spec_dir=spec_path.resolve().parent), raw.num_classes)
     check_sampler(spec)  # e.g. grid over a continuous range: refuse before any study exists
+    artifacts.open_store(storage_url, create=True)  # a bad model folder, before any study too
     stored = create_or_load_study(spec, open_storage(storage_url), raw.shape, raw.source)
     console.print(f"storage {safe_url(storage_url)}")
     spec = with_target_of(stored, spec, console.print)
@@ -205,6 +206,7 @@ def join_study(
     A model factory the spec names is imported only from `models` (what this worker was given),
     never from where the database says."""
     local = local_npz(data)  # a bad --data fails before the database is opened
+    artifacts.open_store(storage_url, create=True)  # and so does a bad model folder
     stored = load_study(open_storage(storage_url, create=False), study_name)
     spec = worker_spec(stored.study, data)
     if local is None:

@@ -39,19 +39,39 @@ def artifact_dir(storage_url: str, explicit: str | Path | None = None) -> Path |
     return database.with_name(database.name + ".artifacts") if database is not None else None
 
 
+def named_by(explicit: str | Path | None = None) -> str | None:
+    """How a person named the artifact folder (`--artifacts`, $HPO_ARTIFACTS), or None for the
+    default next to a SQLite file."""
+    if explicit:
+        return "--artifacts"
+    return ARTIFACTS_ENV if os.environ.get(ARTIFACTS_ENV) else None
+
+
 def open_store(
     storage_url: str, explicit: str | Path | None = None, *, create: bool = False
 ) -> FileSystemArtifactStore | None:
-    """The artifact store of a storage URL, or None when there is none (yet)."""
+    """The artifact store of a storage URL, or None when there is none (yet).
+
+    With `create` (a worker that stores models) the folder is made; a path that is a file or
+    cannot be made is an HpoError. Without it (commands that read models), a folder a person
+    named must exist: a mistyped one would show no model, or have `export` retrain silently."""
     folder = artifact_dir(storage_url, explicit)
     if folder is None:
         return None
+    where = f"{named_by(explicit) or 'artifact folder'} {folder}"
     if create:
+        if folder.exists() and not folder.is_dir():
+            raise HpoError(f"{where}: is a file, not a folder; give a folder for the models")
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise HpoError(f"cannot create the artifact folder {folder}: {exc}") from None
+            raise HpoError(f"{where}: cannot create the folder ({exc.strerror})") from None
     elif not folder.is_dir():
+        if named_by(explicit):
+            raise HpoError(
+                f"{where}: no such folder; give the folder the workers store models in (their "
+                f"{ARTIFACTS_ENV}), or create it first"
+            )
         return None
     return FileSystemArtifactStore(folder)
 
