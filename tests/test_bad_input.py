@@ -110,7 +110,15 @@ def truncated(path: Path) -> None:
 # Each case: how the file is made, and what its one stderr line must say.
 BAD_DATA: dict[str, tuple[Callable[[Path], None], str]] = {
     "missing array": (changed(y_test=None), "missing array(s) y_test; an .npz needs x_train"),
-    "not a zip": (write_bytes(b"not an archive"), "cannot read"),
+    "not a zip": (
+        write_bytes(b"not an archive"),
+        "not an .npz archive (a zip of .npy arrays); an .npz needs x_train",
+    ),
+    "random bytes": (
+        # numpy's own message would take them for a pickle and suggest allow_pickle.
+        write_bytes(np.random.default_rng(0).bytes(5000)),
+        "not an .npz archive (a zip of .npy arrays)",
+    ),
     "truncated zip": (truncated, "cannot read"),
     "single .npy": (single_array, "a single array, not an .npz archive"),
     "object labels": (pickled_labels, "cannot read"),
@@ -517,3 +525,20 @@ def test_export_refuses_a_model_folder_that_does_not_exist(made_study: tuple[str
     )  # fmt: skip
     one_error_line(result, f"--artifacts {typo}: no such folder")
     assert not (folder / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("dataset", "expected"),
+    [
+        ("", "[data] dataset: empty; use cifar10, cifar100 or a path to an .npz"),
+        ("{tmp}", "[data] dataset: {tmp} is a folder, not an .npz file; use cifar10"),
+        ("{tmp}/gone.npz", "[data] dataset: file not found: {tmp}/gone.npz; use cifar10"),
+    ],
+    ids=["empty", "folder", "missing"],
+)
+def test_a_dataset_that_is_no_file_is_named_for_what_it_is(
+    dataset: str, expected: str, tmp_path: Path
+) -> None:
+    with pytest.raises(DataError) as raised:
+        check_dataset(DataSection(dataset=dataset.format(tmp=tmp_path)))
+    assert str(raised.value).startswith(expected.format(tmp=tmp_path))

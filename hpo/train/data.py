@@ -81,10 +81,20 @@ class TensorDataset:
         return (images.float() / 255.0 - self.mean) / self.std
 
 
+# How a zip (an .npz is one) and an .npy file begin.
+_ZIP_MAGIC = b"PK"
+_NPY_MAGIC = b"\x93NUMPY"
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """The four arrays of a keras-layout .npz (allow_pickle stays off: no code runs on load)."""
     layout = f"an .npz needs {', '.join(ARRAY_KEYS)} (keras layout, HWC uint8)"
     try:
+        with path.open("rb") as file:
+            start = file.read(len(_NPY_MAGIC))
+        if not start.startswith((_ZIP_MAGIC, _NPY_MAGIC)):
+            # numpy would take it for a pickle and suggest allow_pickle, which runs its code.
+            raise DataError(f"{path}: not an .npz archive (a zip of .npy arrays); {layout}")
         archive = np.load(path)
         if not isinstance(archive, NpzFile):
             raise DataError(f"{path}: a single array, not an .npz archive; {layout}")
@@ -148,13 +158,14 @@ def _load_torchvision(name: str, root: Path) -> RawDataset:
 def _check_found(section: DataSection) -> None:
     if section.dataset in TORCHVISION_DATASETS:
         return
+    allowed = f"use {', '.join(TORCHVISION_DATASETS)} or a path to an .npz (--data PATH)"
+    if not section.dataset.strip():
+        raise DataError(f"[data] dataset: empty; {allowed}")
     path = Path(section.dataset).expanduser()
+    if path.is_dir():
+        raise DataError(f"[data] dataset: {path} is a folder, not an .npz file; {allowed}")
     if not path.is_file():
-        allowed = ", ".join(TORCHVISION_DATASETS)
-        raise DataError(
-            f"[data] dataset: file not found: {path}; use {allowed} or a path to an .npz "
-            f"(--data PATH)"
-        )
+        raise DataError(f"[data] dataset: file not found: {path}; {allowed}")
 
 
 def check_dataset(section: DataSection) -> DataShape:
