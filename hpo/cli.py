@@ -148,7 +148,22 @@ ModelsOption = Annotated[
     ),
 ]
 TrialOption = Annotated[int, typer.Option("--trial", min=0, help="Trial number to export.")]
-OutOption = Annotated[Path, typer.Option("--out", help="Folder to write into (created).")]
+
+
+def _out_folder(value: str) -> Path:
+    """The --out folder; an empty one (an unset shell variable) would write into the current
+    folder."""
+    if not value.strip():
+        raise typer.BadParameter("empty; give the folder to write into")
+    return Path(value)
+
+
+OutOption = Annotated[
+    Path,
+    typer.Option(
+        "--out", help="Folder to write into (created).", parser=_out_folder, metavar="PATH"
+    ),
+]
 
 
 # Options shared by `run` and `create` (same spec, same overrides).

@@ -350,6 +350,10 @@ USAGE_ERRORS = {
     "not a number": (("best", "--study-name", "s", "--top", "x"), "Invalid value for '--top'"),
     "db views format": (("db", "views", "--format", "csv"), "Invalid value for '--format'"),
     "port": (("dashboard", "--port", "70000"), "Invalid value for '--port'"),
+    "empty out": (
+        ("report", "--study-name", "s", "--out", ""),
+        "Invalid value for '--out': empty; give the folder to write into",
+    ),
     "empty host": (("dashboard", "--host", ""), "--host '': expected an address, e.g. 127.0.0.1"),
     "negative budget": (
         ("best", "--study-name", "s", "--max-latency-ms", "-1"),
