@@ -215,3 +215,14 @@ def test_a_trial_is_judged_against_trials_started_before_it(tmp_path: Path) -> N
         (0.5, 0.4, 0.02),
     ]
     assert rung_points(stored, 2, before=3) == []  # nobody reached epoch 2
+
+
+def test_a_pruner_without_a_rung_before_the_last_epoch_is_noted() -> None:
+    from hpo.search.pruning import idle_pruner_note
+
+    assert idle_pruner_note("pareto", 3, 3, 20) is None  # rungs at 3 and 9
+    assert idle_pruner_note("none", 100, 3, 1) is None
+    assert idle_pruner_note("pareto", 5, 3, 5) == (
+        "hpo: note: [study] pruner_min_epochs = 5 is not below [train] epochs = 5: the pareto "
+        "pruner has no rung before the last epoch and stops no trial"
+    )

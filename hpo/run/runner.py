@@ -8,6 +8,7 @@ command leaves nothing behind.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from hpo.run.objective import CompleteHook, TrialOutcome
 from hpo.run.progress import TargetCounts, target_counts
 from hpo.run.user_model import prepare_model
 from hpo.run.worker import AfterTrial, WorkerSummary, run_worker, study_target
+from hpo.search.pruning import idle_pruner_note
 from hpo.search.samplers import check_sampler
 from hpo.store import artifacts, queries
 from hpo.store.connect import StoredStudy, load_study, open_storage
@@ -132,11 +134,22 @@ def run_study(
     # A model factory named by the spec is trusted: the spec was given on the command line.
     prepare_model(spec, ModelSources(spec_dir=spec_path.resolve().parent), raw.num_classes)
     check_sampler(spec)  # e.g. grid over a continuous range: refuse before any study exists
-    artifacts.open_store(storage_url, create=True)  # a bad model folder, before any study too
+    note_idle_pruner(spec)
+    artifacts.check_folder(storage_url)  # a bad model folder, before any study too
     stored = create_or_load_study(spec, open_storage(storage_url), raw.shape, raw.source)
     console.print(f"storage {safe_url(storage_url)}")
     spec = with_target_of(stored, spec, console.print)
     return work_on(stored, spec, raw, storage_url, console, after_trial=after_trial)
+
+
+def note_idle_pruner(spec: Spec) -> None:
+    """Say so on stderr when the spec's pruner can never act (its first rung is too late)."""
+    study = spec.study
+    note = idle_pruner_note(
+        study.pruner, study.pruner_min_epochs, study.pruner_eta, spec.train.epochs
+    )
+    if note is not None:
+        logging.getLogger("hpo.study").warning(note)
 
 
 def with_target_of(stored: StoredStudy, spec: Spec, note: Callable[[str], None]) -> Spec:
@@ -177,6 +190,7 @@ def create_or_update_study(
     shape = check_dataset(spec.data)
     prepare_model(spec, ModelSources(spec_dir=spec_path.resolve().parent), shape.classes)
     check_sampler(spec)
+    note_idle_pruner(spec)
     stored = create_or_load_study(spec, open_storage(storage_url), shape, spec.data.dataset)
     target = stored_spec(stored.study).study.n_trials
     return CreateSummary(stored.name, target, spec.study.n_trials, target_counts(stored))
@@ -206,7 +220,7 @@ def join_study(
     A model factory the spec names is imported only from `models` (what this worker was given),
     never from where the database says."""
     local = local_npz(data)  # a bad --data fails before the database is opened
-    artifacts.open_store(storage_url, create=True)  # and so does a bad model folder
+    artifacts.check_folder(storage_url)  # and so does a bad model folder
     stored = load_study(open_storage(storage_url, create=False), study_name)
     spec = worker_spec(stored.study, data)
     if local is None:

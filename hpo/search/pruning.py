@@ -102,3 +102,14 @@ class ParetoHalving:
         position = np.arange(len(points))
         order = np.lexsort((position, -crowding, ranks))
         return bool(np.nonzero(order == len(points) - 1)[0][0] < keep)
+
+
+def idle_pruner_note(pruner: str, min_epochs: int, eta: int, epochs: int) -> str | None:
+    """A note when the pareto pruner has no rung before the last epoch: it would stop nothing,
+    which a spec that asks for it did not mean."""
+    if pruner != "pareto" or ParetoHalving(eta, min_epochs).rungs(epochs):
+        return None
+    return (
+        f"hpo: note: [study] pruner_min_epochs = {min_epochs} is not below [train] epochs = "
+        f"{epochs}: the pareto pruner has no rung before the last epoch and stops no trial"
+    )

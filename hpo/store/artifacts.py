@@ -47,6 +47,21 @@ def named_by(explicit: str | Path | None = None) -> str | None:
     return ARTIFACTS_ENV if os.environ.get(ARTIFACTS_ENV) else None
 
 
+def check_folder(storage_url: str, explicit: str | Path | None = None) -> None:
+    """Refuse a model folder a worker could not store into (a file, or under one, or in a
+    read-only folder) without creating anything: checked before a study exists."""
+    folder = artifact_dir(storage_url, explicit)
+    if folder is None:
+        return
+    where = f"{named_by(explicit) or 'artifact folder'} {folder}"
+    existing = next(p for p in [folder, *folder.absolute().parents] if p.exists())
+    if not existing.is_dir():
+        what = "is a file" if existing == folder else f"is under {existing}, a file"
+        raise HpoError(f"{where}: {what}, not a folder; give a folder for the models")
+    if existing != folder and not os.access(existing, os.W_OK):
+        raise HpoError(f"{where}: cannot be created, {existing} is read-only")
+
+
 def open_store(
     storage_url: str, explicit: str | Path | None = None, *, create: bool = False
 ) -> FileSystemArtifactStore | None:
