@@ -381,3 +381,31 @@ def test_data_of_another_shape_is_refused_by_a_study_and_a_copy_is_not(
     copy.write_bytes(tiny_npz.read_bytes())
     again = invoke("create", QUICKSTART, "--data", str(copy), "--storage", url, *split)
     assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize(
+    ("version", "fix"),
+    [
+        (
+            "v3.0.0.a",
+            "upgrade the tables with `uv run optuna storage upgrade --storage URL` (back the "
+            "database up first)",
+        ),
+        ("v99.0.0", "they are newer than this Optuna: run hpo with an Optuna at least as new"),
+    ],
+    ids=["older tables", "newer tables"],
+)
+def test_tables_of_another_optuna_version_are_named_as_such(
+    version: str, fix: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "s.db"
+    optuna.create_study(study_name="s", storage=f"sqlite:///{db}", directions=["maximize"] * 1)
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = ?", (version,))
+    result = invoke("best", "--study-name", "s", "--storage", f"sqlite:///{db}")
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"hpo: error: the database sqlite:///{db}: the runtime optuna version "
+    ), result.stderr
+    assert "is no longer compatible with the table schema (set up by optuna" in result.stderr
+    assert result.stderr.endswith(f"; {fix}\n") and "pip install" not in result.stderr

@@ -70,9 +70,10 @@ def open_storage(url: str, *, create: bool = True) -> ResilientRDBStorage:
         refused = refusal_message(exc, parsed)
         if refused is not None:
             raise StorageError(refused) from None
-        where = parsed.host or parsed.database or safe_url(parsed)
+        host = parsed.host or parsed.database or safe_url(parsed)
+        where = f"file {database}" if database is not None else f"host {host}"
         raise StorageError(
-            f"cannot connect to {safe_url(parsed)} (host {where}): {scrub(str(exc), parsed)}"
+            f"cannot connect to {safe_url(parsed)} ({where}): {scrub(str(exc), parsed)}"
         ) from None
     return storage
 

@@ -45,8 +45,28 @@ _READ_ONLY_MESSAGE = re.compile(
 _READ_ONLY_SQLSTATE = "25006"
 
 
+# Optuna's own refusal of tables set up by another Optuna version (its schema check).
+_SCHEMA_MESSAGE = re.compile(
+    r"(runtime optuna version \S+ is )?no longer compatible with the table schema "
+    r"\(set up by [^)]*\)",
+    re.IGNORECASE,
+)
+
+
 def refusal_message(exc: BaseException, url: URL) -> str | None:
     """One line for an error behind `exc` that retrying cannot fix, or None."""
+    cause = find_in_chain(exc, _other_schema)
+    if cause is not None:
+        detail = _detail(cause, url)
+        found = _SCHEMA_MESSAGE.search(detail)
+        what = found.group(0) if found else detail
+        fix = (
+            "upgrade the tables with `uv run optuna storage upgrade --storage URL` (back the "
+            "database up first)"
+            if "storage upgrade" in detail
+            else "they are newer than this Optuna: run hpo with an Optuna at least as new"
+        )
+        return f"the database {safe_url(url)}: the {what}; {fix}"
     cause = find_in_chain(exc, _damage)
     if cause is not None:
         return (
@@ -131,3 +151,7 @@ def _matches(exc: BaseException, sqlstates: tuple[str, ...], message: re.Pattern
     if _sqlstate(exc) in sqlstates:
         return True
     return message.search(str(getattr(exc, "orig", None) or exc)) is not None
+
+
+def _other_schema(exc: BaseException) -> bool:
+    return isinstance(exc, RuntimeError) and _SCHEMA_MESSAGE.search(str(exc)) is not None
