@@ -114,6 +114,10 @@ BAD_DATA: dict[str, tuple[Callable[[Path], None], str]] = {
         write_bytes(b"not an archive"),
         "not an .npz archive (a zip of .npy arrays); an .npz needs x_train",
     ),
+    "text starting like a zip": (
+        write_bytes(b"PKG-INFO\nName: x\n"),
+        "not an .npz archive (a zip of .npy arrays)",
+    ),
     "random bytes": (
         # numpy's own message would take them for a pickle and suggest allow_pickle.
         write_bytes(np.random.default_rng(0).bytes(5000)),

@@ -10,6 +10,7 @@ import numpy as np
 import optuna
 import pytest
 
+from hpo.core.errors import SpecError
 from tests.conftest import ROOT, FinishedStudy, finished_study_command, invoke
 
 QUICKSTART = str(ROOT / "studies" / "quickstart.toml")
@@ -96,6 +97,10 @@ BAD_SPECS = {
     "step wider than the range": (
         '[study]\nname="x"\n[search]\nlabel_smoothing={low=0.0,high=0.3,step=0.5}\n',
         "[search] label_smoothing: step 0.5 is wider than the range [0.0, 0.3]",
+    ),
+    "step nan": (
+        '[study]\nname="x"\n[search]\ndropout={low=0.0,high=0.5,step=nan}\n',
+        "[search] dropout: step must be a positive finite number",
     ),
     "infinite budget": (
         '[study]\nname="x"\nmax_latency_ms=inf\n',
@@ -409,3 +414,39 @@ def test_tables_of_another_optuna_version_are_named_as_such(
     ), result.stderr
     assert "is no longer compatible with the table schema (set up by optuna" in result.stderr
     assert result.stderr.endswith(f"; {fix}\n") and "pip install" not in result.stderr
+
+
+def test_a_refused_command_records_no_data_shape_and_a_slow_creators_spec_is_found(
+    tmp_path: Path,
+) -> None:
+    from hpo.core.spec import validate
+    from hpo.store.connect import open_storage
+    from hpo.store.studies import DATA_ATTR, create_or_load_study
+    from hpo.train.data import DataShape
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    raw = {"study": {"name": "s"}, "search": {"norm": ["batch", "group"]}}
+    # A study made before shapes were recorded: the first command that passes records one.
+    made = create_or_load_study(validate(raw), storage)
+    other = {**raw, "search": {"norm": ["batch", "layer"]}}
+    with pytest.raises(SpecError, match="different \\[search\\] table"):
+        create_or_load_study(validate(other), storage, DataShape(100, 50_000), "cifar100")
+    assert DATA_ATTR not in storage.get_study_system_attrs(made.study_id)
+    create_or_load_study(validate(raw), storage, DataShape(10, 50_000), "cifar10")
+    assert storage.get_study_system_attrs(made.study_id)[DATA_ATTR] == {
+        "classes": 10,
+        "train_images": 50_000,
+    }
+
+
+def test_a_study_whose_spec_comes_late_is_not_taken_for_another_programs() -> None:
+    from hpo.core.trial_attrs import SPEC_ATTR
+    from hpo.store.studies import _spec_of_unfinished_creation
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    assert _spec_of_unfinished_creation(study) is None  # empty: a stopped create, finished now
+    study.enqueue_trial({"x": 1.0})  # a creator queues its first trial...
+    with pytest.raises(SpecError, match="was made by another program: it has 1 trials"):
+        _spec_of_unfinished_creation(study)
+    study.set_user_attr(SPEC_ATTR, {"study": {"name": "s"}})  # ...having stored its spec
+    assert _spec_of_unfinished_creation(study) == {"study": {"name": "s"}}

@@ -465,3 +465,21 @@ def test_dashboard_answers_the_deploy_question(stopped_study: StoppedStudy, tmp_
             " && r.map(t => t.getBoundingClientRect().height); })()"
         )
         assert max(heights) <= 80, heights
+
+
+def test_dashboard_lists_a_plain_optuna_study_beside_hpo_studies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optuna
+
+    from hpo.present import dashboard
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    synthetic.make_studies(url)
+    optuna.create_study(study_name="plain", storage=url).optimize(
+        lambda t: t.suggest_float("x", 0, 1), n_trials=2
+    )
+    monkeypatch.setattr(dashboard, "serve_until_interrupted", lambda *args: None)
+    plans: list[dashboard.DashboardPlan] = []
+    dashboard.serve(url, "127.0.0.1", 0, None, plans.append)
+    assert "plain" in plans[0].studies and len(plans[0].studies) > 1

@@ -215,9 +215,12 @@ def _parse_domain(param: Hyperparameter, value: Any, where: str | None = None) -
             raise SpecError(f"{where}: a log range needs low > 0, got {low}")
         step = value.get("step")
         if step is not None and (
-            isinstance(step, bool) or not isinstance(step, int | float) or step <= 0 or log
+            isinstance(step, bool)
+            or not isinstance(step, int | float)
+            or not 0 < step < math.inf
+            or log
         ):
-            raise SpecError(f"{where}: step must be a positive number and needs log = false")
+            raise SpecError(f"{where}: step must be a positive finite number and needs log = false")
         if step is not None and (problem := _off_the_steps(low, high, step)):
             raise SpecError(f"{where}: {problem}")
         first = value.get("first")
@@ -242,9 +245,11 @@ def _off_the_steps(low: float, high: float, step: float) -> str:
     """Why `high` is not `low` plus whole steps ('' when it is). Optuna would otherwise move
     high to the last step below it, with a warning, and search another range than written."""
     steps = (high - low) / step
-    whole = math.floor(steps + 1e-9)
-    if abs(steps - round(steps)) <= 1e-9 * max(1.0, steps):
+    # Float steps (0.1) leave rounding dust in the quotient, far below this; a range off by a
+    # real fraction of a step is refused however many steps it holds.
+    if abs(steps - round(steps)) <= 1e-9:
         return ""
+    whole = math.floor(steps)
     if whole < 1:
         return f"step {step} is wider than the range [{low}, {high}]"
     fits = [f"{low + k * step:.12g}" for k in (whole, whole + 1)]

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import optuna
+
 from hpo.core.errors import HpoError
 from hpo.core.trial_attrs import SPEC_ATTR
 from hpo.present import figures
 from hpo.store.artifacts import artifact_dir, named_by, open_store
-from hpo.store.connect import load_study, open_storage
+from hpo.store.connect import StoredStudy, open_storage
 from hpo.store.studies import prepare_for_dashboard
 
 if TYPE_CHECKING:
@@ -67,10 +69,10 @@ def serve(
     store = open_store(storage_url, artifacts, create=named_by(artifacts) is None)
     folder = artifact_dir(storage_url, artifacts) if store is not None else None
     names = prepare_for_dashboard(storage)
-    for name in names:  # studies run before figures existed, or by plain Optuna code
-        stored = load_study(storage, name)
-        if SPEC_ATTR in stored.study.user_attrs:
-            figures.publish(stored)
+    for name in names:  # studies run before figures existed; plain Optuna ones are shown as is
+        study = optuna.load_study(study_name=name, storage=storage)
+        if SPEC_ATTR in study.user_attrs:
+            figures.publish(StoredStudy.of(study, storage))
     shown_host = f"[{host}]" if ":" in host else host
     on_ready(DashboardPlan(f"http://{shown_host}:{port}/dashboard/", names, folder))
     serve_until_interrupted(wsgi(storage, artifact_store=store), host, port)

@@ -228,8 +228,9 @@ def join_study(
     else:
         raw = local
         check_split(len(raw.y_train), spec.data, raw.source)
-    check_data(stored, raw.shape, raw.source)
+    check_data(stored, raw.shape, raw.source, record=False)
     prepare_model(spec, models or ModelSources(), raw.num_classes)
+    check_data(stored, raw.shape, raw.source)  # recorded once every check has passed
     console.print(f"storage {safe_url(storage_url)}")
     return work_on(
         stored, spec, raw, storage_url, console, seed_salt=seed_salt, after_trial=after_trial

@@ -54,12 +54,17 @@ def check_folder(storage_url: str, explicit: str | Path | None = None) -> None:
     if folder is None:
         return
     where = f"{named_by(explicit) or 'artifact folder'} {folder}"
-    existing = next(p for p in [folder, *folder.absolute().parents] if p.exists())
+    # lexists: a dangling link is there too, and nothing can be made in its place.
+    existing = next(p for p in [folder, *folder.absolute().parents] if os.path.lexists(p))
     if not existing.is_dir():
-        what = "is a file" if existing == folder else f"is under {existing}, a file"
-        raise HpoError(f"{where}: {what}, not a folder; give a folder for the models")
-    if existing != folder and not os.access(existing, os.W_OK):
-        raise HpoError(f"{where}: cannot be created, {existing} is read-only")
+        what = "is" if existing == folder else f"is under {existing},"
+        kind = "a link to nothing" if not existing.exists() else "a file"
+        raise HpoError(f"{where}: {what} {kind}, not a folder; give a folder for the models")
+    if not os.access(existing, os.W_OK):
+        state = (
+            "is read-only" if existing == folder else f"cannot be created, {existing} is read-only"
+        )
+        raise HpoError(f"{where}: {state}; models could not be stored")
 
 
 def open_store(

@@ -47,9 +47,10 @@ def create_or_load_study(
     study, created = _create_or_load(spec.study.name, storage)
     stored = None if created else _stored_spec(study)
     if stored is None and not created:
-        _check_unfinished_creation(study)
+        stored = _spec_of_unfinished_creation(study)
+    handle = StoredStudy.of(study, storage)
     if data is not None:
-        check_data(StoredStudy.of(study, storage), data, source)
+        check_data(handle, data, source, record=False)
     if stored is None:
         forget_claims(StoredStudy.of(study, storage))
         set_metric_names(study)
@@ -66,9 +67,11 @@ def create_or_load_study(
         _check_comparable(spec, validate(stored))
         # Keep the stored spec current (e.g. a raised n_trials) for workers that read it.
         study.set_user_attr(SPEC_ATTR, kept_target(spec.raw, stored))
+    if data is not None:
+        check_data(handle, data, source)  # recorded once every check has passed
     if stored != spec.raw:
         write_spec_note(study)
-    return StoredStudy.of(study, storage)
+    return handle
 
 
 def _create_or_load(name: str, storage: ResilientRDBStorage) -> tuple[optuna.Study, bool]:
@@ -89,16 +92,21 @@ def _create_or_load(name: str, storage: ResilientRDBStorage) -> tuple[optuna.Stu
     return study, True
 
 
-def _check_unfinished_creation(study: optuna.Study) -> None:
-    """A study without hpo's spec is taken over only when it is empty: an `hpo create` stopped
-    between creating it and storing the spec. One with trials was made by another program, and
-    its trials would count as hpo's."""
+def _spec_of_unfinished_creation(study: optuna.Study) -> dict[str, Any] | None:
+    """None for a study without hpo's spec that may be taken over: an empty one, as an `hpo
+    create` stopped between creating it and storing the spec leaves. One with trials was made
+    by another program (its trials would count as hpo's): SpecError; unless its spec has come
+    meanwhile, from a creator slower than CREATOR_WAIT_S (with the first trial it queued)."""
     count = len(study.get_trials(deepcopy=False))
-    if count:
-        raise SpecError(
-            f"study {study.study_name!r} was made by another program: it has {count} trials "
-            f"and no hpo spec; use another --study-name"
-        )
+    if not count:
+        return None
+    stored: dict[str, Any] | None = study.user_attrs.get(SPEC_ATTR)
+    if stored is not None:
+        return stored
+    raise SpecError(
+        f"study {study.study_name!r} was made by another program: it has {count} trials and "
+        f"no hpo spec; use another --study-name"
+    )
 
 
 # How long a process that found the study already there waits for its creator's spec.
@@ -180,11 +188,12 @@ def stored_spec(study: optuna.Study) -> Spec:
     """The spec stored in the study when it was created (validated again)."""
     raw: dict[str, Any] | None = study.user_attrs.get(SPEC_ATTR)
     if raw is None:
-        _check_unfinished_creation(study)
+        raw = _spec_of_unfinished_creation(study)
+    if raw is None:
         raise HpoError(
-            f"study {study.study_name!r} has no stored spec: its `hpo create` was stopped "
-            f"before writing it; run `hpo create SPEC --study-name {study.study_name}` again to "
-            f"finish it"
+            f"study {study.study_name!r} has no stored spec: it is being created right now "
+            f"(try again in a moment), or its `hpo create` was stopped before writing it (run "
+            f"`hpo create SPEC --study-name {study.study_name}` again to finish it)"
         )
     return validate(raw)
 

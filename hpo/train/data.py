@@ -81,8 +81,9 @@ class TensorDataset:
         return (images.float() / 255.0 - self.mean) / self.std
 
 
-# How a zip (an .npz is one) and an .npy file begin.
-_ZIP_MAGIC = b"PK"
+# How a zip (an .npz is one; a local file header, or the end record of an empty one) and an
+# .npy file begin: numpy's own tests.
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 _NPY_MAGIC = b"\x93NUMPY"
 
 
@@ -92,7 +93,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with path.open("rb") as file:
             start = file.read(len(_NPY_MAGIC))
-        if not start.startswith((_ZIP_MAGIC, _NPY_MAGIC)):
+        if not start.startswith((*_ZIP_MAGICS, _NPY_MAGIC)):
             # numpy would take it for a pickle and suggest allow_pickle, which runs its code.
             raise DataError(f"{path}: not an .npz archive (a zip of .npy arrays); {layout}")
         archive = np.load(path)
