@@ -98,6 +98,11 @@ BAD_SPECS = {
         '[study]\nname="x"\n[search]\nlabel_smoothing={low=0.0,high=0.3,step=0.5}\n',
         "[search] label_smoothing: step 0.5 is wider than the range [0.0, 0.3]",
     ),
+    "first off the steps": (
+        '[study]\nname="x"\n[search]\nlabel_smoothing={low=0.0,high=0.3,step=0.1,first=0.15}\n',
+        "[search] label_smoothing: first (0.15) is not on the range's steps of 0.1 from 0.0; "
+        "e.g. 0.1",
+    ),
     "step nan": (
         '[study]\nname="x"\n[search]\ndropout={low=0.0,high=0.5,step=nan}\n',
         "[search] dropout: step must be a positive finite number",

@@ -226,6 +226,12 @@ def _parse_domain(param: Hyperparameter, value: Any, where: str | None = None) -
         first = value.get("first")
         if first is not None and (param.check_value(first) is not None or not low <= first <= high):
             raise SpecError(f"{where}: first must be a value in [{low}, {high}], got {first!r}")
+        if step is not None and first is not None and _off_the_steps(low, first, step):
+            nearest = low + round((first - low) / step) * step
+            raise SpecError(
+                f"{where}: first ({first}) is not on the range's steps of {step} from {low}; "
+                f"e.g. {nearest:.12g}"
+            )
         return Range(low=low, high=high, log=log, step=step, first=first)
     if isinstance(value, list):
         if not value:
