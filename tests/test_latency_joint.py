@@ -3,10 +3,13 @@ Gaussian process of accuracy and probed latencies (hpo/search/joint.py)."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -16,7 +19,7 @@ from optuna.trial import TrialState
 
 from hpo.core.spec import validate
 from hpo.search.architecture import ArchitectureSpace
-from hpo.search.ehvi import expected_improvement, hypervolume
+from hpo.search.ehvi import AccuracyScale, expected_improvement, hypervolume
 from hpo.search.encoding import Encoding, log_spaced
 from hpo.search.gaussian_process import GaussianAccuracy
 from hpo.search.joint import JointLatencySampler, _front_points
@@ -63,7 +66,14 @@ def best_volume() -> float:
     return hypervolume(np.array(points), REFERENCE)
 
 
-def joint_study(name: str, seed: int, trials: int, **options) -> optuna.Study:
+def joint_study(
+    name: str,
+    seed: int,
+    trials: int,
+    reported: Callable[[float], float] = float,
+    **options: Any,
+) -> optuna.Study:
+    """A study of the joint space whose first objective is `reported(accuracy)`."""
     sampler = sampler_for(
         name, seed, architecture=ArchitectureSpace.from_distributions(ARCHITECTURE),
         probe=FunctionProbe(joint_latency), **options,
@@ -72,7 +82,7 @@ def joint_study(name: str, seed: int, trials: int, **options) -> optuna.Study:
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         params = {n: trial.suggest_categorical(n, d.choices) for n, d in SPACE.items()}
-        return joint_accuracy(params), joint_latency(params)
+        return reported(joint_accuracy(params)), joint_latency(params)
 
     study.optimize(objective, n_trials=trials)
     return study
@@ -111,7 +121,7 @@ def test_a_lucky_run_does_not_raise_the_front_but_a_poor_one_stays_poor() -> Non
         for i, a in enumerate(accuracy)
     ]
     model = GaussianAccuracy(seed=0).fit(x, accuracy)
-    points = _front_points(model, x, complete)
+    points = _front_points(model, x, complete, 1.0)
     assert points[:, 1].tolist() == [1.0 + i for i in range(20)]
     assert points[10, 0] < 0.85, "the lucky run counts at the model's estimate, near 0.8"
     assert points[15, 0] == 0.7, "a run below the model's estimate counts as observed"
@@ -130,7 +140,7 @@ def test_a_run_that_read_100_percent_leaves_room_above_it() -> None:
         optuna.trial.create_trial(values=[1.0, 2.0], params={}, distributions={}),
         optuna.trial.create_trial(values=[0.85, 1.0], params={}, distributions={}),
     ]
-    points = _front_points(_Overshooting(), np.zeros((2, 1)), complete)
+    points = _front_points(_Overshooting(), np.zeros((2, 1)), complete, 1.0)
     # The estimate is E[min(A, 1)] for A ~ N(1.04, 0.05), not the mean past 1 nor the 100 %.
     capped = np.minimum(np.random.default_rng(0).normal(1.04, 0.05, 200_000), 1.0).mean()
     assert points[0, 0] == pytest.approx(capped, abs=5e-4) and points[0, 0] < 0.995
@@ -140,7 +150,39 @@ def test_a_run_that_read_100_percent_leaves_room_above_it() -> None:
     assert expected_improvement(points, latency, mean, std, (0.0, 4.0))[0] > 0
 
 
+def test_the_scale_of_accuracy_is_read_from_the_values() -> None:
+    assert AccuracyScale.of(np.array([0.1, 1.0])) == AccuracyScale(0.0, 1.0)
+    assert AccuracyScale.of(np.array([10.0, 93.5])) == AccuracyScale(0.0, 100.0)
+    # Minus an error: no ceiling, and a reference a tenth of the spread below the lowest.
+    assert AccuracyScale.of(np.array([-0.5, -0.1])) == AccuracyScale(pytest.approx(-0.54), math.inf)
+    assert AccuracyScale.of(np.array([-2.0])).reference < -2.0
+
+
 # --- the sampler -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sampler", ["latency_joint", "latency_aware"])
+def test_percentages_make_the_choices_fractions_make(sampler: str) -> None:
+    """A table that gives accuracy in percent is searched as one in fractions: its 100 % is
+    the ceiling, not 1 %."""
+
+    def fraction(accuracy: float) -> float:
+        return max(accuracy, 0.01)
+
+    def percent(accuracy: float) -> float:
+        return 100 * fraction(accuracy)
+
+    fractions = [t.params for t in joint_study(sampler, 0, 16, fraction).trials]
+    assert fractions == [t.params for t in joint_study(sampler, 0, 16, percent).trials]
+
+
+def test_an_objective_that_is_not_an_accuracy_is_searched_too() -> None:
+    """Minus an error (every value below 0) has no ceiling and no reference at 0: the front is
+    found as for accuracies."""
+    study = joint_study("latency_joint", 0, 30, lambda accuracy: accuracy - 1.0)
+    points = np.array([t.values for t in study.trials])
+    points[:, 0] += 1.0
+    assert hypervolume(points, REFERENCE) / best_volume() >= 0.97
 
 
 def test_finds_the_joint_front_that_tpe_misses() -> None:

@@ -6,22 +6,53 @@ predictive distribution N(mean, std). Then the improvement of the dominated area
 the segments of the current front's staircase to the right of the candidate, and its
 expectation has a closed form per segment:
 
-    EHVI = sum_k width_k * E[max(min(A, 1) - level_k, 0)],
-    E[max(min(A, 1) - c, 0)] = excess(c) - excess(1)  for c <= 1,
+    EHVI = sum_k width_k * E[max(min(A, top) - level_k, 0)],
+    E[max(min(A, top) - c, 0)] = excess(c) - excess(top)  for c <= top,
     excess(c) = E[max(A - c, 0)] = (mean - c) * Phi(z) + std * phi(z),  z = (mean - c) / std.
 
-Accuracy is a fraction, so no candidate can end above 1: without that bound, an uncertain
-candidate near the top (a table where the best runs reach 100 %) would be credited with gains
-it cannot make, and the search would drift to wherever the model knows least.
+`top` is 100 %, as no accuracy can end above it: without that bound, an uncertain candidate
+near the top (a table where the best runs reach 100 %) would be credited with gains it cannot
+make, and the search would drift to wherever the model knows least. Where 100 % lies, and the
+reference level of accuracy below every configuration's, are read from the values observed
+(`AccuracyScale`): hpo records fractions, but a table may give percentages, and an objective
+that is not an accuracy at all (minus an error, ...) has no known ceiling.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.special import ndtr
 
-# The most a candidate's accuracy (a fraction) can reach.
-ACCURACY_CEILING = 1.0
+# Below the lowest value of an objective that is not an accuracy, the reference level sits
+# this share of the values' spread lower, so that the worst trial still dominates some area.
+REFERENCE_SPREAD = 0.1
+
+
+@dataclass(frozen=True)
+class AccuracyScale:
+    """The reference level of accuracy (no trial falls below it) and the most a candidate can
+    reach (`math.inf` when unknown)."""
+
+    reference: float = 0.0
+    ceiling: float = 1.0
+
+    @classmethod
+    def of(cls, observed: np.ndarray) -> AccuracyScale:
+        """A fraction (every value in [0, 1]) ends at 1 and a percentage (in [0, 100]) at 100,
+        both above 0; any other objective has no ceiling and a reference below its lowest
+        value."""
+        low, high = float(np.min(observed)), float(np.max(observed))
+        if low >= 0.0 and high <= 1.0:
+            return cls(0.0, 1.0)
+        if low >= 0.0 and high <= 100.0:
+            return cls(0.0, 100.0)
+        spread = high - low
+        return cls(
+            low - REFERENCE_SPREAD * (spread if spread > 0 else max(abs(low), 1.0)), math.inf
+        )
 
 
 def staircase(points: np.ndarray, reference: tuple[float, float]) -> np.ndarray:
@@ -54,9 +85,10 @@ def expected_improvement(
     mean: np.ndarray,
     std: np.ndarray,
     reference: tuple[float, float],
+    ceiling: float = 1.0,
 ) -> np.ndarray:
-    """EHVI of each candidate (known `latency`, accuracy ~ N(mean, std), at most 1) over the
-    front."""
+    """EHVI of each candidate (known `latency`, accuracy ~ N(mean, std), at most `ceiling`) over
+    the front."""
     ref_accuracy, ref_latency = reference
     front = staircase(front_points, reference)
     # Segment k spans [start_k, end_k) of latency with the front's accuracy level_k there:
@@ -68,18 +100,21 @@ def expected_improvement(
     widths = np.clip(ends[None, :] - np.maximum(latency, starts[None, :]), 0.0, None)
     mean = np.asarray(mean, dtype=float)[:, None]
     sigma = np.maximum(np.asarray(std, dtype=float), 1e-12)[:, None]
-    beyond_reach = _expected_excess(mean, sigma, ACCURACY_CEILING)
-    gain = _expected_excess(mean, sigma, levels[None, :]) - beyond_reach
+    gain = _expected_excess(mean, sigma, levels[None, :])
+    if math.isfinite(ceiling):
+        gain -= _expected_excess(mean, sigma, ceiling)
     return np.sum(widths * np.clip(gain, 0.0, None), axis=1)
 
 
-def expected_capped(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """E[min(A, 1)] for A ~ N(mean, std): the model's estimate of an accuracy, which cannot end
-    above 1, however far past it the model's mean has strayed."""
-    sigma = np.maximum(np.asarray(std, dtype=float), 1e-12)
+def expected_capped(mean: np.ndarray, std: np.ndarray, ceiling: float = 1.0) -> np.ndarray:
+    """E[min(A, ceiling)] for A ~ N(mean, std): the model's estimate of an accuracy, which
+    cannot end above the ceiling, however far past it the model's mean has strayed."""
     mean = np.asarray(mean, dtype=float)
+    if not math.isfinite(ceiling):
+        return mean
+    sigma = np.maximum(np.asarray(std, dtype=float), 1e-12)
     # min(A, c) = c - max(c - A, 0), and c - A ~ N(c - mean, sigma).
-    return ACCURACY_CEILING - _expected_excess(-mean, sigma, -ACCURACY_CEILING)
+    return ceiling - _expected_excess(-mean, sigma, -ceiling)
 
 
 def _expected_excess(mean: np.ndarray, sigma: np.ndarray, level: np.ndarray | float) -> np.ndarray:

@@ -45,7 +45,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.core.trial_attrs import VAL_CURVE_ATTR
 from hpo.search.architecture import Architecture, ArchitectureSpace, architecture_key, value_at
-from hpo.search.ehvi import expected_capped, expected_improvement
+from hpo.search.ehvi import AccuracyScale, expected_capped, expected_improvement
 from hpo.search.encoding import Encoding
 from hpo.search.gaussian_process import GaussianAccuracy
 from hpo.search.latency_aware import REFERENCE_MARGIN, LatencyAwareSampler
@@ -159,12 +159,12 @@ class JointLatencySampler(LatencyAwareSampler):
         architecture_columns = encoding.columns_of(set(self.space.names))
         architecture_rows = encoding.rows(architectures)
         trained_rows = encoding.rows([self._configuration(t.params, names) for t in trained])
-        model = GaussianAccuracy(self.seed).fit(
-            trained_rows, np.array([_accuracy(t) for t in trained])
-        )
+        accuracy = np.array([_accuracy(t) for t in trained])
+        scale = AccuracyScale.of(accuracy)
+        model = GaussianAccuracy(self.seed).fit(trained_rows, accuracy)
         # `complete` is `trained`'s complete trials, in the same order.
         is_complete = np.array([t.state == TrialState.COMPLETE for t in trained])
-        points = _front_points(model, trained_rows[is_complete], complete)
+        points = _front_points(model, trained_rows[is_complete], complete, scale.ceiling)
         # Other workers' running trials: at their predicted accuracy on the front and in the
         # model (a constant liar), so this trial looks elsewhere.
         running = [
@@ -180,7 +180,7 @@ class JointLatencySampler(LatencyAwareSampler):
             points = np.vstack([points, np.column_stack([mean, pending])])
             model = model.fantasize(rows)
         slowest = max(float(latencies.max()), float(points[:, 1].max()))
-        reference = (0.0, self.max_latency or REFERENCE_MARGIN * slowest)
+        reference = (scale.reference, self.max_latency or REFERENCE_MARGIN * slowest)
 
         def score(candidates: list[tuple[int, dict[str, Any]]]) -> np.ndarray:
             which = np.array([i for i, _ in candidates])
@@ -191,7 +191,7 @@ class JointLatencySampler(LatencyAwareSampler):
                 encoding.rows([settings for _, settings in candidates]),
             )
             mean, std = model.predict(rows)
-            gain = expected_improvement(points, ms, mean, std, reference)
+            gain = expected_improvement(points, ms, mean, std, reference, scale.ceiling)
             # Ties (e.g. no improvement anywhere) go to the more accurate, then the faster one.
             return np.lexsort((ms, -mean, -gain))
 
@@ -317,20 +317,20 @@ def _shared_distributions(trials: list[FrozenTrial]) -> dict[str, BaseDistributi
 
 
 def _front_points(
-    model: GaussianAccuracy, rows: np.ndarray, complete: list[FrozenTrial]
+    model: GaussianAccuracy, rows: np.ndarray, complete: list[FrozenTrial], ceiling: float
 ) -> np.ndarray:
     """(accuracy, latency) of the complete trials as the front to improve on: each at the lower
     of its observed accuracy and the model's estimate there. One training run's accuracy is
     noisy; a lucky one, taken at face value, would raise the bar for every configuration near it
     and leave the search nothing to gain there.
 
-    The estimate is the model's accuracy capped at 1, in expectation (as the EHVI counts a
-    candidate's). Near the top of a table where single runs often read 100 %, the model's mean
-    strays past 1; taken as is, it leaves such a run's 100 % on the front, at the ceiling, and
-    every configuration slower than it can gain nothing, so the search would spend its trials
-    below the fastest front point."""
+    The estimate is the model's accuracy capped at the ceiling (100 %), in expectation (as the
+    EHVI counts a candidate's). Near the top of a table where single runs often read 100 %, the
+    model's mean strays past it; taken as is, it leaves such a run's 100 % on the front, at the
+    ceiling, and every configuration slower than it can gain nothing, so the search would spend
+    its trials below the fastest front point."""
     mean, std = model.predict(rows)
-    estimate = expected_capped(mean, std)
+    estimate = expected_capped(mean, std, ceiling)
     observed = np.array([t.values[0] for t in complete])
     latency = np.array([t.values[1] for t in complete])
     return np.column_stack([np.minimum(observed, estimate), latency])

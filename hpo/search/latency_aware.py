@@ -41,7 +41,7 @@ from hpo.core.spec import SEED_LIMIT
 from hpo.core.trial_attrs import VAL_CURVE_ATTR
 from hpo.search.accuracy_view import accuracy_view
 from hpo.search.architecture import Architecture, ArchitectureSpace, architecture_key
-from hpo.search.ehvi import expected_improvement
+from hpo.search.ehvi import AccuracyScale, expected_improvement
 from hpo.search.surrogate import AccuracySurrogate
 
 # Trials with random architectures before the surrogate is trusted.
@@ -328,8 +328,9 @@ class LatencyAwareSampler(BaseSampler):
             settings.join(self.space.features(candidates), [settings.values] * len(candidates))
         )
         slowest = max(float(latencies.max()), float(points[:, 1].max()))
-        reference = (0.0, self.max_latency or REFERENCE_MARGIN * slowest)
-        gain = expected_improvement(points, latencies, mean, std, reference)
+        scale = AccuracyScale.of(accuracy)
+        reference = (scale.reference, self.max_latency or REFERENCE_MARGIN * slowest)
+        gain = expected_improvement(points, latencies, mean, std, reference, scale.ceiling)
         # Ties (e.g. no improvement anywhere) go to the more accurate, then the faster one.
         return np.lexsort((latencies, -mean, -gain))
 
