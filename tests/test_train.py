@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -156,6 +157,34 @@ def test_train_picks_the_format_for_the_norm_and_restores_nchw_when_stopped(tiny
         assert seen["channels_last"] is trains_channels_last
         assert seen["nchw"] is not trains_channels_last
         assert all(p.is_contiguous() for p in model.parameters())
+
+
+class _Tutorial(torch.nn.Module):
+    """PyTorch's CIFAR tutorial network with a BatchNorm: it `view`s its feature map as if it
+    were contiguous, which channels-last memory is not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 6, 5)
+        self.bn = torch.nn.BatchNorm2d(6)
+        self.pool = torch.nn.MaxPool2d(2)
+        self.fc = torch.nn.Linear(6 * 14 * 14, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.relu(self.bn(self.conv(x))))
+        return self.fc(x.view(-1, 6 * 14 * 14))
+
+
+def test_a_network_that_views_its_maps_as_contiguous_trains_in_that_format(tiny_data) -> None:
+    torch.manual_seed(0)
+    model = _Tutorial()
+    with pytest.raises(RuntimeError, match="view"):
+        model(tiny_data.normalize(tiny_data.train.images[:2]).to(memory_format=torch.channels_last))
+    statistics = model.bn.running_mean.clone()
+    result = train(model, tiny_data, config(norm="batch"), epochs=1, seed=0)
+    assert result.steps == 4 and math.isfinite(result.final_loss)
+    assert not torch.equal(model.bn.running_mean, statistics), "it trained"
+    assert all(p.is_contiguous() for p in model.parameters())
 
 
 def test_divergence_is_detected(tiny_data) -> None:

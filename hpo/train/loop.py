@@ -70,6 +70,8 @@ def train(
     model is returned in the default format, as folding and export expect."""
     device = data.train.images.device
     memory_format = memory_format or memory_format_for(device, config.norm)
+    if memory_format == torch.channels_last and not _runs_channels_last(model, data):
+        memory_format = torch.contiguous_format
     model.to(memory_format=memory_format)
     try:
         return _train_epochs(
@@ -79,6 +81,24 @@ def train(
         # Back to the default format on every exit (Diverged, pruned, interrupted included):
         # folding, export and evaluation expect it.
         model.to(memory_format=torch.contiguous_format)
+
+
+def _runs_channels_last(model: nn.Module, data: TensorDataset) -> bool:
+    """Whether `model` computes on channels-last images: a network of one's own may `view` its
+    feature maps as if they were contiguous (`x.view(-1, 16 * 5 * 5)`, as PyTorch's CIFAR
+    tutorial does), which raises on channels-last memory. One forward pass of two images in
+    eval mode, so that no BatchNorm statistic moves."""
+    images = data.normalize(data.train.images[:2]).contiguous(memory_format=torch.channels_last)
+    was_training = model.training
+    model.to(memory_format=torch.channels_last).eval()
+    try:
+        with torch.no_grad():
+            model(images)
+    except RuntimeError:
+        return False
+    finally:
+        model.to(memory_format=torch.contiguous_format).train(was_training)
+    return True
 
 
 def _train_epochs(
