@@ -16,10 +16,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 from filelock import FileLock  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.nn.modules.batchnorm import _BatchNorm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = Path(os.environ.get("HPO_SAMPLE", ROOT.parent / "shared" / "data" / "cifar10-sample.npz"))
@@ -186,18 +183,3 @@ def _finished_study_once(tmp_path_factory: pytest.TempPathFactory, sample_path: 
             assert result.returncode == 0, result.stderr
             (shared / "output.txt").write_text(result.stdout)
     return shared
-
-
-def randomize_batchnorms(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random running stats (some tiny variances) and affine params (some negative), then eval."""
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, _BatchNorm):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 2)
-            module.running_var.copy_(torch.rand(n, generator=generator) * 3 + 1e-3)
-            module.num_batches_tracked.fill_(100)
-            if module.affine:
-                module.weight.data.copy_(torch.randn(n, generator=generator) * 1.5)
-                module.bias.data.copy_(torch.randn(n, generator=generator))
-    return model.eval()

@@ -12,8 +12,8 @@ from hpo.measure.fusion import (
     check_equivalence,
     fold_batchnorm,
     full_float32_precision,
+    randomize_batchnorms,
 )
-from tests.conftest import randomize_batchnorms
 
 
 @pytest.mark.parametrize("norm", models.NORMS)
@@ -162,6 +162,66 @@ def test_batchnorm1d_before_a_linear_is_kept_when_its_input_may_be_3d() -> None:
     check_equivalence(model, folded, torch.randn(4, 12, 12))
     assert report.n_folded == 0
     assert report.kept[0]["reason"].endswith("then Linear, but its input is not known to be 2-D")
+
+
+class MixedChannels(nn.Module):
+    """A Linear over the last dim of (N, C, L), then a BatchNorm1d over dim 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mix = nn.Linear(16, 16)
+        self.bn = nn.BatchNorm1d(16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.mix(x.flatten(2)))
+
+
+def test_batchnorm1d_after_a_linear_is_kept_when_the_linear_may_be_3d() -> None:
+    model = randomize_batchnorms(MixedChannels())
+    folded, report = fold_batchnorm(model)
+    check_equivalence(model, folded, torch.randn(4, 16, 4, 4))
+    assert report.n_folded == 0
+    assert "follows Linear, but its output is not known to be 2-D" in report.kept[0]["reason"]
+
+
+class ReadsTheConvWeight(nn.Module):
+    """A conv's weight also read directly: folding would change that other use."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x)) + nn.functional.conv2d(x, self.conv.weight, padding=1)
+
+
+class TiedConvs(nn.Module):
+    """Two convs sharing one weight tensor, each followed by a BatchNorm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 3, 1), nn.Conv2d(3, 3, 1)
+        self.b.weight = self.a.weight
+        self.bn_a, self.bn_b = nn.BatchNorm2d(3), nn.BatchNorm2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn_a(self.a(x)) + self.bn_b(self.b(x))
+
+
+@pytest.mark.parametrize(
+    ("build", "reason"),
+    [
+        (ReadsTheConvWeight, "conv.weight is also read directly"),
+        (TiedConvs, "(tied weights)"),
+    ],
+)
+def test_a_conv_whose_weights_serve_elsewhere_keeps_its_batchnorm(build, reason: str) -> None:
+    model = randomize_batchnorms(build())
+    folded, report = fold_batchnorm(model)
+    check_equivalence(model, folded, torch.randn(2, 3, 8, 8))
+    assert report.n_folded == 0 and report.n_kept >= 1
+    assert all(reason in kept["reason"] for kept in report.kept), report.kept
 
 
 def test_batchnorm_not_after_conv_is_kept() -> None:

@@ -13,12 +13,12 @@ import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import models
-from hpo.measure.fusion import check_equivalence, fold_batchnorm
+from hpo.measure.fusion import check_equivalence, fold_batchnorm, randomize_batchnorms
 from hpo.measure.serialize import load_torchscript, onnx_bytes, torchscript_bytes
 from models.catalog import FAMILY_OPTIONS
 from models.layers import conv_output_size
 from models.registry import APPLIED_OPTIONS, COMMON_OPTIONS
-from tests.conftest import invoke, randomize_batchnorms
+from tests.conftest import invoke
 
 # Three variants per family that between them build every value of every design option the
 # family takes (the defaults, `auto` and `none`, are what the other model tests build). DenseNet

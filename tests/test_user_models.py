@@ -589,3 +589,22 @@ def test_two_workers_on_postgresql_run_a_user_model(
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert 4 <= len(complete) <= 5, [t.state for t in trials]
     assert all(stored_config(t.user_attrs, t.system_attrs)["channels"] == 8 for t in complete)
+
+
+def test_a_fold_the_graph_cannot_judge_is_refused_before_any_training() -> None:
+    """An untrained network's BatchNorms are the identity, so the pre-study check folds a copy
+    with trained-looking statistics: a fold that is wrong (here a conv whose forward hook
+    doubles its output, which the traced graph does not show) is refused before a study
+    exists."""
+    from hpo.run.user_model import _check_the_fold
+
+    network = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+        torch.nn.LazyLinear(10),
+    )  # fmt: skip
+    network(torch.zeros(2, 3, 32, 32))
+    _check_the_fold("net", network.eval())
+    network[0].register_forward_hook(lambda module, inputs, output: output * 2.0)
+    assert fold_batchnorm(network)[1].n_folded == 1
+    with pytest.raises(SpecError, match="net: folding its BatchNorms changes its outputs"):
+        _check_the_fold("net", network)

@@ -1,7 +1,9 @@
 """Inference-time BatchNorm folding on the traced graph, and the check that it changed nothing.
 
 A BatchNorm in eval mode is an affine map per channel, so when it directly follows a conv (or a
-BatchNorm1d follows a Linear) it can be folded into that layer's weights and bias. The model is
+BatchNorm1d follows a Linear with a 2-D output) it can be folded into that layer's weights and
+bias, unless something else sees those weights or that output: another call of the layer, a
+direct read of a weight, a weight tied to another layer's. The model is
 traced with torch.fx and each BatchNorm node is matched to the node that produces its input, so
 residual adds, depthwise/pointwise convs and convs with or without bias are handled by the graph,
 not by guessing from module order; the arithmetic is torch's own `fuse_conv_bn_eval` /
@@ -121,13 +123,55 @@ def _single_input(bn_node: fx.Node) -> fx.Node | None:
 
 def _not_a_module(node: fx.Node) -> str:
     """How to name a node that calls no module: its function, or its op."""
-    what = node.target if node.op == "call_function" else node.op
+    what = node.target if node.op in ("call_function", "call_method") else node.op
     return str(getattr(what, "__name__", what))
 
 
 def _calls(graph_module: fx.GraphModule, target: object) -> int:
     """How many nodes call the module `target` (more than one: shared weights)."""
     return sum(n.op == "call_module" and n.target == target for n in graph_module.graph.nodes)
+
+
+def _used_outside_the_graph(graph_module: fx.GraphModule, nodes: tuple[fx.Node, ...]) -> str:
+    """Why folding would change what the modules these nodes call compute elsewhere, or '':
+    a weight read directly (`F.conv2d(x, self.conv.weight)`), or a weight another module
+    shares (tied). (A forward hook that changes a layer's output is not seen here: the check
+    of a user's network with trained-looking statistics refuses it, `hpo.run.user_model`.)"""
+    targets = [str(node.target) for node in nodes]
+    for node in graph_module.graph.nodes:
+        if node.op == "get_attr" and any(
+            str(node.target).startswith(target + ".") for target in targets
+        ):
+            return f"{node.target} is also read directly"
+    owners: dict[int, list[str]] = {}
+    for name, tensor in [
+        *graph_module.named_parameters(remove_duplicate=False),
+        *graph_module.named_buffers(remove_duplicate=False),
+    ]:
+        owners.setdefault(id(tensor), []).append(name)
+    for target in targets:
+        module = graph_module.get_submodule(target)
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if len(names := owners.get(id(tensor), [])) > 1:
+                return f"{target} shares a weight with {', '.join(names)} (tied weights)"
+    return ""
+
+
+def randomize_batchnorms(model: nn.Module, seed: int = 0) -> nn.Module:
+    """`model` in eval mode, its BatchNorms given random running statistics (some variances
+    tiny) and affine params (some negative), as training leaves them. An untrained network's
+    BatchNorms are the identity, so a fold that is wrong shows only on statistics like these."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, _BatchNorm) and has_running_stats(module):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 2)
+                module.running_var.copy_(torch.rand(n, generator=generator) * 3 + 1e-3)
+                if module.affine:
+                    module.weight.copy_(torch.randn(n, generator=generator) * 1.5)
+                    module.bias.copy_(torch.randn(n, generator=generator))
+    return model.eval()
 
 
 def has_running_stats(bn: _BatchNorm) -> bool:
@@ -147,11 +191,16 @@ def _foldable_producer(
         return None, f"follows {_not_a_module(source)}, not a conv/linear"
     if reason := _pairs_with(producer, bn):
         return None, reason
+    if isinstance(producer, nn.Linear) and not _is_two_dimensional(graph_module, source):
+        # On (N, C, L) the Linear mixes the last dim and the BatchNorm scales dim 1.
+        return None, f"follows {type(producer).__name__}, but its output is not known to be 2-D"
     if len(source.users) != 1:
         return None, "the conv output is also used elsewhere"
     if (calls := _calls(graph_module, source.target)) != 1:
         # Folding rewrites the shared weights, which would change the layer's other calls.
         return None, f"{source.target} is called {calls} times (shared weights)"
+    if reason := _used_outside_the_graph(graph_module, (bn_node, source)):
+        return None, reason
     if not has_running_stats(bn):
         return None, "no running statistics"
     return source, ""
@@ -193,6 +242,8 @@ def _foldable_consumer(
             return None, f"then {kind}, which pads with zeros (the fold would change the border)"
     if (calls := _calls(graph_module, user.target)) != 1:
         return None, f"then {user.target}, called {calls} times (shared weights)"
+    if reason := _used_outside_the_graph(graph_module, (bn_node, user)):
+        return None, reason
     if not has_running_stats(bn):
         return None, "no running statistics"
     return user, ""

@@ -10,6 +10,7 @@ latency is the folded network's, as for the built-in families).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +19,14 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from hpo.core.errors import SpecError
 from hpo.core.spec import Choice, Domain, Fixed, Range, Spec
-from hpo.measure.fusion import FoldingError, fold_batchnorm, has_running_stats
+from hpo.measure.fusion import (
+    EquivalenceError,
+    FoldingError,
+    check_equivalence,
+    fold_batchnorm,
+    has_running_stats,
+    randomize_batchnorms,
+)
 from models import user
 from models.registry import build_model
 
@@ -91,6 +99,7 @@ def _try(ref: str, norm: str | None, params: dict[str, Any], num_classes: int) -
             fold_batchnorm(network)
         except FoldingError as exc:
             raise SpecError(f"{built}: {exc}") from None
+        _check_the_fold(built, network)
     # Trials train the network: a training-mode forward (which may differ, e.g. auxiliary
     # heads) and a backward pass, on a copy whose statistics and gradients nobody keeps.
     training = f"{built}, in training mode"
@@ -100,6 +109,27 @@ def _try(ref: str, norm: str | None, params: dict[str, Any], num_classes: int) -
     _check_logits(training, output, num_classes)
     with user.running_user_code(f"{training}: its backward pass"):
         output.float().logsumexp(1).sum().backward()
+
+
+def _check_the_fold(built: str, network: torch.nn.Module) -> None:
+    """Refuse a network whose folded copy computes something else once its BatchNorms hold
+    trained-looking statistics (untrained, they are the identity and any fold looks right):
+    a way of using a layer that folding cannot see would otherwise fail each trial after its
+    training."""
+    trained_like = randomize_batchnorms(copy.deepcopy(network))
+    folded, _ = fold_batchnorm(trained_like)
+    images = torch.randn(_PROBE_SHAPE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        if not torch.isfinite(trained_like(images)).all():
+            return  # statistics this random overflow a deep network: nothing to judge by
+    try:
+        check_equivalence(trained_like, folded, images)
+    except EquivalenceError as exc:
+        raise SpecError(
+            f"{built}: folding its BatchNorms changes its outputs ({exc}); a BatchNorm or the "
+            "layer it folds into is used in a way the traced graph does not show (please "
+            "report it); meanwhile, search another norm"
+        ) from None
 
 
 def _check_logits(what: str, output: object, num_classes: int) -> None:
