@@ -9,6 +9,7 @@ import logging
 import shutil
 import sqlite3
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -608,3 +609,40 @@ def test_a_fold_the_graph_cannot_judge_is_refused_before_any_training() -> None:
     assert fold_batchnorm(network)[1].n_folded == 1
     with pytest.raises(SpecError, match="net: folding its BatchNorms changes its outputs"):
         _check_the_fold("net", network)
+
+
+def test_an_edited_factory_file_is_refused_by_its_study_and_probed_anew(
+    tmp_path: Path, tiny_npz: Path
+) -> None:
+    """A study's trials, probes and stored models came from its factory's code: run, create,
+    worker and export refuse an edited file, and its probes are keyed by the file's content."""
+    from hpo.run.probing import study_probe_context
+
+    project = copy_example(tmp_path / "project")
+    spec = write_spec(project, "nets/tiny.py:build", TINY_PARAMS)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    assert invoke("create", str(spec), "--data", str(tiny_npz), "--storage", url).returncode == 0
+    loaded = validate(tomllib.loads(spec.read_text()))
+    user.load("nets/tiny.py:build", user.ModelSources(spec_dir=project))
+    before = study_probe_context(loaded, 10, torch.device("cpu"))
+
+    net = project / "nets" / "tiny.py"
+    net.write_text(net.read_text() + "\n# edited\n")
+    expected = "nets/tiny.py is not the file study 'mine' was created with (SHA-256 "
+    for command in ("create", "run"):
+        one_error_line(
+            invoke(command, str(spec), "--data", str(tiny_npz), "--storage", url), expected
+        )
+    worker = ("worker", "--storage", url, "--study-name", "mine", "--data", str(tiny_npz))
+    one_error_line(invoke(*worker, "--models", str(project)), expected)
+    user.load("nets/tiny.py:build", user.ModelSources(spec_dir=project))
+    after = study_probe_context(loaded, 10, torch.device("cpu"))
+    assert after["model_factory_sha256"] != before["model_factory_sha256"]
+    assert {k: v for k, v in after.items() if k != "model_factory_sha256"} == {
+        k: v for k, v in before.items() if k != "model_factory_sha256"
+    }
+    study = optuna.load_study(study_name="mine", storage=open_storage(url))
+    assert not study.get_trials(), "nothing ran"
+
+    shutil.copy(EXAMPLE_NET, net)  # the study's own file again
+    assert invoke("create", str(spec), "--data", str(tiny_npz), "--storage", url).returncode == 0

@@ -49,7 +49,7 @@ from hpo.measure.serialize import (
 from hpo.present.out_folder import check_replaceable, record_written
 from hpo.store import artifacts
 from hpo.store.connect import StoredStudy
-from hpo.store.studies import check_data, stored_spec
+from hpo.store.studies import check_data, check_factory, stored_spec
 from hpo.train.checkpoint import read_checkpoint
 from hpo.train.model import build_network
 from models import user
@@ -280,6 +280,7 @@ def export_trial(
     study = stored.study
     trial = find_trial(study, number)
     factory = load_factory(stored_spec(study), models or ModelSources())
+    check_factory(stored, factory, record=False)
     trained = trained_model(stored, trial, store, data_path, notify)
     folded, report = fusion.fold_batchnorm(trained.model)
     images = torch.randn(INPUT_SHAPE, generator=torch.Generator().manual_seed(0))

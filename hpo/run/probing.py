@@ -26,6 +26,17 @@ from hpo.store import probes
 from hpo.store.connect import StoredStudy
 from hpo.store.hpo_tables import ensure_tables
 from hpo.train.model import build_network
+from models import user
+
+
+def study_probe_context(spec: Spec, num_classes: int, device: torch.device) -> dict[str, Any]:
+    """What the probes of `spec`'s architectures depend on besides the architecture
+    (`probe_context`), and for a user's model factory its file: an edited file builds another
+    network, whose latency the old one's probes must not give (probes outlive a study)."""
+    context = probe_context(num_classes, spec.latency, device)
+    if spec.model_ref is not None:
+        context["model_factory_sha256"] = user.loaded(spec.model_ref).sha256
+    return context
 
 
 class StudyLatencies:
@@ -45,7 +56,7 @@ class StudyLatencies:
         self.device = device
         self.num_classes = num_classes
         self.worker = worker
-        self.context = probe_context(num_classes, spec.latency, device)
+        self.context = study_probe_context(spec, num_classes, device)
         self.context_key = digest(self.context)
         self._memory: dict[str, probes.ProbeRecord] = {}
         self.seconds = 0.0  # time spent measuring (not reading cached probes)

@@ -32,7 +32,7 @@ from hpo.search.pruning import idle_pruner_note
 from hpo.search.samplers import check_sampler
 from hpo.store import artifacts, queries
 from hpo.store.connect import StoredStudy, load_study, open_storage
-from hpo.store.studies import check_data, create_or_load_study, stored_spec
+from hpo.store.studies import check_data, check_factory, create_or_load_study, stored_spec
 from hpo.store.url import safe_url
 from hpo.train.checkpoint import checkpoint_bytes
 from hpo.train.data import RawDataset, TensorDataset, check_dataset, load_raw, local_npz, prepare
@@ -132,11 +132,13 @@ def run_study(
     raw = load_raw(spec.data)
     select_device(spec.train.device)
     # A model factory named by the spec is trusted: the spec was given on the command line.
-    prepare_model(spec, ModelSources(spec_dir=spec_path.resolve().parent), raw.num_classes)
+    factory = prepare_model(
+        spec, ModelSources(spec_dir=spec_path.resolve().parent), raw.num_classes
+    )
     check_sampler(spec)  # e.g. grid over a continuous range: refuse before any study exists
     note_idle_pruner(spec)
     artifacts.check_folder(storage_url)  # a bad model folder, before any study too
-    stored = create_or_load_study(spec, open_storage(storage_url), raw.shape, raw.source)
+    stored = create_or_load_study(spec, open_storage(storage_url), raw.shape, raw.source, factory)
     console.print(f"storage {safe_url(storage_url)}")
     spec = with_target_of(stored, spec, console.print)
     return work_on(stored, spec, raw, storage_url, console, after_trial=after_trial)
@@ -188,10 +190,12 @@ def create_or_update_study(
     spec = load_spec(spec_path, overrides, values)
     # Workers load the data, maybe on other machines; check here what can be checked.
     shape = check_dataset(spec.data)
-    prepare_model(spec, ModelSources(spec_dir=spec_path.resolve().parent), shape.classes)
+    factory = prepare_model(spec, ModelSources(spec_dir=spec_path.resolve().parent), shape.classes)
     check_sampler(spec)
     note_idle_pruner(spec)
-    stored = create_or_load_study(spec, open_storage(storage_url), shape, spec.data.dataset)
+    stored = create_or_load_study(
+        spec, open_storage(storage_url), shape, spec.data.dataset, factory
+    )
     target = stored_spec(stored.study).study.n_trials
     return CreateSummary(stored.name, target, spec.study.n_trials, target_counts(stored))
 
@@ -229,8 +233,10 @@ def join_study(
         raw = local
         check_split(len(raw.y_train), spec.data, raw.source)
     check_data(stored, raw.shape, raw.source, record=False)
-    prepare_model(spec, models or ModelSources(), raw.num_classes)
+    factory = prepare_model(spec, models or ModelSources(), raw.num_classes)
+    check_factory(stored, factory, record=False)
     check_data(stored, raw.shape, raw.source)  # recorded once every check has passed
+    check_factory(stored, factory)
     console.print(f"storage {safe_url(storage_url)}")
     return work_on(
         stored, spec, raw, storage_url, console, seed_salt=seed_salt, after_trial=after_trial

@@ -34,12 +34,15 @@ from models.registry import build_model
 _PROBE_SHAPE = (2, 3, 32, 32)
 
 
-def prepare_model(spec: Spec, sources: user.ModelSources, num_classes: int) -> None:
+def prepare_model(
+    spec: Spec, sources: user.ModelSources, num_classes: int
+) -> user.UserModel | None:
     """Import the spec's model factory (if it names one) and check it builds a network that
-    maps CIFAR images to `num_classes` logits and can be folded; SpecError otherwise."""
+    maps CIFAR images to `num_classes` logits and can be folded; SpecError otherwise. The
+    factory, or None for a built-in family."""
     ref = spec.model_ref
     if ref is None:
-        return
+        return None
     loaded = user.load(ref, sources)
     if not loaded.takes_norm_layer and "norm" in spec.search:
         raise SpecError(
@@ -53,6 +56,7 @@ def prepare_model(spec: Spec, sources: user.ModelSources, num_classes: int) -> N
             f"([search.model_params]); it takes {', '.join(loaded.params or ())}"
         )
     _try_once(spec, ref, loaded.takes_norm_layer, num_classes)
+    return loaded
 
 
 def _try_once(spec: Spec, ref: str, takes_norm: bool, num_classes: int) -> None:

@@ -24,10 +24,13 @@ from hpo.store.claims import forget_claims
 from hpo.store.connect import StoredStudy, check_objectives, study_names
 from hpo.store.resilience import ResilientRDBStorage
 from hpo.train.data import DataShape
+from models.user import UserModel
 
 _NOTE_TITLE = "Study spec"
 # Study system attribute: the DataShape of the data the study was created with.
 DATA_ATTR = "hpo:data"
+# The SHA-256 of the file a user's model factory was imported from when the study was created.
+FACTORY_ATTR = "hpo:model_factory"
 _log = logging.getLogger("hpo.study")
 
 
@@ -36,9 +39,11 @@ def create_or_load_study(
     storage: ResilientRDBStorage,
     data: DataShape | None = None,
     source: str = "the data",
+    factory: UserModel | None = None,
 ) -> StoredStudy:
     """The study named by the spec; created with the spec (and the shape of its `data`, read
-    from `source`, when known) stored in it, or loaded if it exists.
+    from `source`, when known, and the file of its model `factory`) stored in it, or loaded if
+    it exists.
 
     A study that exists with a different search space, other data, or with other settings that
     make trials comparable (FIXED_AT_CREATION), is refused: mixing them in one study would make
@@ -51,6 +56,7 @@ def create_or_load_study(
     handle = StoredStudy.of(study, storage)
     if data is not None:
         check_data(handle, data, source, record=False)
+    check_factory(handle, factory, record=False)
     if stored is None:
         forget_claims(StoredStudy.of(study, storage))
         set_metric_names(study)
@@ -69,6 +75,7 @@ def create_or_load_study(
         study.set_user_attr(SPEC_ATTR, kept_target(spec.raw, stored))
     if data is not None:
         check_data(handle, data, source)  # recorded once every check has passed
+    check_factory(handle, factory)
     if stored != spec.raw:
         write_spec_note(study)
     return handle
@@ -141,6 +148,29 @@ def check_data(stored: StoredStudy, data: DataShape, source: str, *, record: boo
             f"{source}: {data.describe()}, but study {stored.name!r} was created with data of "
             f"{DataShape(**known).describe()}: its trials would not be comparable; give it a "
             f"copy of that data, or use --study-name for a new study"
+        )
+
+
+def check_factory(stored: StoredStudy, factory: UserModel | None, *, record: bool = True) -> None:
+    """Refuse a model factory whose file is not the one the study was created with: its
+    trials, probed latencies and stored models came from that code, and a changed network would
+    be timed by the old one's probes, or exported as another network. Recorded (when `record`)
+    where the study has none yet: new, or made before factories were kept."""
+    if factory is None or factory.sha256 is None:
+        return  # a built-in family, or torchvision's (its version is in the probes' key)
+    known = stored.storage.get_study_system_attrs(stored.study_id).get(FACTORY_ATTR)
+    if known is None:
+        if record:
+            stored.storage.set_study_system_attr(
+                stored.study_id, FACTORY_ATTR, {"reference": factory.ref, "sha256": factory.sha256}
+            )
+        return
+    if known["sha256"] != factory.sha256:
+        raise SpecError(
+            f"model {factory.ref}: {factory.origin} is not the file study {stored.name!r} was "
+            f"created with (SHA-256 {factory.sha256[:12]}, not {known['sha256'][:12]}): its "
+            "trials, latencies and stored models came from that code; restore the file, or use "
+            "--study-name for a new study"
         )
 
 
