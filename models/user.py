@@ -130,11 +130,31 @@ def build(text: str, *, norm: str | None, num_classes: int, **params: object) ->
     kwargs: dict[str, object] = {"num_classes": num_classes, **params}
     if user.takes_norm_layer:
         kwargs["norm_layer"] = functools.partial(make_norm, norm or "batch")
-    network = user.factory(**kwargs)
+    with default_dtype_kept():
+        network = user.factory(**kwargs)
     if not isinstance(network, nn.Module):
         raise UnusableNetwork(f"it returned {type(network).__name__}, not a torch nn.Module")
-    _materialize_lazy(network)
+    with default_dtype_kept():
+        _materialize_lazy(network)
+    other = {str(t.dtype) for t in network.parameters() if t.dtype != torch.float32}
+    if other:
+        raise UnusableNetwork(
+            f"its parameters are {', '.join(sorted(other))}, not float32; trials train and "
+            "time float32 networks (the latency runtimes have no float64 convolutions): build "
+            "it without .double()/.half()"
+        )
     return network
+
+
+@contextmanager
+def default_dtype_kept() -> Iterator[None]:
+    """torch's default dtype as it was before a user's code ran: a file that sets float64 at
+    import would otherwise make every later tensor of hpo's float64 too."""
+    saved = torch.get_default_dtype()
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(saved)
 
 
 class UnusableNetwork(Exception):
@@ -292,7 +312,7 @@ def running_user_code(what: str) -> Iterator[None]:
     argparse usage line would read as hpo's own."""
     held = io.StringIO()
     try:
-        with _handlers_kept_off(held, sys.stderr), redirect_stderr(held):
+        with _handlers_kept_off(held, sys.stderr), redirect_stderr(held), default_dtype_kept():
             yield
     except SpecError:
         raise

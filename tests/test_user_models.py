@@ -407,6 +407,14 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "",
         "called sys.exit(2)",
     ),
+    "float64 parameters": (
+        "from torch import nn\n"
+        "def build(num_classes):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(3072, num_classes)).double()\n",
+        "net.py:build",
+        "",
+        "its parameters are torch.float64, not float32; trials train and time float32 networks",
+    ),
     "fails with one norm choice": (
         "from torch import nn\n"
         "def build(num_classes, norm_layer=nn.BatchNorm2d):\n"
@@ -646,3 +654,22 @@ def test_an_edited_factory_file_is_refused_by_its_study_and_probed_anew(
 
     shutil.copy(EXAMPLE_NET, net)  # the study's own file again
     assert invoke("create", str(spec), "--data", str(tiny_npz), "--storage", url).returncode == 0
+
+
+def test_a_file_that_sets_torchs_default_dtype_leaves_hpos_alone(tmp_path: Path) -> None:
+    (tmp_path / "net.py").write_text(
+        "import torch\nfrom torch import nn\ntorch.set_default_dtype(torch.float64)\n"
+        "def build(num_classes):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))\n"
+        "def switching(num_classes):\n"
+        "    network = build(num_classes)\n"
+        "    torch.set_default_dtype(torch.float64)\n"
+        "    return network\n"
+    )
+    user.load("net.py:build", user.ModelSources(spec_dir=tmp_path))
+    assert torch.get_default_dtype() == torch.float32, "after the import"
+    network = build_model("net.py:build", norm=None, num_classes=10)
+    assert all(p.dtype == torch.float32 for p in network.parameters())
+    user.load("net.py:switching", user.ModelSources(spec_dir=tmp_path))
+    build_model("net.py:switching", norm=None, num_classes=10)
+    assert torch.get_default_dtype() == torch.float32, "after the factory's call"
