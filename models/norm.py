@@ -12,17 +12,23 @@ from models.catalog import NORMS
 _MAX_GROUPS = 32
 
 
-def make_norm(kind: str, channels: int) -> nn.Module:
-    """A 2-d norm layer of `kind` over `channels` feature maps (placed after conv, before ReLU)."""
+def make_norm(
+    kind: str, channels: int, eps: float = 1e-5, momentum: float | None = 0.1
+) -> nn.Module:
+    """A 2-d norm layer of `kind` over `channels` feature maps (placed after conv, before ReLU).
+
+    `eps` and `momentum` are BatchNorm2d's, as a network of one's own may pass them to its
+    `norm_layer` (`norm_layer(c, eps=1e-3, momentum=0.01)`, as EfficientNets do); `eps` goes to
+    every norm, `momentum` only to those that keep running statistics."""
     if kind == "batch":
-        return nn.BatchNorm2d(channels)
+        return nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
     if kind == "group":
-        return nn.GroupNorm(math.gcd(_MAX_GROUPS, channels), channels)
+        return nn.GroupNorm(math.gcd(_MAX_GROUPS, channels), channels, eps=eps)
     if kind == "layer":
         # LayerNorm over (C, H, W) for conv features is GroupNorm with one group.
-        return nn.GroupNorm(1, channels)
+        return nn.GroupNorm(1, channels, eps=eps)
     if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=True)
+        return nn.InstanceNorm2d(channels, eps=eps, affine=True)
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"unknown norm {kind!r}; allowed: {', '.join(NORMS)}")

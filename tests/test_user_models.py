@@ -673,3 +673,17 @@ def test_a_file_that_sets_torchs_default_dtype_leaves_hpos_alone(tmp_path: Path)
     user.load("net.py:switching", user.ModelSources(spec_dir=tmp_path))
     build_model("net.py:switching", norm=None, num_classes=10)
     assert torch.get_default_dtype() == torch.float32, "after the factory's call"
+
+
+@pytest.mark.parametrize("norm", ["batch", "group", "layer", "instance", "none"])
+def test_a_norm_layer_takes_batchnorms_eps_and_momentum(norm: str) -> None:
+    """Networks pass BatchNorm's own keywords to their norm_layer, as EfficientNets do."""
+    from models.norm import make_norm
+
+    layer = make_norm(norm, 16, eps=1e-3, momentum=0.01)
+    if norm != "none":
+        assert layer.eps == 1e-3
+    if norm == "batch":
+        assert layer.momentum == 0.01
+    assert make_norm("batch", 16, momentum=None).momentum is None, "a cumulative average"
+    layer(torch.randn(2, 16, 4, 4))
