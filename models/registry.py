@@ -117,5 +117,6 @@ def build_model(
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Number of parameters, frozen ones (`requires_grad=False`) included: they are part of
+    the network's size, as its folded copy counts them."""
+    return sum(p.numel() for p in model.parameters())

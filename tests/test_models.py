@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import models
@@ -322,3 +323,9 @@ def test_compact_is_four_one_conv_stages_pooled_after_the_first_three() -> None:
         (1, 1)
     ]
     assert strided(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_frozen_parameters_count_in_a_networks_size() -> None:
+    network = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    network[0].requires_grad_(False)
+    assert models.count_parameters(network) == 4 * 3 + 3 + 3 * 2 + 2
