@@ -305,3 +305,45 @@ def test_fold_check_passes_on_cuda_with_tf32_enabled(name: str) -> None:
     folded, _ = fold_batchnorm(model)
     torch.backends.cudnn.allow_tf32 = True
     check_equivalence(model, folded, torch.randn(64, 3, 32, 32, device="cuda"))
+
+
+class FlagsInForward(nn.Module):
+    """A forward with optional arguments, as networks that can also return features have."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn, self.fc = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(4, 10)
+
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False, mask=None, *, scale: float = 1.0
+    ) -> torch.Tensor:
+        features = self.bn(self.conv(x)).mean((2, 3)) * scale
+        if mask is not None:
+            features = features * mask
+        return features if return_features else self.fc(features)
+
+
+def test_a_forward_with_optional_arguments_is_traced_at_their_defaults() -> None:
+    model = randomize_batchnorms(FlagsInForward())
+    folded, report = fold_batchnorm(model)
+    images = torch.randn(2, 3, 8, 8)
+    check_equivalence(model, folded, images)
+    assert report.n_folded == 1
+    assert [n.op for n in folded.graph.nodes].count("placeholder") == 1, "the images alone"
+    # The runtimes trace the folded network (TorchScript, ONNX): a check fx adds on an
+    # argument's value would break their trace.
+    from hpo.measure.serialize import onnx_bytes, torchscript_module
+
+    with torch.inference_mode():
+        traced = torchscript_module(folded, images)(images)
+        torch.testing.assert_close(traced, model(images))
+    assert onnx_bytes(folded)
+
+
+def test_a_forward_that_branches_on_shapes_is_refused_with_the_reason() -> None:
+    class Branches(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1) if x.dim() == 4 else x
+
+    with pytest.raises(FoldingError, match=r"no if or loop on tensor values or shapes \(x.dim"):
+        fold_batchnorm(Branches().eval())

@@ -282,13 +282,15 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "def build(num_classes):\n    return [1, 2]\n",
         "net.py:build",
         "",
-        "model net.py:build: calling the factory with {}: it returned list, not a torch nn.Module",
+        "model net.py:build: calling the factory with its default params: it returned list, "
+        "not a torch nn.Module",
     ),
     "forward raises": (
         "from torch import nn\ndef build(num_classes):\n    return nn.Conv2d(1, num_classes, 3)\n",
         "net.py:build",
         "",
-        "built with {}: its forward pass on (2, 3, 32, 32) images raised RuntimeError",
+        "built with its default params: its forward pass on (2, 3, 32, 32) images raised "
+        "RuntimeError",
     ),
     "forward fails with one norm choice": (
         # InstanceNorm needs more than one value per channel: a 1x1 map fails with it alone.
@@ -298,7 +300,8 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "                         nn.Linear(4, num_classes))\n",
         "net.py:build",
         'norm = ["batch", "instance"]',
-        "built with {}, norm instance: its forward pass on (2, 3, 32, 32) images raised",
+        "built with its default params, norm instance: its forward pass on (2, 3, 32, 32) "
+        "images raised",
     ),
     "lazy network whose shaping pass fails": (
         "from torch import nn\n"
@@ -306,7 +309,8 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "    return nn.Sequential(nn.LazyConv2d(4, 3), nn.Linear(5, num_classes))\n",
         "net.py:build",
         "",
-        "calling the factory with {}: the pass of (2, 3, 32, 32) images that shapes its lazy "
+        "calling the factory with its default params: the pass of (2, 3, 32, 32) images that "
+        "shapes its lazy "
         "modules raised RuntimeError",
     ),
     "lazy network with a batchnorm without running statistics": (
@@ -348,7 +352,8 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "def build(num_classes):\n    return Net(num_classes)\n",
         "net.py:build",
         "",
-        "the network built with {}, in training mode: returned tuple for (2, 3, 32, 32) images; "
+        "the network built with its default params, in training mode: returned tuple for "
+        "(2, 3, 32, 32) images; "
         "expected logits of shape (2, 4) (one row per image, one column per class); return the "
         "logits alone",
     ),
@@ -364,7 +369,8 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "def build(num_classes):\n    return Net(num_classes)\n",
         "net.py:build",
         "",
-        "the network built with {}, in training mode: its backward pass raised RuntimeError",
+        "the network built with its default params, in training mode: its backward pass raised "
+        "RuntimeError",
     ),
     "untraceable": (
         "import torch\nfrom torch import nn\n"
@@ -423,7 +429,7 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "                         nn.Flatten(), nn.Linear(3, num_classes))\n",
         "net.py:build",
         'norm = ["batch", "none"]',
-        "calling the factory with {}, norm none raised AttributeError",
+        "calling the factory with its default params, norm none raised AttributeError",
     ),
     "fails with one model-param value": (
         "from torch import nn\n"

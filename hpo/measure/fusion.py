@@ -22,6 +22,7 @@ BatchNorm that cannot be folded either way, are kept and listed with the reasons
 from __future__ import annotations
 
 import copy
+import inspect
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -407,14 +408,50 @@ def _trace(model: nn.Module) -> fx.GraphModule:
     _thaw_frozen_batchnorms(copied)
     try:
         tracer = _Tracer()
-        graph = tracer.trace(copied)
+        graph = tracer.trace(copied, concrete_args=_defaults_of_forward(copied))
+        _drop_specialized_arguments(graph)
         return fx.GraphModule(tracer.root, graph, type(copied).__name__)
     except Exception as exc:  # fx raises many types (TraceError, TypeError, NotImplementedError)
         raise FoldingError(
             f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {exc}); "
             "BatchNorm folding reads the network's graph, so forward must be symbolically "
-            "traceable (no if or loop on tensor values)"
+            "traceable: no if or loop on tensor values or shapes (x.dim(), x.shape[0]), and "
+            "no forward argument but the images without a default"
         ) from exc
+
+
+def _drop_specialized_arguments(graph: fx.Graph) -> None:
+    """Remove the arguments traced at their defaults, with the checks fx adds that each one
+    keeps its value: the graph takes the images alone, and exports (ONNX, TorchScript) cannot
+    trace such a check on a Python value."""
+    for placeholder in [n for n in graph.nodes if n.op == "placeholder"][1:]:
+        dependents, frontier = [], list(placeholder.users)
+        while frontier:
+            node = frontier.pop()
+            if node not in dependents:
+                dependents.append(node)
+                frontier.extend(node.users)
+        if any(node.op != "call_function" for node in dependents):
+            continue  # used by the computation itself: keep it
+        for node in reversed([n for n in graph.nodes if n in dependents]):
+            graph.erase_node(node)
+        graph.erase_node(placeholder)
+
+
+def _defaults_of_forward(model: nn.Module) -> dict[str, object] | None:
+    """forward's arguments after the images that have defaults (`return_features=False`),
+    traced at those values: they are what a trial's forward passes use."""
+    try:
+        parameters = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    defaults = {
+        p.name: p.default
+        for p in parameters[1:]
+        if p.default is not inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    return defaults or None
 
 
 def fold_batchnorm(model: nn.Module) -> tuple[fx.GraphModule, FoldReport]:

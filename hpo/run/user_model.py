@@ -78,7 +78,7 @@ def _configurations(spec: Spec, takes_norm: bool) -> Iterator[tuple[str | None, 
 
 
 def _try(ref: str, norm: str | None, params: dict[str, Any], num_classes: int) -> None:
-    given = f"{params}" + (f", norm {norm}" if norm else "")
+    given = (f"{params}" if params else "its default params") + (f", norm {norm}" if norm else "")
     with user.running_user_code(f"model {ref}: calling the factory with {given}"):
         network = build_model(ref, norm=norm, num_classes=num_classes, **params)
     built = f"model {ref}: the network built with {given}"
