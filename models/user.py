@@ -131,7 +131,10 @@ def build(text: str, *, norm: str | None, num_classes: int, **params: object) ->
     if user.takes_norm_layer:
         kwargs["norm_layer"] = functools.partial(make_norm, norm or "batch")
     with default_dtype_kept():
-        network = user.factory(**kwargs)
+        try:
+            network = user.factory(**kwargs)
+        except Exception as exc:
+            raise FactoryRaised(f"the factory raised {one_line(exc)}") from exc
     if not isinstance(network, nn.Module):
         raise UnusableNetwork(f"it returned {type(network).__name__}, not a torch nn.Module")
     with default_dtype_kept():
@@ -159,6 +162,10 @@ def default_dtype_kept() -> Iterator[None]:
 
 class UnusableNetwork(Exception):
     """The factory ran, but what it returned cannot be trained: the message says why."""
+
+
+class FactoryRaised(UnusableNetwork):
+    """The factory raised (its exception is the cause): with these params it builds nothing."""
 
 
 # What the shaping pass of lazy modules feeds: two CIFAR images, as the pre-study check does
@@ -316,6 +323,9 @@ def running_user_code(what: str) -> Iterator[None]:
             yield
     except SpecError:
         raise
+    except FactoryRaised as exc:
+        assert exc.__cause__ is not None
+        raise SpecError(f"{what} raised {one_line(exc.__cause__)}") from exc.__cause__
     except UnusableNetwork as exc:
         raise SpecError(f"{what}: {exc}") from None
     except SystemExit as exc:

@@ -13,17 +13,21 @@ from hpo.core.errors import DataError
 from hpo.core.trial_attrs import FAIL_REASON_ATTR, TRACEBACK_ATTR
 from hpo.store.trial_records import record
 from hpo.train.loop import Diverged
+from models.user import UnusableNetwork
 
 
 class TrialFailed(Exception):
-    """A trial failed because of its own configuration (it diverged, or did not fit in
-    memory): the study goes on with other configurations; `fail_reason` says why."""
+    """A trial failed because of its own configuration (it diverged, did not fit in memory, or
+    a user's factory cannot build it): the study goes on with other configurations;
+    `fail_reason` says why."""
 
 
 # Reasons of failures that belong to the configuration: such a trial is a result (this
-# configuration diverges, or does not fit) and counts towards the study's target.
+# configuration diverges, does not fit, or cannot be built) and counts towards the study's
+# target.
 DIVERGED = "diverged"
 OUT_OF_MEMORY = "out of memory"
+NO_NETWORK = "no network with these params"  # a user's factory cannot build them
 
 
 class TrialCrashed(Exception):
@@ -47,6 +51,8 @@ def failure_reason(exc: BaseException) -> str:
         return f"{OUT_OF_MEMORY}: {first_line(exc)}"
     if isinstance(exc, DataError):
         return f"data error: {first_line(exc)}"
+    if isinstance(exc, UnusableNetwork):
+        return f"{NO_NETWORK}: {first_line(exc)}"
     return f"{type(exc).__name__}: {first_line(exc)}"
 
 

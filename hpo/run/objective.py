@@ -76,6 +76,7 @@ from hpo.store.trial_records import keep_config, record
 from hpo.train.data import TensorDataset
 from hpo.train.loop import Diverged, evaluate
 from hpo.train.model import seeded_network, train_network
+from models.user import UnusableNetwork
 
 # Images used to check the folded network against the unfused one.
 _EQUIVALENCE_IMAGES = 256
@@ -231,8 +232,9 @@ class Objective:
             if is_transient(exc):
                 raise  # the database, not the trial: the worker rides it out or stops
             reason = failure_reason(exc)
-            if isinstance(exc, Diverged) or is_out_of_memory(exc):
-                # Another configuration may train (or fit): the study goes on.
+            if isinstance(exc, Diverged | UnusableNetwork) or is_out_of_memory(exc):
+                # Another configuration may train (or fit, or build: a user's factory that
+                # raises for some params only): the study goes on.
                 if is_out_of_memory(exc) and torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 note_failure(trial, reason)

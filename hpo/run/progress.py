@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.core.trial_attrs import FAIL_REASON_ATTR, STOP_REASON_ATTR
-from hpo.run.failures import DIVERGED, OUT_OF_MEMORY
+from hpo.run.failures import DIVERGED, NO_NETWORK, OUT_OF_MEMORY
 from hpo.run.objective import OVER_BUDGET
 from hpo.store.connect import StoredStudy
 from hpo.store.queries import beating_trial_numbers
@@ -16,8 +16,8 @@ from hpo.store.resilience import resilience_of
 
 
 def counts_toward_target(trial: FrozenTrial) -> bool:
-    """Finished trials with a result: COMPLETE, or FAIL because the configuration diverged or
-    ran out of memory (running it again would fail the same way).
+    """Finished trials with a result: COMPLETE, or FAIL because the configuration diverged,
+    ran out of memory or could not be built (running it again would fail the same way).
 
     Crashed, interrupted or lost trials do not count, so running the study again (or the
     retry of a lost one) redoes them; nor do trials stopped untrained because their
@@ -28,7 +28,9 @@ def counts_toward_target(trial: FrozenTrial) -> bool:
     if trial.state == TrialState.PRUNED:
         return not str(trial.user_attrs.get(STOP_REASON_ATTR, "")).startswith(OVER_BUDGET)
     reason = str(trial.user_attrs.get(FAIL_REASON_ATTR, ""))
-    return trial.state == TrialState.FAIL and reason.startswith((DIVERGED, OUT_OF_MEMORY))
+    return trial.state == TrialState.FAIL and reason.startswith(
+        (DIVERGED, OUT_OF_MEMORY, NO_NETWORK)
+    )
 
 
 @dataclass(frozen=True)
