@@ -155,6 +155,23 @@ def test_cli_grid_with_range_exits_2(tmp_path: Path, tiny_npz: Path) -> None:
     assert len(stderr.strip().splitlines()) == 1
 
 
+def test_cli_grid_runs_every_point_and_ends_cleanly(tmp_path: Path, tiny_npz: Path) -> None:
+    spec = tmp_path / "grid.toml"
+    spec.write_text(
+        TINY_SPEC.replace('"random"', '"grid"')
+        .replace("lr = { low = 0.001, high = 0.05 }", "lr = [0.001, 0.05]")
+        .replace('norm = ["batch", "group", "none"]', 'norm = "batch"')
+        .replace('optimizer = ["nesterov", "adam", "rmsprop"]', 'optimizer = "nesterov"')
+        .replace('scheduler = ["cosine", "step", "polynomial"]', 'scheduler = "cosine"')
+    )
+    db = tmp_path / "grid.db"
+    result = invoke("run", str(spec), "--data", str(tiny_npz), "--storage", f"sqlite:///{db}")
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="repro", storage=f"sqlite:///{db}")
+    assert sorted(t.params["lr"] for t in study.trials) == [0.001, 0.05]
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+
+
 def random_start_study(sampler: str, random_start: int | None) -> optuna.Study:
     """Seven trials of a seeded study, with `random_start` (None: the sampler's default)."""
     study_section = {"name": "t", "sampler": sampler, "seed": 5}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.core.errors import SpecError
 from hpo.core.spec import SEED_LIMIT, Spec
@@ -19,6 +20,21 @@ from hpo.search.space import grid_search_space
 AUTO = "tpe"
 # The samplers that start with random trials before proposing from a model.
 MODEL_BASED = ("tpe", "gp", "latency_aware", "latency_joint")
+
+
+class GridToTarget(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, without its `study.stop()` once every point is taken: that works
+    only inside `study.optimize`, and hpo's workers ask and tell (it raised after the last
+    point's trial). They stop at the grid's size instead (`study_target`)."""
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        return None
 
 
 def resolved(name: str) -> str:
@@ -99,7 +115,7 @@ def sampler_for(
         if name == "grid":
             if grid is None:
                 raise ValueError("the grid sampler needs the grid")
-            return optuna.samplers.GridSampler(grid(), seed=seed)
+            return GridToTarget(grid(), seed=seed)
         if name == "qmc":
             return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
         if name == "gp":
