@@ -70,6 +70,10 @@ def test_domains_parse() -> None:
         ({"study": {"name": "t", "seed": 2**32}}, "[study] seed: input should be less than"),
         ({"study": {"name": "t"}, "data": {"split_seed": -1}}, "[data] split_seed: input"),
         ({"study": {"name": "t"}, "train": {"seed": 2**64}}, "[train] seed: input should be"),
+        (
+            {"study": {"name": "t"}, "latency": {"threads": 100_000}},
+            "[latency] threads: input should be less than or equal to 256",
+        ),
     ],
 )
 def test_bad_specs_name_the_key(raw: dict, expected: str) -> None:

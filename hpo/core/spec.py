@@ -25,6 +25,10 @@ SEED_LIMIT = 2**32
 # Optuna numbers trials in a 32-bit SQL integer; a target is only ever raised, so a typo here
 # would stay.
 MAX_TRIALS = 2**31 - 1
+# The most intra-op threads a latency measurement may use: the largest CPUs have a few hundred
+# hardware threads, and thread pools of many thousands crash ONNX Runtime (a segfault at
+# 100,000) or hang it.
+MAX_THREADS = 256
 
 
 class _Section(BaseModel):
@@ -115,7 +119,7 @@ class LatencySection(_Section):
         description="runtime that is timed; auto = onnxruntime on CPU, eager on CUDA "
         "(the fastest measured by benchmarks/latency.py)",
     )
-    threads: int = Field(1, ge=1, description="intra-op threads while timing")
+    threads: int = Field(1, ge=1, le=MAX_THREADS, description="intra-op threads while timing")
     warmup: int = Field(20, ge=0, description="untimed runs before timing")
     loops: int = Field(50, ge=5, description="timed runs per round")
     max_rounds: int = Field(10, ge=1, description="rounds at most (stops early when stable)")
