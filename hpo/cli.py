@@ -373,11 +373,8 @@ def studies(storage: StorageOption = DEFAULT_STORAGE, fmt: FormatOption = Format
 @app.command("models")
 def list_models_command(fmt: FormatOption = Format.table) -> None:
     """List the model families with their parameter counts at the default width."""
-    import json
-
-    from rich.table import Table
-
     import models
+    from hpo.present.output import print_models
 
     rows = []
     for name in models.list_models():
@@ -389,15 +386,7 @@ def list_models_command(fmt: FormatOption = Format.table) -> None:
                 "description": models.model_info(name).description,
             }
         )
-    if fmt == Format.json:
-        console.file.write(json.dumps(rows, indent=2) + "\n")
-        return
-    table = Table(title="models (width 1, BatchNorm, 10 classes)")
-    for column in ("model", "params", "description"):
-        table.add_column(column, justify="right" if column == "params" else "left")
-    for row in rows:
-        table.add_row(row["name"], f"{row['params']:,}", row["description"])
-    console.print(table)
+    print_models(console, rows, fmt)
 
 
 @app.command("spec-reference")

@@ -455,3 +455,27 @@ def test_a_study_whose_spec_comes_late_is_not_taken_for_another_programs() -> No
         _spec_of_unfinished_creation(study)
     study.set_user_attr(SPEC_ATTR, {"study": {"name": "s"}})  # ...having stored its spec
     assert _spec_of_unfinished_creation(study) == {"study": {"name": "s"}}
+
+
+def test_studies_counts_every_state(tmp_path: Path) -> None:
+    import csv
+
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    storage = f"sqlite:///{tmp_path / 'states.db'}"
+    study = optuna.create_study(
+        study_name="states", storage=storage, directions=["maximize", "minimize"]
+    )
+    for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.PRUNED, TrialState.FAIL):
+        values = [0.5, 1.0] if state == TrialState.COMPLETE else None
+        study.add_trial(create_trial(state=state, values=values))
+    study.enqueue_trial({})
+    listed = invoke("studies", "--storage", storage, "--format", "csv")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = csv.DictReader(listed.stdout.splitlines())
+    assert row["name"] == "states" and row["n_trials"] == "5"
+    counts = {k: row[k] for k in ("complete", "pruned", "fail", "running", "waiting")}
+    assert counts == {"complete": "1", "pruned": "2", "fail": "1", "running": "0", "waiting": "1"}
+    table = invoke("studies", "--storage", storage)
+    assert "pruned" in table.stdout and "waiting" in table.stdout

@@ -308,6 +308,12 @@ def test_models_command_lists_parameter_counts() -> None:
     rows = {row["name"]: row["params"] for row in json.loads(result.stdout)}
     for name in models.list_models():
         assert rows[name] == models.count_parameters(models.build_model(name, norm="batch"))
+    import csv
+
+    table = invoke("models", "--format", "csv")
+    assert table.returncode == 0, table.stderr
+    listed = list(csv.DictReader(table.stdout.splitlines()))
+    assert {row["name"]: int(row["params"]) for row in listed} == rows
 
 
 def test_compact_is_four_one_conv_stages_pooled_after_the_first_three() -> None:

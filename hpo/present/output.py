@@ -155,38 +155,58 @@ def print_trials(
             console.width = terminal
 
 
+# The trial states `hpo studies` counts: (state, CSV column, table column).
+_STUDY_STATES = (
+    ("COMPLETE", "complete", "complete"),
+    ("PRUNED", "pruned", "pruned"),
+    ("FAIL", "fail", "failed"),
+    ("RUNNING", "running", "running"),
+    ("WAITING", "waiting", "waiting"),
+)
+
+
 def print_studies(console: Console, overviews: Sequence[StudyOverview], fmt: Format) -> None:
     """Print the study list in the chosen format."""
     if fmt == Format.json:
         console.file.write(json.dumps([o.as_dict() for o in overviews], indent=2) + "\n")
         return
+    rows = [
+        [o.name, o.n_trials, o.target, *(o.states.get(state, 0) for state, _, _ in _STUDY_STATES)]
+        for o in overviews
+    ]
     if fmt == Format.csv:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["name", "n_trials", "target", "complete", "fail", "running"])
-        for o in overviews:
-            writer.writerow(
-                [
-                    o.name,
-                    o.n_trials,
-                    o.target,
-                    o.states.get("COMPLETE", 0),
-                    o.states.get("FAIL", 0),
-                    o.states.get("RUNNING", 0),
-                ]
-            )
-        console.file.write(buffer.getvalue())
+        header = ["name", "n_trials", "target", *(column for _, column, _ in _STUDY_STATES)]
+        console.file.write(rows_csv(header, rows))
         return
     table = Table(title="studies")
-    for column in ("study", "trials", "target", "complete", "failed", "running"):
+    for column in ["study", "trials", "target", *(column for _, _, column in _STUDY_STATES)]:
         table.add_column(column, justify="left" if column == "study" else "right")
-    for o in overviews:
-        table.add_row(
-            o.name,
-            str(o.n_trials),
-            _fmt(o.target),
-            str(o.states.get("COMPLETE", 0)),
-            str(o.states.get("FAIL", 0)),
-            str(o.states.get("RUNNING", 0)),
-        )
+    for name, trials, target, *counts in rows:
+        table.add_row(name, str(trials), _fmt(target), *map(str, counts))
+    console.print(table)
+
+
+def rows_csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """`rows` under `header` as CSV text."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def print_models(console: Console, rows: Sequence[dict[str, Any]], fmt: Format) -> None:
+    """The model families (name, params, description) in the chosen format."""
+    if fmt == Format.json:
+        console.file.write(json.dumps(list(rows), indent=2) + "\n")
+        return
+    columns = ("name", "params", "description")
+    if fmt == Format.csv:
+        console.file.write(rows_csv(columns, [[row[c] for c in columns] for row in rows]))
+        return
+    table = Table(title="models (width 1, BatchNorm, 10 classes)")
+    for column in ("model", "params", "description"):
+        table.add_column(column, justify="right" if column == "params" else "left")
+    for row in rows:
+        table.add_row(row["name"], f"{row['params']:,}", row["description"])
     console.print(table)
