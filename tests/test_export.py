@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 import torch
 
 import models
+from hpo.core.errors import HpoError
 from hpo.core.trial_attrs import flat
 from hpo.core.trial_config import TrialConfig, stored_params
 from hpo.measure.fusion import fold_batchnorm
@@ -182,6 +185,34 @@ def test_export_retrains_without_a_stored_model(
         onnx_logits((out / ONNX_FILE).read_bytes(), images),
         atol=1e-4,
     )
+
+
+@pytest.mark.slow
+def test_export_retrains_a_trial_whose_stored_model_is_damaged(
+    finished_study: FinishedStudy, tmp_path: Path
+) -> None:
+    damaged = tmp_path / "damaged"
+    shutil.copytree(finished_study.db.with_name(finished_study.db.name + ".artifacts"), damaged)
+    for path in damaged.rglob("*"):
+        if path.is_file():
+            path.write_bytes(path.read_bytes()[:100])  # cut short, as by a full disk
+    result = invoke(
+        "export", "--storage", finished_study.url, "--study-name", finished_study.name,
+        "--trial", "0", "--out", str(tmp_path / "out"), "--format", "json",
+        "--artifacts", str(damaged),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["source"] == "retrained"
+    assert "cannot be read (" in result.stderr, result.stderr
+
+
+def test_a_damaged_or_foreign_checkpoint_is_one_line() -> None:
+    with pytest.raises(HpoError, match=r"^checkpoint x cannot be read \(.+\)$"):
+        read_checkpoint(b"PK\x03\x04 cut short", "checkpoint x")
+    buffer = io.BytesIO()
+    torch.save({"weights": torch.zeros(1)}, buffer)
+    with pytest.raises(HpoError, match="^checkpoint x is not an hpo checkpoint$"):
+        read_checkpoint(buffer.getvalue(), "checkpoint x")
 
 
 def test_export_of_unknown_or_failed_trial_exits_2(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ from hpo.store.studies import check_data, check_factory, stored_spec
 from hpo.train.checkpoint import read_checkpoint
 from hpo.train.model import build_network
 from models import user
-from models.user import ModelSources, UserModel
+from models.user import ModelSources, UserModel, one_line
 
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 ONNX_FILE = "model.onnx"
@@ -111,7 +111,10 @@ def find_trial(study: optuna.Study, number: int) -> FrozenTrial:
 def from_checkpoint(config: TrialConfig, checkpoint: dict[str, Any]) -> TrainedModel:
     """Rebuild the network and load a stored checkpoint into it."""
     model = build_network(config, int(checkpoint["num_classes"]))
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as exc:  # other tensors than the network's: damaged, or not its own
+        raise HpoError(f"checkpoint does not fit trial's network ({one_line(exc)})") from None
     return TrainedModel(
         model.eval(),
         checkpoint["mean"],
@@ -177,11 +180,13 @@ def trained_model(
         if artifact_id is not None:
             try:
                 content = artifacts.read_artifact(store, artifact_id)
+                return from_checkpoint(
+                    config, read_checkpoint(content, f"checkpoint {artifact_id}")
+                )
             except ArtifactNotFound:
                 notify(f"checkpoint {artifact_id} is missing from the artifact folder")
-            else:
-                checkpoint = read_checkpoint(content, f"artifact {artifact_id}")
-                return from_checkpoint(config, checkpoint)
+            except HpoError as exc:
+                notify(f"{exc}")  # damaged or cut short: the trial is retrained instead
     return retrain(stored, trial, data_path, notify)
 
 

@@ -31,8 +31,17 @@ def checkpoint_bytes(
 
 
 def read_checkpoint(content: bytes, where: str = "checkpoint") -> dict[str, Any]:
-    """A checkpoint read back (tensors only: torch.load with weights_only=True)."""
-    checkpoint = torch.load(io.BytesIO(content), map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    """A checkpoint read back (tensors only: torch.load with weights_only=True); HpoError
+    (one line) for content that is not one, cut short or damaged."""
+    try:
+        checkpoint = torch.load(io.BytesIO(content), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged bytes (RuntimeError, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HpoError(f"{where} cannot be read ({first})") from None
+    if not isinstance(checkpoint, dict) or not checkpoint.keys() >= _CHECKPOINT_KEYS:
         raise HpoError(f"{where} is not an hpo checkpoint")
     return checkpoint
+
+
+# What `checkpoint_bytes` writes.
+_CHECKPOINT_KEYS = {"state_dict", "mean", "std", "num_classes"}
