@@ -59,6 +59,10 @@ BAD_URLS = {
     "unknown scheme": ("http://u:hunter2@127.0.0.1/db", "unsupported storage 'http'"),
     "wrong host": ("postgresql://u:hunter2@nosuchhost.invalid:5432/db", "host nosuchhost.invalid"),
     "wrong port": ("postgresql://u:hunter2@127.0.0.1:1/db", "host 127.0.0.1"),
+    "host as an option": (
+        "postgresql:///db?user=u&password=hunter2&host=127.0.0.1&port=1",
+        "(host 127.0.0.1)",
+    ),
 }
 
 
@@ -104,6 +108,30 @@ def test_cli_bad_url_exits_2_with_one_masked_line(
     assert result.stderr.startswith("hpo: error: ")
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "hunter2" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("\udcff.db", "the path is not valid UTF-8"),  # a Latin-1 byte, as Python reads argv
+        ("%00x.db", "the path holds a NUL character"),
+        ("a" * 300 + ".db", "the file name is 303 bytes long; at most"),
+    ],
+    ids=["not utf-8", "nul", "too long"],
+)
+def test_a_sqlite_file_name_no_file_system_takes_is_one_line(
+    name: str, expected: str, tiny_npz: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "dbs"
+    folder.mkdir()
+    spec = tiny_spec(tmp_path, "x", 2)
+    url = f"sqlite:///{folder}/{name}"
+    for args in (["create", spec, "--data", str(tiny_npz)], ["studies"]):
+        result = invoke(*args, "--storage", url)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("hpo: error: SQLite database '")
+        assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not any(folder.iterdir()), "nothing is created"
 
 
 @pytest.mark.parametrize(

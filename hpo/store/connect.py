@@ -70,12 +70,19 @@ def open_storage(url: str, *, create: bool = True) -> ResilientRDBStorage:
         refused = refusal_message(exc, parsed)
         if refused is not None:
             raise StorageError(refused) from None
-        host = parsed.host or parsed.database or safe_url(parsed)
-        where = f"file {database}" if database is not None else f"host {host}"
+        where = f"file {database}" if database is not None else f"host {_host_of(parsed)}"
         raise StorageError(
             f"cannot connect to {safe_url(parsed)} ({where}): {scrub(str(exc), parsed)}"
         ) from None
     return storage
+
+
+def _host_of(url: URL) -> str:
+    """The server a URL names: its host, or libpq's `?host=` option (a host or a socket
+    folder), or the local socket libpq falls back to."""
+    option = url.query.get("host")
+    given = option if isinstance(option, str) else (option[0] if option else None)
+    return url.host or given or "localhost (the default socket)"
 
 
 def _sqlite_lacks_optuna_tables(path: Path) -> bool:

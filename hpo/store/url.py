@@ -66,17 +66,42 @@ def parse_url(url: str) -> URL:
 
 def _check_sqlite(url: URL) -> None:
     """A SQLite URL names a file and takes no options: hpo sets the busy timeout and journal."""
-    if sqlite_path(url) is None:
+    path = sqlite_path(url)
+    if path is None:
         raise StorageError(
             "in-memory SQLite keeps nothing once the command ends; name a file, e.g. "
             "sqlite:///hpo.db"
         )
+    if problem := _path_problem(str(path)):
+        shown = str(path).encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        raise StorageError(f"SQLite database '{shown}': {problem}")
     if url.query:
         raise StorageError(
             f"SQLite URL options are not supported ({', '.join(sorted(url.query))} in "
             f"{safe_url(url)}): hpo sets the busy timeout and journal mode itself; write "
             f"sqlite:///path/to/file.db"
         )
+
+
+def _path_problem(path: str) -> str:
+    """Why the file system cannot hold a file at `path`, or '': checked before SQLite opens
+    it, which would raise deep inside, or create the file and then fail to name it."""
+    if "\x00" in path:
+        return "the path holds a NUL character, which no file name can"
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the path is not valid UTF-8 (a byte of another encoding); name the file in UTF-8"
+    name = Path(path).name
+    try:
+        longest = os.pathconf(
+            Path(path).parent if Path(path).parent.is_dir() else "/", "PC_NAME_MAX"
+        )
+    except (OSError, ValueError):
+        longest = 255
+    if len(name.encode("utf-8")) > longest:
+        return f"the file name is {len(name.encode('utf-8'))} bytes long; at most {longest} fit"
+    return ""
 
 
 def safe_url(url: URL | str) -> str:
