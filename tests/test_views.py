@@ -355,3 +355,26 @@ def test_best_and_the_view_decode_the_design_options(tmp_path: Path) -> None:
         assert shown["params"]["loss"] in search["loss"]
         assert "pool" in shown["params"]
         assert ("kernel" in shown["params"]) == (shown["params"]["model"] == "vgg")
+
+
+def test_a_param_named_like_a_column_but_for_case_gets_its_own(tmp_path: Path) -> None:
+    """SQL ignores case in names: a param `Accuracy` is not a second `accuracy` column."""
+    from optuna.distributions import IntDistribution
+    from optuna.trial import create_trial
+
+    db = tmp_path / "case.db"
+    study = optuna.create_study(
+        study_name="case", storage=f"sqlite:///{db}", directions=["maximize", "minimize"]
+    )
+    names = ("Accuracy", "Width", "width")
+    study.add_trial(
+        create_trial(
+            values=[0.5, 1.0],
+            params={name: value for value, name in enumerate(names, start=3)},
+            distributions={name: IntDistribution(0, 9) for name in names},
+        )
+    )
+    columns = [c["name"] for c in create_views(f"sqlite:///{db}")]
+    assert {"accuracy", "param_Accuracy", "Width", "param_width"} <= set(columns), columns
+    (row,) = sqlite_rows(db, "SELECT accuracy, param_Accuracy, Width, param_width FROM hpo_trials")
+    assert row == {"accuracy": 0.5, "param_Accuracy": 3, "Width": 4, "param_width": 5}

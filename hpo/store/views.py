@@ -154,7 +154,9 @@ def _param_order(name: str) -> tuple[int, str]:
 
 
 def view_columns(kinds: dict[str, str]) -> list[ViewColumn]:
-    """The view's columns; a param whose name clashes with a fixed column gets a `param_` prefix."""
+    """The view's columns; a param whose name clashes with a fixed column's or an earlier
+    param's gets a `param_` prefix (more than one where needed). Names are compared ignoring
+    case, as SQL compares identifiers: `Accuracy` would otherwise be a second `accuracy`."""
     columns = [
         ViewColumn("study", "text"),
         ViewColumn("number", "integer"),
@@ -165,10 +167,12 @@ def view_columns(kinds: dict[str, str]) -> list[ViewColumn]:
         ViewColumn("has_model", "integer"),
         *(ViewColumn(column, "text") for column in REASON_COLUMNS),
     ]
-    taken = set(FIXED_COLUMNS)
+    taken = {column.lower() for column in FIXED_COLUMNS}
     for param, kind in sorted(kinds.items(), key=lambda item: _param_order(item[0])):
-        name = param if param not in taken else f"param_{param}"
-        taken.add(name)
+        name = param
+        while name.lower() in taken:
+            name = f"param_{name}"
+        taken.add(name.lower())
         columns.append(ViewColumn(name, kind, param))
     return columns
 
