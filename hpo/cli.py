@@ -152,9 +152,13 @@ TrialOption = Annotated[int, typer.Option("--trial", min=0, help="Trial number t
 
 def _out_folder(value: str) -> Path:
     """The --out folder; an empty one (an unset shell variable) would write into the current
-    folder."""
+    folder, and `-` is no folder."""
     if not value.strip():
         raise typer.BadParameter("empty; give the folder to write into")
+    if value == "-":
+        # Commonly standard output, which cannot hold several files: a folder named - would
+        # surprise whoever meant that.
+        raise typer.BadParameter("'-' is not a folder; the command writes several files")
     return Path(value)
 
 

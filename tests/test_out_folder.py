@@ -53,3 +53,45 @@ def test_export_keeps_a_persons_own_files(url: str, tmp_path: Path, name: str) -
     )
     assert_refused(result, out, name)
     assert (out / name).read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize("name", ["pareto.png", ".hpo-written.json", "index.html"])
+@pytest.mark.parametrize("what", ["folder", "dangling link", "link"])
+def test_report_refuses_what_is_no_plain_file_before_writing(
+    url: str, tmp_path: Path, name: str, what: str
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    elsewhere = tmp_path / "elsewhere.html"
+    if what == "folder":
+        (out / name).mkdir()
+    elif what == "dangling link":
+        (out / name).symlink_to(elsewhere)  # a write would land outside --out
+    else:
+        elsewhere.write_text("mine\n")
+        (out / name).symlink_to(elsewhere)
+    result = report(url, out)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and f"--out {out}: {name} is " in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [name], "nothing written"
+    assert not elsewhere.exists() or elsewhere.read_text() == "mine\n"
+
+
+def test_export_refuses_a_folder_where_its_model_goes(url: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "model.onnx").mkdir(parents=True)
+    result = invoke(
+        "export", "--storage", url, "--study-name", "synthetic", "--trial", "0", "--out", str(out)
+    )
+    assert result.returncode == 2 and "model.onnx is there already and is not a file" in (
+        result.stderr
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx"]
+
+
+@pytest.mark.parametrize("command", ["report", "export"])
+def test_out_dash_is_refused(url: str, command: str) -> None:
+    extra = ["--trial", "0"] if command == "export" else []
+    result = invoke(command, "--storage", url, "--study-name", "synthetic", *extra, "--out", "-")
+    assert result.returncode == 2 and "'-' is not a folder" in result.stderr
+    assert not Path("-").exists()

@@ -22,6 +22,20 @@ def check_replaceable(out: Path, names: Iterable[str]) -> None:
     """Refuse `out` when one of `names` is there and hpo did not write it as it is now."""
     if out.exists() and not out.is_dir():
         raise HpoError(f"--out {out}: exists and is not a folder")
+    for name in (*names, MANIFEST):
+        path = out / name
+        # hpo writes plain files only: a link could send the write outside the folder, and a
+        # folder or device of that name cannot be replaced by one.
+        if path.is_symlink():
+            raise HpoError(
+                f"--out {out}: {name} is a link, which hpo does not replace; give another "
+                f"folder, or remove the link"
+            )
+        if path.exists() and not path.is_file():
+            raise HpoError(
+                f"--out {out}: {name} is there already and is not a file; give another "
+                f"folder, or move it away"
+            )
     written = _manifest(out)
     for name in names:
         path = out / name
