@@ -45,6 +45,7 @@ def test_domains_parse() -> None:
         (spec(lrr=0.1), "[search] unknown key 'lrr'; allowed: model, norm"),
         (spec(optimizer={"low": 1, "high": 2}), "is a choice"),
         (spec(optimizer=[]), "list of choices is empty"),
+        (spec(batch_size=[64, 64.0]), "[search] batch_size: the list of choices has duplicates"),
         (spec(pool="min"), "[search] pool: unknown value 'min'; allowed: auto, max, avg, conv"),
         (
             spec(model="resnet", kernel="5x5"),

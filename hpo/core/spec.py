@@ -243,12 +243,20 @@ def _parse_domain(param: Hyperparameter, value: Any, where: str | None = None) -
         for item in value:
             if problem := param.check_value(item):
                 raise SpecError(f"{where}: {problem}")
-        if len(set(map(json.dumps, value))) != len(value):
+        if len(set(map(_choice_key, value))) != len(value):
             raise SpecError(f"{where}: the list of choices has duplicates")
         return Choice(tuple(value))
     if problem := param.check_value(value):
         raise SpecError(f"{where}: {problem}")
     return Fixed(value)
+
+
+def _choice_key(value: Any) -> str:
+    """A choice as duplicates compare: numbers by value (0 and 0.0 alike, as Python and Optuna
+    compare them), anything else as written."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(float(value))
+    return json.dumps(value)
 
 
 def _off_the_steps(low: float, high: float, step: float) -> str:
