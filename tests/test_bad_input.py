@@ -537,6 +537,12 @@ def test_export_refuses_a_model_folder_that_does_not_exist(made_study: tuple[str
     )  # fmt: skip
     one_error_line(result, f"--artifacts {typo}: no such folder")
     assert not (folder / "out").exists()
+    typo.write_text("not a folder\n")
+    result = invoke(
+        "export", "--storage", url, "--study-name", "made", "--trial", "0",
+        "--out", str(folder / "out"), "--artifacts", str(typo),
+    )  # fmt: skip
+    one_error_line(result, f"--artifacts {typo}: is a file, not a folder")
 
 
 @pytest.mark.parametrize(
@@ -545,12 +551,15 @@ def test_export_refuses_a_model_folder_that_does_not_exist(made_study: tuple[str
         ("", "[data] dataset: empty; use cifar10, cifar100 or a path to an .npz"),
         ("{tmp}", "[data] dataset: {tmp} is a folder, not an .npz file; use cifar10"),
         ("{tmp}/gone.npz", "[data] dataset: file not found: {tmp}/gone.npz; use cifar10"),
+        ("/dev/zero", "[data] dataset: /dev/zero is not a regular file; use cifar10"),
+        ("{tmp}/link.npz", "[data] dataset: a link to nothing (or a loop of links): {tmp}/link"),
     ],
-    ids=["empty", "folder", "missing"],
+    ids=["empty", "folder", "missing", "device", "dangling link"],
 )
 def test_a_dataset_that_is_no_file_is_named_for_what_it_is(
     dataset: str, expected: str, tmp_path: Path
 ) -> None:
+    (tmp_path / "link.npz").symlink_to(tmp_path / "gone.npz")
     with pytest.raises(DataError) as raised:
         check_dataset(DataSection(dataset=dataset.format(tmp=tmp_path)))
     assert str(raised.value).startswith(expected.format(tmp=tmp_path))

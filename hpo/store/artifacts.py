@@ -88,8 +88,9 @@ def open_store(
             raise HpoError(f"{where}: cannot create the folder ({exc.strerror})") from None
     elif not folder.is_dir():
         if named_by(explicit):
+            what = "is a file, not a folder" if folder.exists() else "no such folder"
             raise HpoError(
-                f"{where}: no such folder; give the folder the workers store models in (their "
+                f"{where}: {what}; give the folder the workers store models in (their "
                 f"{ARTIFACTS_ENV}), or create it first"
             )
         return None

@@ -165,8 +165,12 @@ def _check_found(section: DataSection) -> None:
     path = Path(section.dataset).expanduser()
     if path.is_dir():
         raise DataError(f"[data] dataset: {path} is a folder, not an .npz file; {allowed}")
+    if path.exists() and not path.is_file():
+        # A device (/dev/zero would be read forever), a pipe or a socket.
+        raise DataError(f"[data] dataset: {path} is not a regular file; {allowed}")
     if not path.is_file():
-        raise DataError(f"[data] dataset: file not found: {path}; {allowed}")
+        what = "a link to nothing (or a loop of links)" if path.is_symlink() else "file not found"
+        raise DataError(f"[data] dataset: {what}: {path}; {allowed}")
 
 
 def check_dataset(section: DataSection) -> DataShape:
