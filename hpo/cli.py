@@ -14,7 +14,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from hpo.core.db_limits import name_problem, shorten
-from hpo.core.errors import HpoError, find_in_chain
+from hpo.core.errors import HpoError, StorageError, find_in_chain
 from hpo.core.trial_attrs import LATENCY_MS_ATTR
 from hpo.present.output import Format, SummaryFormat, print_studies, print_summary, print_trials
 from hpo.store.url import DEFAULT_STORAGE
@@ -59,10 +59,15 @@ class _OneLineErrors(TyperGroup):
 # Where a command's --storage value is kept for the error translation (click shares `meta`
 # between a group's context and its commands').
 _STORAGE_META = "hpo.storage"
+# Set when that value came from $HPO_STORAGE: its errors then name the variable.
+_STORAGE_FROM_ENV_META = "hpo.storage_from_env"
+STORAGE_ENV = "HPO_STORAGE"
 
 
 def _remember_storage(ctx: typer.Context, value: str) -> str:
     ctx.meta[_STORAGE_META] = value
+    source = ctx.get_parameter_source("storage")
+    ctx.meta[_STORAGE_FROM_ENV_META] = getattr(source, "name", None) == "ENVIRONMENT"
     return value
 
 
@@ -74,7 +79,8 @@ def _errors_as_exit_codes(ctx: Any) -> Iterator[None]:
     try:
         yield
     except HpoError as exc:
-        fail(str(exc))
+        from_env = isinstance(exc, StorageError) and ctx.meta.get(_STORAGE_FROM_ENV_META)
+        fail(f"{STORAGE_ENV}: {exc}" if from_env else str(exc))
     except (typer.Exit, typer.Abort, typer.TyperException):
         raise  # Typer's own endings (--help, an exit code, a usage error): nothing to translate
     except Exception as exc:
@@ -103,7 +109,7 @@ StorageOption = Annotated[
     str,
     typer.Option(
         "--storage",
-        envvar="HPO_STORAGE",
+        envvar=STORAGE_ENV,
         show_envvar=True,
         help="Database URL, e.g. sqlite:///hpo.db or postgresql://user:pass@host:5432/db.",
         callback=_remember_storage,

@@ -563,3 +563,11 @@ def test_a_dataset_that_is_no_file_is_named_for_what_it_is(
     with pytest.raises(DataError) as raised:
         check_dataset(DataSection(dataset=dataset.format(tmp=tmp_path)))
     assert str(raised.value).startswith(expected.format(tmp=tmp_path))
+
+
+def test_a_bad_storage_url_from_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HPO_STORAGE", " ")
+    one_error_line(invoke("studies"), "HPO_STORAGE: malformed storage URL ' '")
+    one_error_line(invoke("studies", "--storage", " "), "error: malformed storage URL ' '")
