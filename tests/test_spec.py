@@ -130,6 +130,13 @@ def test_a_byte_order_mark_is_not_an_error(tmp_path: Path) -> None:
     assert load_spec(path).study.name == "quickstart"
 
 
+def test_a_spec_in_another_encoding_says_toml_is_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('[study]\nname = "étude"\n'.encode("latin-1"))
+    with pytest.raises(SpecError, match=r"latin1.toml: not UTF-8 text \(byte 0xe9 at position"):
+        load_spec(path)
+
+
 def test_malformed_toml_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("[study\nname = 'x'\n")

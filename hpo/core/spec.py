@@ -465,7 +465,12 @@ def read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise SpecError(f"spec file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at position "
+            f"{exc.start}); TOML files are UTF-8: save it as UTF-8"
+        ) from None
+    except OSError as exc:
         raise SpecError(f"cannot read spec {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: malformed TOML: {exc}") from None
