@@ -326,3 +326,10 @@ def test_a_live_probe_is_waited_for_and_a_silent_one_is_taken_over(
     record = probes.get_or_measure(storage, "silent", {}, "ctx", lambda: mine, "worker-a")
     assert not record.cached and record.latency_ms == 2.5
     assert time.monotonic() - waited < 30, "taken over after the grace period, not minutes"
+
+
+def test_an_over_budget_reason_shows_a_tiny_budget() -> None:
+    from hpo.run.objective import over_budget_reason
+
+    assert over_budget_reason(3.111, 2.0) == "over latency budget: 3.11 ms > 2.00 ms"
+    assert over_budget_reason(0.58, 1e-9) == "over latency budget: 0.58 ms > 1e-09 ms"

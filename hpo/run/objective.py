@@ -91,7 +91,13 @@ OVER_BUDGET = "over latency budget"
 
 def over_budget_reason(latency_ms: float, budget_ms: float) -> str:
     """Why a trial was not trained, as shown in the terminal, the dashboard and the report."""
-    return f"{OVER_BUDGET}: {latency_ms:.2f} ms > {budget_ms:.2f} ms"
+    return f"{OVER_BUDGET}: {_ms(latency_ms)} ms > {_ms(budget_ms)} ms"
+
+
+def _ms(value: float) -> str:
+    """Milliseconds with two decimals, or two significant digits below them (a budget of
+    1e-9 ms is not 0.00)."""
+    return f"{value:.2f}" if abs(value) >= 0.005 else f"{value:.2g}"
 
 
 @dataclass
