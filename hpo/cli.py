@@ -317,7 +317,8 @@ def best(
         float | None,
         typer.Option(
             "--max-latency-ms",
-            help="Latency budget: list the most accurate trials within it instead of the front.",
+            help="Latency budget: list the most accurate trials within it instead of the "
+            "front (in ms; a ratio with --rank-by latency_ratio).",
         ),
     ] = None,
     top: Annotated[int | None, typer.Option("--top", min=1, help="Show at most K trials.")] = None,
@@ -332,7 +333,8 @@ def best(
         str,
         typer.Option(
             "--rank-by",
-            help="latency_ms, or latency_ratio (model/reference: comparable across machines).",
+            help="latency_ms, or latency_ratio (model/reference: comparable across machines; "
+            "--max-latency-ms is then a ratio).",
         ),
     ] = LATENCY_MS_ATTR,
 ) -> None:
