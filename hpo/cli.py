@@ -177,7 +177,18 @@ OutOption = Annotated[
 
 
 # Options shared by `run` and `create` (same spec, same overrides).
-SpecArgument = Annotated[Path, typer.Argument(metavar="SPEC", help="Study spec (TOML).")]
+def _given_path(value: str) -> Path:
+    """A path given on the command line; an empty one (an unset shell variable) would be read
+    as the current folder."""
+    if not value.strip():
+        raise typer.BadParameter("empty; give a path")
+    return Path(value)
+
+
+SpecArgument = Annotated[
+    Path,
+    typer.Argument(metavar="SPEC", help="Study spec (TOML).", parser=_given_path),
+]
 StudyNameOverride = Annotated[
     str | None,
     typer.Option("--study-name", help=r"Override \[study] name.", callback=_study_name),
@@ -187,7 +198,12 @@ NTrialsOverride = Annotated[
 ]
 DataOverride = Annotated[
     Path | None,
-    typer.Option("--data", help=r"Dataset .npz (keras layout); overrides \[data] dataset."),
+    typer.Option(
+        "--data",
+        help=r"Dataset .npz (keras layout); overrides \[data] dataset.",
+        parser=_given_path,
+        metavar="PATH",
+    ),
 ]
 SetOverrides = Annotated[
     list[str] | None,
@@ -271,6 +287,8 @@ def worker(
         typer.Option(
             "--data",
             help="Dataset .npz on this machine; replaces the stored spec's data.dataset here.",
+            parser=_given_path,
+            metavar="PATH",
         ),
     ] = None,
     models: ModelsOption = None,
@@ -469,7 +487,12 @@ def export(
     artifacts: ArtifactsOption = None,
     data: Annotated[
         Path | None,
-        typer.Option("--data", help="Dataset .npz for retraining, if the stored path is gone."),
+        typer.Option(
+            "--data",
+            help="Dataset .npz for retraining, if the stored path is gone.",
+            parser=_given_path,
+            metavar="PATH",
+        ),
     ] = None,
     fmt: SummaryFormatOption = SummaryFormat.table,
     models: ModelsOption = None,

@@ -363,6 +363,11 @@ USAGE_ERRORS = {
         "Invalid value for '--out': empty; give the folder to write into",
     ),
     "empty host": (("dashboard", "--host", ""), "--host '': expected an address, e.g. 127.0.0.1"),
+    "empty spec": (("create", ""), "Invalid value for 'SPEC': empty; give a path"),
+    "empty data": (
+        ("worker", "--study-name", "s", "--data", ""),
+        "Invalid value for '--data': empty; give a path",
+    ),
     "negative budget": (
         ("best", "--study-name", "s", "--max-latency-ms", "-1"),
         "--max-latency-ms -1: expected a budget, a finite number > 0",
