@@ -90,7 +90,10 @@ def test_export_refuses_a_folder_where_its_model_goes(url: str, tmp_path: Path) 
 
 
 @pytest.mark.parametrize("command", ["report", "export"])
-def test_out_dash_is_refused(url: str, command: str) -> None:
+def test_out_dash_is_refused(
+    url: str, command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where a folder named - would appear
     extra = ["--trial", "0"] if command == "export" else []
     result = invoke(command, "--storage", url, "--study-name", "synthetic", *extra, "--out", "-")
     assert result.returncode == 2 and "'-' is not a folder" in result.stderr

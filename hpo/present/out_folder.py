@@ -20,6 +20,7 @@ MANIFEST = ".hpo-written.json"
 
 def check_replaceable(out: Path, names: Iterable[str]) -> None:
     """Refuse `out` when one of `names` is there and hpo did not write it as it is now."""
+    names = tuple(names)  # read twice below
     if out.exists() and not out.is_dir():
         raise HpoError(f"--out {out}: exists and is not a folder")
     for name in (*names, MANIFEST):
