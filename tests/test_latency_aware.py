@@ -296,3 +296,35 @@ def test_a_new_study_on_a_reused_id_has_no_claims(tmp_path) -> None:
     second = create_or_load_study(spec, storage)
     assert second.study_id == first.study_id  # SQLite hands the freed id out again
     assert claimer(second)("config-1"), "the deleted study's claims are gone"
+
+
+@pytest.mark.parametrize("name", ["latency_aware", "latency_joint"])
+def test_architectures_a_factory_cannot_build_are_never_candidates(name: str) -> None:
+    """A user's factory that raises for some params raises in the probe too (hpo builds the
+    network to time it): those architectures are left out, and the search goes on."""
+    from optuna.distributions import CategoricalDistribution
+
+    from models.user import FactoryRaised
+
+    def latency(architecture: dict) -> float:
+        if architecture["blocks"] in (2, 3):
+            raise FactoryRaised("the factory raised ValueError: does not fit")
+        return float(architecture["blocks"])
+
+    space = {"blocks": CategoricalDistribution([1, 2, 3, 4, 5])}
+    sampler = sampler_for(
+        name, 0, architecture=ArchitectureSpace.from_distributions(space),
+        probe=FunctionProbe(latency),
+    )  # fmt: skip
+    sampler.startup_trials = 1
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        blocks = trial.suggest_categorical("blocks", [1, 2, 3, 4, 5])
+        lr = trial.suggest_float("lr", 1e-3, 1e-1, log=True)
+        return 0.5 + 0.1 * blocks - abs(np.log10(lr) + 2) / 10, latency({"blocks": blocks})
+
+    study.enqueue_trial({"blocks": 1, "lr": 0.01})
+    study.optimize(objective, n_trials=6)
+    assert all(t.state.name == "COMPLETE" for t in study.trials), [t.state for t in study.trials]
+    assert {t.params["blocks"] for t in study.trials} <= {1, 4, 5}

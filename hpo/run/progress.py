@@ -27,9 +27,13 @@ def counts_toward_target(trial: FrozenTrial) -> bool:
         return True
     if trial.state == TrialState.PRUNED:
         return not str(trial.user_attrs.get(STOP_REASON_ATTR, "")).startswith(OVER_BUDGET)
+    if trial.state != TrialState.FAIL:
+        return False
     reason = str(trial.user_attrs.get(FAIL_REASON_ATTR, ""))
-    return trial.state == TrialState.FAIL and reason.startswith(
-        (DIVERGED, OUT_OF_MEMORY, NO_NETWORK)
+    # A configuration that cannot be built is a result only when the trial has one (params):
+    # a failure before its params were drawn says nothing about any configuration.
+    return reason.startswith((DIVERGED, OUT_OF_MEMORY)) or (
+        reason.startswith(NO_NETWORK) and bool(trial.params)
     )
 
 

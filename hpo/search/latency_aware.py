@@ -43,6 +43,7 @@ from hpo.search.accuracy_view import accuracy_view
 from hpo.search.architecture import Architecture, ArchitectureSpace, architecture_key
 from hpo.search.ehvi import AccuracyScale, expected_improvement
 from hpo.search.surrogate import AccuracySurrogate
+from models.user import UnusableNetwork
 
 # Trials with random architectures before the surrogate is trusted.
 STARTUP_TRIALS = 10
@@ -98,6 +99,8 @@ class LatencyAwareSampler(BaseSampler):
         # Per trial: training params drawn ahead, with the distribution each was drawn from.
         self._training: dict[int, dict[str, tuple[BaseDistribution, Any]]] = {}
         self._latency_of: dict[str, float] = {}
+        # Architectures a user's factory raised for when probed: never candidates.
+        self._unbuildable: set[str] = set()
         # Per trial: the study seen by accuracy alone, which the base sampler draws from.
         self._views: dict[int, tuple[optuna.Study, FrozenTrial]] = {}
         self.seconds = 0.0  # time spent choosing architectures (probes included), for reports
@@ -266,10 +269,19 @@ class LatencyAwareSampler(BaseSampler):
                 continue
             if key in known:
                 latency = known[key][1]
+            elif key in self._unbuildable:
+                continue
             elif self._allowance > 0:
                 started = time.perf_counter()
-                latency = self.probe(architecture)
-                self._allowance -= time.perf_counter() - started
+                try:
+                    latency = self.probe(architecture)
+                except UnusableNetwork:
+                    # A user's factory that cannot build these params: never a candidate (a
+                    # trial of them would only fail).
+                    self._unbuildable.add(key)
+                    continue
+                finally:
+                    self._allowance -= time.perf_counter() - started
                 known[key] = (architecture, latency)
             else:
                 continue
