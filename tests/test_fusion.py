@@ -315,8 +315,16 @@ class FlagsInForward(nn.Module):
         self.conv, self.bn, self.fc = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(4, 10)
 
     def forward(
-        self, x: torch.Tensor, return_features: bool = False, mask=None, *, scale: float = 1.0
+        self,
+        x: torch.Tensor,
+        return_features: bool = False,
+        mask=None,
+        sizes: tuple[int, ...] = (1, 2),
+        *,
+        scale: float = 1.0,
     ) -> torch.Tensor:
+        # `sizes` is unused here: a container default must not become an argument the folded
+        # network needs.
         features = self.bn(self.conv(x)).mean((2, 3)) * scale
         if mask is not None:
             features = features * mask

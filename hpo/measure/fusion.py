@@ -448,8 +448,9 @@ def _defaults_of_forward(model: nn.Module) -> dict[str, object] | None:
     defaults = {
         p.name: p.default
         for p in parameters[1:]
-        if p.default is not inspect.Parameter.empty
-        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        # Plain values only: fx turns a container into code that unpacks it at each call.
+        and (p.default is None or isinstance(p.default, bool | int | float | str))
     }
     return defaults or None
 
