@@ -209,11 +209,52 @@ class TiedConvs(nn.Module):
         return self.bn_a(self.a(x)) + self.bn_b(self.b(x))
 
 
+def test_tied_convs_fold_and_keep_each_others_weights() -> None:
+    model = randomize_batchnorms(TiedConvs())
+    folded, report = fold_batchnorm(model)
+    check_equivalence(model, folded, torch.randn(2, 3, 8, 8))
+    assert report.n_folded == 2
+
+
+class _SubclassedConv(nn.Conv2d):
+    """A conv of one's own: a Conv2d still."""
+
+
+def test_a_conv2d_subclass_folds_like_a_conv2d() -> None:
+    model = randomize_batchnorms(nn.Sequential(_SubclassedConv(3, 4, 3), nn.BatchNorm2d(4)))
+    folded, report = fold_batchnorm(model)
+    check_equivalence(model, folded, torch.randn(2, 3, 8, 8))
+    assert report.n_folded == 1
+
+
+class _StandardizedConv(nn.Conv2d):
+    """A conv that standardizes its weight in forward (as in BiT): folding a BatchNorm into
+    its weight would be undone by the standardization."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        w = (w - w.mean((1, 2, 3), keepdim=True)) / (w.std((1, 2, 3), keepdim=True) + 1e-5)
+        return self._conv_forward(x, w, self.bias)
+
+
+def test_a_conv_that_overrides_forward_is_not_folded_into() -> None:
+    model = randomize_batchnorms(nn.Sequential(_StandardizedConv(3, 4, 3), nn.BatchNorm2d(4)))
+    folded, report = fold_batchnorm(model)
+    check_equivalence(model, folded, torch.randn(2, 3, 8, 8))
+    assert report.n_folded == 0
+
+
+def _weight_normed() -> nn.Module:
+    return nn.Sequential(
+        nn.utils.parametrizations.weight_norm(nn.Conv2d(3, 4, 3)), nn.BatchNorm2d(4)
+    )
+
+
 @pytest.mark.parametrize(
     ("build", "reason"),
     [
         (ReadsTheConvWeight, "conv.weight is also read directly"),
-        (TiedConvs, "(tied weights)"),
+        (_weight_normed, "whose weight is parametrized (weight_norm, ...): not folded"),
     ],
 )
 def test_a_conv_whose_weights_serve_elsewhere_keeps_its_batchnorm(build, reason: str) -> None:

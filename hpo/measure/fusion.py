@@ -2,8 +2,8 @@
 
 A BatchNorm in eval mode is an affine map per channel, so when it directly follows a conv (or a
 BatchNorm1d follows a Linear with a 2-D output) it can be folded into that layer's weights and
-bias, unless something else sees those weights or that output: another call of the layer, a
-direct read of a weight, a weight tied to another layer's. The model is
+bias, unless something else sees those weights or that output: another call of the layer, or
+a direct read of a weight. The model is
 traced with torch.fx and each BatchNorm node is matched to the node that produces its input, so
 residual adds, depthwise/pointwise convs and convs with or without bias are handled by the graph,
 not by guessing from module order; the arithmetic is torch's own `fuse_conv_bn_eval` /
@@ -34,6 +34,7 @@ from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.dropout import _DropoutNd
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_weights
+from torch.nn.utils.parametrize import is_parametrized
 
 NORM_TYPES: tuple[type[nn.Module], ...] = (
     _NormBase,  # every BatchNorm and InstanceNorm
@@ -108,10 +109,17 @@ def _pairs_with(producer: nn.Module, bn: _BatchNorm) -> str:
         return f"follows {kind}, not a conv/linear"
     if producer.transposed:
         return f"follows {kind}: transposed convs are not folded"
-    expected = _CONV_BN.get(type(producer))
+    if is_parametrized(producer):
+        return f"follows {kind}, whose weight is parametrized (weight_norm, ...): not folded"
+    expected = _bn_for(producer)
     if not isinstance(bn, nn.SyncBatchNorm) and (expected is None or not isinstance(bn, expected)):
         return f"follows {kind}: dimensions differ from {type(bn).__name__}"
     return ""
+
+
+def _bn_for(conv: _ConvNd) -> type[_BatchNorm] | None:
+    """The BatchNorm of the conv's dimensionality (subclasses of Conv2d too)."""
+    return next((bn for kind, bn in _CONV_BN.items() if isinstance(conv, kind)), None)
 
 
 def _single_input(bn_node: fx.Node) -> fx.Node | None:
@@ -135,26 +143,17 @@ def _calls(graph_module: fx.GraphModule, target: object) -> int:
 
 def _used_outside_the_graph(graph_module: fx.GraphModule, nodes: tuple[fx.Node, ...]) -> str:
     """Why folding would change what the modules these nodes call compute elsewhere, or '':
-    a weight read directly (`F.conv2d(x, self.conv.weight)`), or a weight another module
-    shares (tied). (A forward hook that changes a layer's output is not seen here: the check
-    of a user's network with trained-looking statistics refuses it, `hpo.run.user_model`.)"""
+    a weight read directly (`F.conv2d(x, self.conv.weight)`), which would read the folded
+    layer's weight. (A weight tied to another layer's is no reason: folding gives the folded
+    layer new weights and leaves the other's as they are. A forward hook that changes a
+    layer's output is not seen here: the check of a user's network with trained-looking
+    statistics refuses it, `hpo.run.user_model`.)"""
     targets = [str(node.target) for node in nodes]
     for node in graph_module.graph.nodes:
         if node.op == "get_attr" and any(
             str(node.target).startswith(target + ".") for target in targets
         ):
             return f"{node.target} is also read directly"
-    owners: dict[int, list[str]] = {}
-    for name, tensor in [
-        *graph_module.named_parameters(remove_duplicate=False),
-        *graph_module.named_buffers(remove_duplicate=False),
-    ]:
-        owners.setdefault(id(tensor), []).append(name)
-    for target in targets:
-        module = graph_module.get_submodule(target)
-        for tensor in [*module.parameters(), *module.buffers()]:
-            if len(names := owners.get(id(tensor), [])) > 1:
-                return f"{target} shares a weight with {', '.join(names)} (tied weights)"
     return ""
 
 
@@ -235,8 +234,10 @@ def _foldable_consumer(
             return None, f"then {kind}, but its input is not known to be 2-D"
     elif not isinstance(consumer, _ConvNd) or consumer.transposed:
         return None, f"then {kind}, not a conv"
+    elif is_parametrized(consumer):
+        return None, f"then {kind}, whose weight is parametrized (weight_norm, ...)"
     else:
-        expected = _CONV_BN.get(type(consumer))
+        expected = _bn_for(consumer)
         if expected is None or not isinstance(bn, expected):
             return None, f"then {kind}: dimensions differ from {type(bn).__name__}"
         if _pads_with_zeros(consumer):
@@ -396,11 +397,26 @@ def _thaw_frozen_batchnorms(model: nn.Module) -> None:
             _replace_submodule(model, name, FrozenBatchNorm2d.of(module))
 
 
+# torch's own forwards of the layers folding reads: a subclass that keeps one computes what
+# the torch layer does (a weight-standardizing conv, which overrides it, does not).
+_PLAIN_FORWARDS = frozenset(
+    {nn.Conv1d.forward, nn.Conv2d.forward, nn.Conv3d.forward, nn.Linear.forward,
+     _BatchNorm.forward}
+)  # fmt: skip
+
+
 class _Tracer(fx.Tracer):
-    """torch.fx's tracer, with `FrozenBatchNorm2d` a leaf like torch's own norm modules."""
+    """torch.fx's tracer, with `FrozenBatchNorm2d`, and subclasses of torch's convs, Linear and
+    BatchNorms that keep their forward (a network's own `class Conv(nn.Conv2d)`), leaves like
+    torch's own modules."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, FrozenBatchNorm2d) or super().is_leaf_module(m, module_qualified_name)
+        plain = type(m).forward in _PLAIN_FORWARDS
+        return (
+            isinstance(m, FrozenBatchNorm2d)
+            or plain
+            or super().is_leaf_module(m, module_qualified_name)
+        )
 
 
 def _trace(model: nn.Module) -> fx.GraphModule:
