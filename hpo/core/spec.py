@@ -25,10 +25,10 @@ SEED_LIMIT = 2**32
 # Optuna numbers trials in a 32-bit SQL integer; a target is only ever raised, so a typo here
 # would stay.
 MAX_TRIALS = 2**31 - 1
-# The most intra-op threads a latency measurement may use: the largest CPUs have a few hundred
-# hardware threads, and thread pools of many thousands crash ONNX Runtime (a segfault at
-# 100,000) or hang it.
-MAX_THREADS = 256
+# The most intra-op threads a new study's latency measurement may use: the largest machines
+# have several hundred hardware threads, and pools of many thousands crash ONNX Runtime (a
+# segfault at 100,000) or hang it.
+MAX_THREADS = 1024
 
 
 class _Section(BaseModel):
@@ -119,7 +119,9 @@ class LatencySection(_Section):
         description="runtime that is timed; auto = onnxruntime on CPU, eager on CUDA "
         "(the fastest measured by benchmarks/latency.py)",
     )
-    threads: int = Field(1, ge=1, le=MAX_THREADS, description="intra-op threads while timing")
+    threads: int = Field(
+        1, ge=1, description=f"intra-op threads while timing (a new study: at most {MAX_THREADS})"
+    )
     warmup: int = Field(20, ge=0, description="untimed runs before timing")
     loops: int = Field(50, ge=5, description="timed runs per round")
     max_rounds: int = Field(10, ge=1, description="rounds at most (stops early when stable)")
@@ -498,6 +500,9 @@ def new_spec_problem(spec: Spec) -> str | None:
     if name != name.strip():
         # "a" and "a " look alike in every listing, yet would name two studies.
         return f"[study] name {shorten(name)} starts or ends with white space"
+    if spec.latency.threads > MAX_THREADS:
+        # Checked for new specs only: a study stored with more still loads.
+        return f"[latency] threads: {spec.latency.threads} is more than {MAX_THREADS}"
     for param in spec.model_params:
         if param in RESULT_NAMES:
             # `hpo best` writes a trial's results and params side by side.
