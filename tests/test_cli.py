@@ -473,6 +473,8 @@ def test_studies_counts_every_state(tmp_path: Path) -> None:
     study.enqueue_trial({})
     listed = invoke("studies", "--storage", storage, "--format", "csv")
     assert listed.returncode == 0, listed.stderr
+    header, *_ = listed.stdout.splitlines()
+    assert header == "name,n_trials,target,complete,fail,running,pruned,waiting"
     (row,) = csv.DictReader(listed.stdout.splitlines())
     assert row["name"] == "states" and row["n_trials"] == "5"
     counts = {k: row[k] for k in ("complete", "pruned", "fail", "running", "waiting")}

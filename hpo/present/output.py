@@ -155,12 +155,13 @@ def print_trials(
             console.width = terminal
 
 
-# The trial states `hpo studies` counts: (state, CSV column, table column).
+# The trial states `hpo studies` counts: (state, CSV column, table column). Pruned and waiting
+# came last, after the CSV's first columns: programs reading by position keep theirs.
 _STUDY_STATES = (
     ("COMPLETE", "complete", "complete"),
-    ("PRUNED", "pruned", "pruned"),
     ("FAIL", "fail", "failed"),
     ("RUNNING", "running", "running"),
+    ("PRUNED", "pruned", "pruned"),
     ("WAITING", "waiting", "waiting"),
 )
 
