@@ -396,3 +396,16 @@ def test_a_forward_that_branches_on_shapes_is_refused_with_the_reason() -> None:
 
     with pytest.raises(FoldingError, match=r"no if or loop on tensor values or shapes \(x.dim"):
         fold_batchnorm(Branches().eval())
+
+
+def test_mild_statistics_keep_a_deep_network_finite() -> None:
+    """The pre-study fold check uses mild statistics: ResNet-152's 155 BatchNorms overflow with
+    the default ones, and an overflowed output judges no fold."""
+    import torchvision
+
+    torch.manual_seed(0)
+    deep = torchvision.models.resnet152(num_classes=10)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.isfinite(randomize_batchnorms(deep, mild=True)(images)).all()
+        assert not torch.isfinite(randomize_batchnorms(deep)(images)).all()

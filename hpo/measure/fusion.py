@@ -157,18 +157,32 @@ def _used_outside_the_graph(graph_module: fx.GraphModule, nodes: tuple[fx.Node, 
     return ""
 
 
-def randomize_batchnorms(model: nn.Module, seed: int = 0) -> nn.Module:
-    """`model` in eval mode, its BatchNorms given random running statistics (some variances
-    tiny) and affine params (some negative), as training leaves them. An untrained network's
-    BatchNorms are the identity, so a fold that is wrong shows only on statistics like these."""
+def randomize_batchnorms(model: nn.Module, seed: int = 0, *, mild: bool = False) -> nn.Module:
+    """`model` in eval mode, its BatchNorms given random running statistics and affine params,
+    as training leaves them. An untrained network's BatchNorms are the identity, so a fold that
+    is wrong shows only on statistics like these. By default some variances are tiny and some
+    scales negative (hard cases for the arithmetic); `mild` keeps each BatchNorm's gain near 1,
+    so that a network a hundred BatchNorms deep stays finite."""
     generator = torch.Generator().manual_seed(seed)
+
+    def uniform(n: int, low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(n, generator=generator)
+
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, _BatchNorm) and has_running_stats(module):
                 n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 2)
-                module.running_var.copy_(torch.rand(n, generator=generator) * 3 + 1e-3)
-                if module.affine:
+                if mild:
+                    module.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
+                    module.running_var.copy_(uniform(n, 0.5, 2.0))
+                else:
+                    module.running_mean.copy_(torch.randn(n, generator=generator) * 2)
+                    module.running_var.copy_(torch.rand(n, generator=generator) * 3 + 1e-3)
+                if module.affine and mild:
+                    sign = torch.where(torch.rand(n, generator=generator) < 0.2, -1.0, 1.0)
+                    module.weight.copy_(sign * uniform(n, 0.5, 1.5))
+                    module.bias.copy_(torch.randn(n, generator=generator) * 0.5)
+                elif module.affine:
                     module.weight.copy_(torch.randn(n, generator=generator) * 1.5)
                     module.bias.copy_(torch.randn(n, generator=generator))
     return model.eval()
