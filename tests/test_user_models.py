@@ -253,6 +253,13 @@ def test_a_worker_finds_model_files_only_inside_its_folders(tmp_path: Path) -> N
         user.load("subprocess:run", given)
 
 
+# A network with an operator ONNX lacks (channel shuffle, as in ShuffleNet).
+SHUFFLING_NET = (
+    "from torch import nn\n"
+    "def build(num_classes):\n"
+    "    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ChannelShuffle(2),\n"
+    "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))\n"
+)
 # Each case: the model file's text (None: no file), the spec's model and [search] lines, and
 # what the one stderr line must say.
 BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
@@ -420,6 +427,12 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "net.py:build",
         "",
         "its parameters are torch.float64, not float32; trials train and time float32 networks",
+    ),
+    "ONNX cannot export it": (
+        SHUFFLING_NET,
+        "net.py:build",
+        "",
+        "ONNX cannot export it (Exporting the operator 'aten::channel_shuffle' to ONNX",
     ),
     "fails with one norm choice": (
         "from torch import nn\n"
@@ -728,3 +741,21 @@ def test_a_factory_that_raises_for_some_params_fails_that_trial_only(
     assert trials[0].system_attrs["hpo:detail:fail_reason"] == (
         "no network with these params: the factory raised ValueError: two blocks do not fit"
     )
+
+
+def test_a_network_onnx_cannot_export_runs_when_timed_eagerly(
+    tmp_path: Path, tiny_npz: Path
+) -> None:
+    """Timed in eager PyTorch, such a network trains and is measured; its model is stored
+    without the ONNX file, and the trial says why."""
+    (tmp_path / "net.py").write_text(SHUFFLING_NET)
+    spec = write_spec(tmp_path, "net.py:build", n=1)
+    spec.write_text(spec.read_text().replace("[latency]\n", '[latency]\nbackend = "eager"\n'))
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    result = run_cli("run", str(spec), "--data", str(tiny_npz), "--storage", url)
+    assert result.returncode == 0, result.stderr
+    assert "ONNX graph" not in result.stdout, "the exporter's graph dump is held back"
+    (trial,) = optuna.load_study(study_name="mine", storage=open_storage(url)).get_trials()
+    assert trial.state.name == "COMPLETE"
+    error = trial.user_attrs["artifact_error"]
+    assert error.startswith("folded-model.onnx: ONNX cannot export it"), error

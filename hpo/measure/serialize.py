@@ -11,17 +11,43 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
+import sys
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 
 import onnx
 import torch
 from torch import nn
 
 from hpo.core.classes import class_names
+from hpo.core.errors import HpoError
 
 INPUT_SHAPE = (1, 3, 32, 32)
+
+
+class OnnxExportError(HpoError):
+    """A network the ONNX exporter cannot export (an operator it lacks, ...)."""
+
+
+@contextmanager
+def _stdout_discarded() -> Iterator[None]:
+    """Whatever is written to standard output meanwhile, by Python or by C++ code (file
+    descriptor 1), is dropped."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no standard output at all: nothing to hold back
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as sink, redirect_stdout(io.StringIO()):
+            os.dup2(sink.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @contextmanager
@@ -74,16 +100,22 @@ def onnx_bytes(
     exported = copy.deepcopy(model).eval().cpu()
     axes = {"image": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
     # The legacy exporter takes well under a second; the dynamo one took 12 s for a small CNN.
-    with quiet_tracing():
-        torch.onnx.export(
-            exported,
-            (torch.randn(INPUT_SHAPE),),
-            buffer,
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes=axes,
-            dynamo=False,
-        )
+    # On an operator ONNX lacks, torch's C++ side prints the whole graph on standard output:
+    # held back, as the error names the operator.
+    try:
+        with quiet_tracing(), _stdout_discarded():
+            torch.onnx.export(
+                exported,
+                (torch.randn(INPUT_SHAPE),),
+                buffer,
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_axes=axes,
+                dynamo=False,
+            )
+    except Exception as exc:  # the exporter raises many types (UnsupportedOperatorError, ...)
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise OnnxExportError(f"ONNX cannot export it ({text[:300]})") from exc
     if not metadata:
         return buffer.getvalue()
     graph = onnx.load_model_from_string(buffer.getvalue())

@@ -19,6 +19,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from hpo.core.errors import SpecError
 from hpo.core.spec import Choice, Domain, Fixed, Range, Spec
+from hpo.device import resolve_device
 from hpo.measure.fusion import (
     EquivalenceError,
     FoldingError,
@@ -27,6 +28,8 @@ from hpo.measure.fusion import (
     has_running_stats,
     randomize_batchnorms,
 )
+from hpo.measure.runtimes import resolve_backend
+from hpo.measure.serialize import OnnxExportError, onnx_bytes
 from models import user
 from models.registry import build_model
 
@@ -60,8 +63,10 @@ def prepare_model(
 
 
 def _try_once(spec: Spec, ref: str, takes_norm: bool, num_classes: int) -> None:
+    device = resolve_device(spec.train.device)
+    timed_in_onnx = resolve_backend(spec.latency.backend, device) == "onnxruntime"
     for norm, params in _configurations(spec, takes_norm):
-        _try(ref, norm, params, num_classes)
+        _try(ref, norm, params, num_classes, timed_in_onnx)
 
 
 def _configurations(spec: Spec, takes_norm: bool) -> Iterator[tuple[str | None, dict[str, Any]]]:
@@ -77,7 +82,9 @@ def _configurations(spec: Spec, takes_norm: bool) -> Iterator[tuple[str | None, 
             yield norms[0], {**first, name: value}
 
 
-def _try(ref: str, norm: str | None, params: dict[str, Any], num_classes: int) -> None:
+def _try(
+    ref: str, norm: str | None, params: dict[str, Any], num_classes: int, timed_in_onnx: bool
+) -> None:
     given = (f"{params}" if params else "its default params") + (f", norm {norm}" if norm else "")
     with user.running_user_code(f"model {ref}: calling the factory with {given}"):
         network = build_model(ref, norm=norm, num_classes=num_classes, **params)
@@ -104,6 +111,8 @@ def _try(ref: str, norm: str | None, params: dict[str, Any], num_classes: int) -
         except FoldingError as exc:
             raise SpecError(f"{built}: {exc}") from None
         _check_the_fold(built, network)
+    if timed_in_onnx:
+        _check_onnx_export(built, network)
     # Trials train the network: a training-mode forward (which may differ, e.g. auxiliary
     # heads) and a backward pass, on a copy whose statistics and gradients nobody keeps.
     training = f"{built}, in training mode"
@@ -133,6 +142,18 @@ def _check_the_fold(built: str, network: torch.nn.Module) -> None:
             f"{built}: folding its BatchNorms changes its outputs ({exc}); a BatchNorm or the "
             "layer it folds into is used in a way the traced graph does not show (please "
             "report it); meanwhile, search another norm"
+        ) from None
+
+
+def _check_onnx_export(built: str, network: torch.nn.Module) -> None:
+    """Refuse a network ONNX cannot export when trials time it in ONNX Runtime: each trial
+    would otherwise fail at its latency probe."""
+    folded, _ = fold_batchnorm(network.eval())
+    try:
+        onnx_bytes(folded)
+    except OnnxExportError as exc:
+        raise SpecError(
+            f'{built}: {exc}; time it with [latency] backend = "eager" or "torchscript"'
         ) from None
 
 

@@ -148,14 +148,19 @@ def save_if_on_front(
     completed = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not is_on_front(*objectives, completed, latency_spread(trial)):
         return False
-    try:
-        for name, make in files.items():
+    problems = []
+    for name, make in files.items():
+        try:
             upload_bytes(store, trial, name, make())
-    except OSError as exc:
-        # A full disk must not turn a finished trial into a failed one; say why it has no model.
-        trial.set_user_attr(ARTIFACT_ERROR_ATTR, str(exc))
-        return False
-    return True
+        except (OSError, HpoError) as exc:
+            # A full disk, or a network ONNX cannot export, must not turn a finished trial into
+            # a failed one; say why it has no such file.
+            problems.append(f"{name}: {exc}")
+            if isinstance(exc, OSError):
+                break  # the disk: no other file will fit either
+    if problems:
+        trial.set_user_attr(ARTIFACT_ERROR_ATTR, "; ".join(problems))
+    return not problems
 
 
 def find_artifact(trial: FrozenTrial, storage: BaseStorage, name: str) -> str | None:
