@@ -59,17 +59,20 @@ class ModelSources:
 
     @classmethod
     def parse(cls, entries: Iterable[str], spec_dir: Path | None = None) -> ModelSources:
-        """`--models` entries: an existing folder, else a dotted module name."""
+        """`--models` entries: an existing folder, a dotted module name, or both (`mypkg`,
+        run where the package's folder is: the folder's files and the package's modules)."""
         folders: list[Path] = []
         modules: list[str] = []
         for entry in (e.strip() for e in entries):
             if not entry:
                 continue
-            if Path(entry).is_dir():
+            is_folder = Path(entry).is_dir()
+            is_module = entry.replace(".", "_").isidentifier()
+            if is_folder:
                 folders.append(Path(entry).resolve())
-            elif entry.replace(".", "_").isidentifier():
+            if is_module:
                 modules.append(entry)
-            else:
+            if not (is_folder or is_module):
                 raise SpecError(
                     f"--models {entry!r}: neither a folder nor a module name; give a folder "
                     "holding model files, or an importable module (mypkg.nets)"
@@ -90,7 +93,7 @@ class UserModel:
     takes_norm_layer: bool
     params: tuple[str, ...] | None  # the keyword params it names; None when it takes **kwargs
     origin: str  # the file, the module's file, or the torchvision version
-    sha256: str | None  # of the file (None for torchvision)
+    sha256: str | None  # of the file, or its package's .py files (None for torchvision)
 
     def takes(self, name: str) -> bool:
         return self.params is None or name in self.params
@@ -258,8 +261,23 @@ def _from_module(ref: ModelRef, sources: ModelSources) -> UserModel:
             raise SpecError(f"model {ref}: module {ref.source} not found") from None
         raise
     path = Path(getattr(module, "__file__", None) or ref.source)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-    return _user_model(ref, getattr(module, ref.name, None), str(path), digest)
+    return _user_model(ref, getattr(module, ref.name, None), str(path), _code_digest(ref, path))
+
+
+def _code_digest(ref: ModelRef, path: Path) -> str | None:
+    """The SHA-256 of the code a module's factory may run: every .py file of its top-level
+    package (a helper module it imports changes the network as much as the module itself),
+    or the module's own file when it is no package's."""
+    top = sys.modules.get(ref.source.split(".")[0])
+    folders = list(getattr(top, "__path__", None) or [])
+    if not folders:
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    digest = hashlib.sha256()
+    for folder in sorted(folders):
+        for source in sorted(Path(folder).rglob("*.py")):
+            digest.update(str(source.relative_to(folder)).encode("utf-8") + b"\0")
+            digest.update(source.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _user_model(ref: ModelRef, factory: object, origin: str, digest: str | None) -> UserModel:

@@ -759,3 +759,25 @@ def test_a_network_onnx_cannot_export_runs_when_timed_eagerly(
     assert trial.state.name == "COMPLETE"
     error = trial.user_attrs["artifact_error"]
     assert error.startswith("folded-model.onnx: ONNX cannot export it"), error
+
+
+def test_a_package_factory_is_keyed_by_its_whole_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edit to a helper module the factory imports changes the network as much as an edit
+    to the factory's own module; `--models mypkg` run beside the package's folder names both."""
+    package = tmp_path / "hpo_probe_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "blocks.py").write_text("WIDTH = 8\n")
+    (package / "nets.py").write_text(
+        "from torch import nn\nfrom .blocks import WIDTH\n"
+        "def build(num_classes):\n    return nn.Linear(WIDTH, num_classes)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    given = user.ModelSources.parse(["hpo_probe_pkg"])
+    assert given.folders == (package.resolve(),) and given.modules == ("hpo_probe_pkg",)
+    before = user.load("hpo_probe_pkg.nets:build", given).sha256
+    (package / "blocks.py").write_text("WIDTH = 16\n")
+    assert user.load("hpo_probe_pkg.nets:build", given).sha256 != before
