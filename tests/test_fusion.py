@@ -409,3 +409,24 @@ def test_mild_statistics_keep_a_deep_network_finite() -> None:
     with torch.no_grad():
         assert torch.isfinite(randomize_batchnorms(deep, mild=True)(images)).all()
         assert not torch.isfinite(randomize_batchnorms(deep)(images)).all()
+
+
+class FunctionalHead(nn.Module):
+    """flatten, Linear, BatchNorm1d, F.relu, Linear, BatchNorm1d: the second Linear's input is
+    2-D through a functional activation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.bn1 = nn.Linear(12, 8), nn.BatchNorm1d(8)
+        self.fc2, self.bn2 = nn.Linear(8, 6), nn.BatchNorm1d(6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.relu(self.bn1(self.fc1(torch.flatten(x, 1))))
+        return self.bn2(self.fc2(x.relu()))
+
+
+def test_a_linear_after_a_functional_activation_of_a_flatten_folds() -> None:
+    model = randomize_batchnorms(FunctionalHead())
+    folded, report = fold_batchnorm(model)
+    check_equivalence(model, folded, torch.randn(4, 3, 2, 2))
+    assert report.n_folded == 2, report.kept

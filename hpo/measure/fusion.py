@@ -279,6 +279,10 @@ def _is_two_dimensional(graph_module: fx.GraphModule, node: fx.Node | None) -> b
             if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
                 sizes = tuple(sizes[0])
             return len(sizes) == 2 and not node.kwargs
+        if _is_elementwise_call(node):
+            source = node.args[0] if node.args else None
+            node = source if isinstance(source, fx.Node) else None
+            continue
         module = _module(graph_module, node)
         if isinstance(module, nn.Flatten):
             return module.start_dim == 1 and module.end_dim == -1
@@ -286,6 +290,23 @@ def _is_two_dimensional(graph_module: fx.GraphModule, node: fx.Node | None) -> b
             return False
         node = _single_input(node)
     return False
+
+
+# Functions and tensor methods whose output has their first argument's shape (activations
+# written as calls, `F.relu(x)`, `x.relu()`).
+_ELEMENTWISE_FUNCTIONS = frozenset(
+    {torch.relu, torch.sigmoid, torch.tanh, nn.functional.relu, nn.functional.relu6,
+     nn.functional.gelu, nn.functional.silu, nn.functional.mish, nn.functional.leaky_relu,
+     nn.functional.elu, nn.functional.selu, nn.functional.hardswish, nn.functional.dropout,
+     nn.functional.sigmoid, nn.functional.tanh}
+)  # fmt: skip
+_ELEMENTWISE_METHODS = frozenset({"relu", "sigmoid", "tanh", "contiguous", "clone"})
+
+
+def _is_elementwise_call(node: fx.Node) -> bool:
+    if node.op == "call_function":
+        return node.target in _ELEMENTWISE_FUNCTIONS
+    return node.op == "call_method" and node.target in _ELEMENTWISE_METHODS
 
 
 def _flattens_from_dim_one(args: tuple, kwargs: dict) -> bool:
