@@ -258,7 +258,10 @@ def _from_module(ref: ModelRef, sources: ModelSources) -> UserModel:
             and missing.name
             and (ref.source == missing.name or ref.source.startswith(f"{missing.name}."))
         ):
-            raise SpecError(f"model {ref}: module {ref.source} not found") from None
+            raise SpecError(
+                f"model {ref}: module {ref.source} not found; install its package, or put the "
+                "folder that holds it on PYTHONPATH"
+            ) from None
         raise
     path = Path(getattr(module, "__file__", None) or ref.source)
     return _user_model(ref, getattr(module, ref.name, None), str(path), _code_digest(ref, path))

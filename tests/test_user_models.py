@@ -264,7 +264,12 @@ SHUFFLING_NET = (
 # what the one stderr line must say.
 BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
     "file not found": (None, "nets/gone.py:build", "", "file not found"),
-    "module not found": (None, "no_such_pkg.nets:build", "", "module no_such_pkg.nets not found"),
+    "module not found": (
+        None,
+        "no_such_pkg.nets:build",
+        "",
+        "module no_such_pkg.nets not found; install its package, or put the folder",
+    ),
     "no such callable": ("X = 1\n", "net.py:build", "", "net.py has no callable build"),
     "not callable": ("build = 3\n", "net.py:build", "", "net.py has no callable build"),
     "import raises": (
