@@ -55,6 +55,33 @@ def test_linear_and_shared_layers() -> None:
     assert cost.macs == 2 * 64 and cost.params == 72
 
 
+def test_a_weight_normed_conv_counts_as_the_conv() -> None:
+    plain = count_cost(nn.Sequential(nn.Conv2d(3, 10, 5, padding=2)), (3, 32, 32))
+    normed = nn.utils.parametrizations.weight_norm(nn.Conv2d(3, 10, 5, padding=2))
+    assert count_cost(nn.Sequential(normed), (3, 32, 32)).macs == plain.macs == 32 * 32 * 10 * 75
+
+
+class _Attention(nn.Module):
+    def __init__(self, batch_first: bool) -> None:
+        super().__init__()
+        self.batch_first = batch_first
+        self.attention = nn.MultiheadAttention(32, 4, batch_first=batch_first)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = x.flatten(2).transpose(1, 2)  # (N, 64 tokens, 32)
+        if not self.batch_first:
+            tokens = tokens.transpose(0, 1)
+        return self.attention(tokens, tokens, tokens, need_weights=False)[0]
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_attention_counts_its_projections_and_products(batch_first: bool) -> None:
+    tokens, embed = 64, 32
+    cost = count_cost(_Attention(batch_first), (embed, 8, 8))
+    projections = 4 * tokens * embed * embed  # query, key, value and output
+    assert cost.macs == projections + 2 * tokens * tokens * embed
+
+
 @pytest.mark.parametrize("name", models.list_models())
 def test_model_totals_and_folding(name: str) -> None:
     # DenseNet in its post-activation order, where every BatchNorm follows a conv and folds.

@@ -1,6 +1,7 @@
 """Cost counts: parameters and multiply-accumulates (MACs) per layer and in total.
 
-MACs are counted for convolutions and linear layers, the layers that do the multiplying; norms,
+MACs are counted for convolutions, linear layers and attention (its projections and products),
+the layers that do the multiplying; norms,
 activations, pooling and residual adds are elementwise and counted as zero, the usual convention
 (so folding a BatchNorm changes parameters but never MACs). Counts are per image: one forward
 pass of a single input, with shapes taken from forward hooks, so any graph the model builds
@@ -18,6 +19,8 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 INPUT_SHAPE = (3, 32, 32)
+# Layers counted as one, whatever modules they hold.
+_COUNTED_WHOLE = (_ConvNd, nn.Linear, nn.MultiheadAttention)
 
 
 @dataclass
@@ -63,7 +66,29 @@ def linear_macs(linear: nn.Linear, output_shape: torch.Size) -> int:
     return math.prod(output_shape[1:]) * linear.in_features
 
 
+def attention_macs(attention: nn.MultiheadAttention, inputs: tuple[object, ...]) -> int:
+    """MACs of one attention call on one image: the query, key and value projections, the
+    query-key products, the weighted sum of values and the output projection."""
+    tensors = [t for t in inputs[:3] if isinstance(t, torch.Tensor)]
+    if len(tensors) < 3:
+        return 0
+
+    def length(sequence: torch.Tensor) -> int:
+        # (L, E) unbatched, else (N, L, E) batch first, or (L, N, E).
+        batched_first = sequence.dim() == 3 and attention.batch_first
+        return int(sequence.shape[1] if batched_first else sequence.shape[0])
+
+    query, key, value = map(length, tensors)
+    if key != value:
+        return 0
+    embed = attention.embed_dim
+    projections = query * embed * embed + key * (attention.kdim + attention.vdim) * embed
+    return projections + 2 * query * key * embed + query * embed * embed
+
+
 def _macs(module: nn.Module, inputs: tuple[object, ...], output: object) -> int:
+    if isinstance(module, nn.MultiheadAttention):
+        return attention_macs(module, inputs)
     if not isinstance(output, torch.Tensor) or not inputs:
         return 0
     first = inputs[0]
@@ -83,7 +108,13 @@ def _own_params(module: nn.Module) -> tuple[int, int]:
 
 def count_cost(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE) -> Cost:
     """Parameters and MACs of every leaf layer of `model` for one image of `input_shape`."""
-    leaves = {name: module for name, module in model.named_modules() if not any(module.children())}
+    # Layers without children, and those whose children only hold their weight or help them:
+    # a parametrized conv (weight_norm's), attention (its out_proj it never calls as a module).
+    leaves = {
+        name: module
+        for name, module in model.named_modules()
+        if not any(module.children()) or isinstance(module, _COUNTED_WHOLE)
+    }
     layers = {
         name: LayerCost(name, type(m).__name__, *_own_params(m), macs=0, output=[])
         for name, m in leaves.items()
