@@ -378,3 +378,12 @@ def test_a_param_named_like_a_column_but_for_case_gets_its_own(tmp_path: Path) -
     assert {"accuracy", "param_Accuracy", "Width", "param_width"} <= set(columns), columns
     (row,) = sqlite_rows(db, "SELECT accuracy, param_Accuracy, Width, param_width FROM hpo_trials")
     assert row == {"accuracy": 0.5, "param_Accuracy": 3, "Width": 4, "param_width": 5}
+
+
+def test_the_view_has_its_columns_in_the_order_it_reports(tmp_path: Path) -> None:
+    db = tmp_path / "order.db"
+    synthetic.make_studies(f"sqlite:///{db}")
+    reported = [c["name"] for c in create_views(f"sqlite:///{db}")]
+    with sqlite3.connect(db) as connection:
+        cursor = connection.execute("SELECT * FROM hpo_trials LIMIT 1")
+        assert [column[0] for column in cursor.description] == reported

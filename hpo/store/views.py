@@ -202,13 +202,16 @@ def view_select(columns: list[ViewColumn], dialect: str) -> sa.Select:
             found, sa.and_(found.c.trial_id == _trials.c.trial_id, found.c.key == attribute)
         )
         recorded[column] = sa.cast(_json_value(found.c.value_json, dialect, key), _SQL_TYPES[kind])
-        selected.append(recorded[column].label(column))
+        if column not in REASON_COLUMNS:
+            selected.append(recorded[column].label(column))
     selected.append(_on_front(*objectives, recorded[SPREAD_COLUMN], dialect).label("on_front"))
     has_model = sa.exists().where(
         _system_attrs.c.trial_id == _trials.c.trial_id,
         _system_attrs.c.key.startswith(ARTIFACT_ATTR_PREFIX, autoescape=True),
     )
     selected.append(sa.case((has_model, 1), else_=0).label("has_model"))
+    # In the order of `view_columns` (and the README): the reasons after on_front, has_model.
+    selected += [recorded[column].label(column) for column in REASON_COLUMNS]
     for position, column in enumerate(c for c in columns if c.param is not None):
         param = _params.alias(f"p{position}")
         source = source.outerjoin(
