@@ -207,8 +207,11 @@ def test_a_paused_worker_drops_its_lost_trial_and_goes_on(
 ) -> None:
     heartbeat(monkeypatch, interval=1, grace=3)
     url = f"sqlite:///{tmp_path / 'study.db'}"
+    # More trials than one worker runs while the other starts (a tiny trial takes well under a
+    # second, a worker's start several): with two, the first one up ran both and the other
+    # exited before it could be paused.
     created = invoke(
-        "create", tiny_spec(tmp_path, "pause", 2), "--storage", url, "--data", str(tiny_npz)
+        "create", tiny_spec(tmp_path, "pause", 12), "--storage", url, "--data", str(tiny_npz)
     )
     assert created.returncode == 0, created.stderr
     workers = start_workers(2, url, "pause", tmp_path)
