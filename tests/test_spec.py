@@ -146,3 +146,15 @@ def test_malformed_toml_names_the_file(tmp_path: Path) -> None:
     path.write_text("[study\nname = 'x'\n")
     with pytest.raises(SpecError, match="bad.toml: malformed TOML"):
         load_spec(path)
+
+
+def test_a_bad_command_line_value_is_blamed_on_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "fine.toml"
+    path.write_text('[study]\nname = "fine"\n')
+    with pytest.raises(
+        SpecError, match=r"fine.toml with the command line's values: \[study\] name"
+    ):
+        load_spec(path, ["study.name="])
+    path.write_text('[study]\nname = "fine"\ncolour = 1\n')
+    with pytest.raises(SpecError, match=r"fine.toml: \[study\] unknown key 'colour'"):
+        load_spec(path, ["study.n_trials=3"])

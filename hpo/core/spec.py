@@ -482,14 +482,29 @@ def load_spec(
     path: Path, overrides: list[str] | None = None, values: Mapping[str, Any] | None = None
 ) -> Spec:
     """Read, override (`--set` texts, then typed `values`) and validate a spec file."""
-    raw = apply_overrides(read_toml(path), overrides or [], values)
+    written = read_toml(path)
+    raw = apply_overrides(written, overrides or [], values)
     try:
         spec = validate(raw)
+        problem = new_spec_problem(spec)
     except SpecError as exc:
-        raise SpecError(f"{path}: {exc}") from None
-    if problem := new_spec_problem(spec):
-        raise SpecError(f"{path}: {problem}")
+        problem = str(exc)
+    if problem:
+        raise SpecError(f"{_source_of_problem(path, written, raw)}: {problem}")
     return spec
+
+
+def _source_of_problem(path: Path, written: dict[str, Any], given: dict[str, Any]) -> str:
+    """Whom a problem of the spec `given` belongs to: the file, or, when the file as written is
+    fine, the values given on the command line (`--set`, `--study-name`, ...)."""
+    if given == written:
+        return str(path)
+    try:
+        if new_spec_problem(validate(written)) is None:
+            return f"{path} with the command line's values"
+    except SpecError:
+        pass
+    return str(path)
 
 
 def new_spec_problem(spec: Spec) -> str | None:
