@@ -107,12 +107,12 @@ def _try(
         )
     with user.running_user_code(f"model {ref}: BatchNorm folding"):
         try:
-            fold_batchnorm(network)
+            folded, _ = fold_batchnorm(network)
         except FoldingError as exc:
             raise SpecError(f"{built}: {exc}") from None
         _check_the_fold(built, network)
     if timed_in_onnx:
-        _check_onnx_export(built, network)
+        _check_onnx_export(built, folded)
     # Trials train the network: a training-mode forward (which may differ, e.g. auxiliary
     # heads) and a backward pass, on a copy whose statistics and gradients nobody keeps.
     training = f"{built}, in training mode"
@@ -145,10 +145,9 @@ def _check_the_fold(built: str, network: torch.nn.Module) -> None:
         ) from None
 
 
-def _check_onnx_export(built: str, network: torch.nn.Module) -> None:
-    """Refuse a network ONNX cannot export when trials time it in ONNX Runtime: each trial
-    would otherwise fail at its latency probe."""
-    folded, _ = fold_batchnorm(network.eval())
+def _check_onnx_export(built: str, folded: torch.nn.Module) -> None:
+    """Refuse a network (its `folded` copy, as trials time it) ONNX cannot export when trials
+    time it in ONNX Runtime: each trial would otherwise fail at its latency probe."""
     try:
         onnx_bytes(folded)
     except OnnxExportError as exc:
