@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hpo.core.errors import StorageError
 from hpo.run.progress import target_counts
+from hpo.run.signals import Terminated, interrupted_trial, sigterm_as_interrupt
 from hpo.run.worker import work_until_target
 from hpo.store.connect import StoredStudy, open_storage, retry_of
 from hpo.store.resilience import Resilience, ResilientRDBStorage, is_transient
@@ -394,6 +395,54 @@ def test_sigterm_and_ctrl_c_fail_the_running_trial(
         assert line in log, log[-3000:]
         assert [t.state for t in trials] == [TrialState.FAIL], "never left RUNNING"
         assert trials[0].user_attrs["fail_reason"] == "interrupted"
+
+
+class SignalledSampler(optuna.samplers.RandomSampler):
+    """Sends this process SIGTERM while the first trial is created (it is stored RUNNING)."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=0)
+        self.sent = False
+
+    def infer_relative_search_space(self, study, trial):  # type: ignore[no-untyped-def]
+        if not self.sent:
+            self.sent = True
+            signal.raise_signal(signal.SIGTERM)
+        return super().infer_relative_search_space(study, trial)
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="signals need the main thread"
+)
+def test_sigterm_while_a_trial_is_created_fails_it(tmp_path: Path, quick_heartbeat: None) -> None:
+    stored = new_study(f"sqlite:///{tmp_path / 's.db'}")
+    stored.study.sampler = SignalledSampler()
+    with sigterm_as_interrupt(), pytest.raises(Terminated) as stopped:
+        work_until_target(stored, two_objectives, target=3)
+    trials = stored.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL], "never left RUNNING"
+    assert trials[0].user_attrs["fail_reason"] == "interrupted"
+    assert interrupted_trial(stopped.value) == trials[0].number
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="signals need the main thread"
+)
+def test_sigterm_while_a_result_is_stored_keeps_it(
+    tmp_path: Path, quick_heartbeat: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = new_study(f"sqlite:///{tmp_path / 's.db'}")
+    store_state = stored.storage.set_trial_state_values
+
+    def signalled(*args: object, **kwargs: object) -> bool:
+        signal.raise_signal(signal.SIGTERM)  # while the result is being written
+        return store_state(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stored.storage, "set_trial_state_values", signalled)
+    with sigterm_as_interrupt(), pytest.raises(Terminated):
+        work_until_target(stored, two_objectives, target=3)
+    trials = stored.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE], "stored, then the worker stops"
 
 
 def wait_until_running(url: str, name: str, worker: subprocess.Popen, timeout: float) -> None:

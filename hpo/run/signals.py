@@ -1,6 +1,7 @@
 """Signals of a worker: SIGTERM delivered like Ctrl-C, so a stopped worker ends its trial as FAIL
-(interrupted), and the interrupt names that trial for the command's last line; and a way for the
-worker's background thread to stop the main thread."""
+(interrupted), and the interrupt names that trial for the command's last line; interrupts held
+back while a trial's state is written; and a way for the worker's background thread to stop the
+main thread."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 
 class Terminated(KeyboardInterrupt):
@@ -41,6 +43,65 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+# A signal handler as `signal.signal` takes and returns it.
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
+class HeldInterrupts:
+    """Ctrl-C and SIGTERM held back inside this `with` block, except in its `delivered()` blocks.
+
+    An interrupt in the middle of `study.ask()` (the trial is stored RUNNING, the sampler is
+    still choosing its params) or of `study.tell()` would leave the trial RUNNING until another
+    worker's heartbeat check fails it; held, it is raised where the worker can mark the trial
+    FAIL (interrupted), or once its state is stored. A second interrupt while one is held is
+    raised at once: whoever presses Ctrl-C twice wants out now. Leaving the block does not
+    raise a held interrupt: `raise_pending()` does, where it may come. Outside the main thread
+    (no signal handler can be set there) nothing is held.
+    """
+
+    def __init__(self) -> None:
+        self._pending: KeyboardInterrupt | None = None
+        self._raising: dict[int, _Handler] = {}  # the handlers that raise, as outside the hold
+
+    def _hold(self, signum: int, frame: FrameType | None) -> None:
+        interrupt = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        if self._pending is not None:
+            raise interrupt
+        self._pending = interrupt
+
+    def __enter__(self) -> HeldInterrupts:
+        if threading.current_thread() is threading.main_thread():
+            self._raising = {signum: signal.signal(signum, self._hold) for signum in _INTERRUPTS}
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._raising.items():
+            signal.signal(signum, handler)
+        self._raising = {}
+
+    def raise_pending(self) -> None:
+        """Raise the interrupt held back, if one came."""
+        interrupt, self._pending = self._pending, None
+        if interrupt is not None:
+            raise interrupt
+
+    @contextmanager
+    def delivered(self) -> Iterator[None]:
+        """Interrupts raised where they come inside this block, a held one on entering it."""
+        if not self._raising:
+            yield  # not holding (outside the main thread)
+            return
+        for signum, handler in self._raising.items():
+            signal.signal(signum, handler)
+        try:
+            self.raise_pending()
+            yield
+        finally:
+            for signum in self._raising:
+                signal.signal(signum, self._hold)
 
 
 class StoppedBy(BaseException):

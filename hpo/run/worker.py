@@ -28,12 +28,19 @@ from hpo.core.trial_config import TrialConfig
 from hpo.run.budget import BudgetWatch
 from hpo.run.context import WorkerContext
 from hpo.run.display import TrialDisplay
-from hpo.run.failures import TrialFailed
+from hpo.run.failures import TrialFailed, failure_reason, note_failure
 from hpo.run.objective import CompleteHook, Objective
 from hpo.run.probing import StudyLatencies
 from hpo.run.progress import TargetCounts, target_counts
 from hpo.run.pulse import Pulse
-from hpo.run.signals import StoppedBy, main_thread_stopper, sigterm_as_interrupt
+from hpo.run.signals import (
+    HeldInterrupts,
+    StoppedBy,
+    interrupted_trial,
+    main_thread_stopper,
+    mark_interrupted_trial,
+    sigterm_as_interrupt,
+)
 from hpo.search.architecture import ArchitectureSpace
 from hpo.search.samplers import make_sampler
 from hpo.search.space import grid_search_space
@@ -145,21 +152,29 @@ def run_optuna_trial(
     are raised once the trial is told FAIL (Ctrl-C, an unexpected error).
     """
     study = stored.study
-    with warnings.catch_warnings():
-        # Optuna expects heartbeats inside Study.optimize; this loop writes them itself.
-        warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
-        trial = study.ask()
     values: float | Sequence[float] | None = None
     state: TrialState | None = None
     error: BaseException | None = None
-    with pulse.beating(trial_id(trial), trial.number):
-        try:
-            values = objective(trial)
-        except optuna.TrialPruned:
-            state = TrialState.PRUNED
-        except (Exception, KeyboardInterrupt) as exc:
-            state, error = TrialState.FAIL, exc
-    told = tell(stored, trial, None if state else values, state)
+    # An interrupt while the trial is created or told would leave it RUNNING: it is held there
+    # and raised inside the objective's block (FAIL, interrupted) or once the state is stored.
+    with HeldInterrupts() as held:
+        with warnings.catch_warnings():
+            # Optuna expects heartbeats inside Study.optimize; this loop writes them itself.
+            warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+            trial = study.ask()
+        with pulse.beating(trial_id(trial), trial.number):
+            try:
+                with held.delivered():
+                    values = objective(trial)
+            except optuna.TrialPruned:
+                state = TrialState.PRUNED
+            except (Exception, KeyboardInterrupt) as exc:
+                state, error = TrialState.FAIL, exc
+                if isinstance(exc, KeyboardInterrupt) and interrupted_trial(exc) is None:
+                    # Held while the trial was created, before the objective could say why.
+                    note_failure(trial, failure_reason(exc))
+                    mark_interrupted_trial(exc, trial.number)
+        told = tell(stored, trial, None if state else values, state)
     if told is None:
         if on_lost is not None:
             on_lost(finished_by_another(stored, trial.number))
@@ -171,6 +186,7 @@ def run_optuna_trial(
             callback(study, told)
     if error is not None and not isinstance(error, catch):
         raise error
+    held.raise_pending()  # one that came while the result was told: the trial is stored
 
 
 def tell(
