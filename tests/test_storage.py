@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hpo.core.errors import StorageError
 from hpo.run.progress import target_counts
-from hpo.run.signals import Terminated, interrupted_trial, sigterm_as_interrupt
+from hpo.run.signals import HeldInterrupts, Terminated, interrupted_trial, sigterm_as_interrupt
 from hpo.run.worker import work_until_target
 from hpo.store.connect import StoredStudy, open_storage, retry_of
 from hpo.store.resilience import Resilience, ResilientRDBStorage, is_transient
@@ -395,6 +395,21 @@ def test_sigterm_and_ctrl_c_fail_the_running_trial(
         assert line in log, log[-3000:]
         assert [t.state for t in trials] == [TrialState.FAIL], "never left RUNNING"
         assert trials[0].user_attrs["fail_reason"] == "interrupted"
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="signals need the main thread"
+)
+def test_held_interrupts_come_where_asked_and_a_second_one_at_once() -> None:
+    with HeldInterrupts() as held:
+        signal.raise_signal(signal.SIGINT)  # held: nothing raised here
+        with pytest.raises(KeyboardInterrupt), held.delivered():
+            pytest.fail("the held interrupt comes on entering delivered()")
+        held.raise_pending()  # nothing left
+        signal.raise_signal(signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)  # twice: at once
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "restored on leaving"
 
 
 class SignalledSampler(optuna.samplers.RandomSampler):
