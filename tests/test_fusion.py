@@ -237,11 +237,41 @@ class _StandardizedConv(nn.Conv2d):
         return self._conv_forward(x, w, self.bias)
 
 
-def test_a_conv_that_overrides_forward_is_not_folded_into() -> None:
-    model = randomize_batchnorms(nn.Sequential(_StandardizedConv(3, 4, 3), nn.BatchNorm2d(4)))
+class _StandardizedConvForward(nn.Conv2d):
+    """The same, overriding the `_conv_forward` that torch's forward calls (as timm's
+    StdConv2d and many weight-standardized ResNets do)."""
+
+    def _conv_forward(
+        self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None
+    ) -> torch.Tensor:
+        w = (w - w.mean((1, 2, 3), keepdim=True)) / (w.std((1, 2, 3), keepdim=True) + 1e-5)
+        return super()._conv_forward(x, w, b)
+
+
+@pytest.mark.parametrize("conv", [_StandardizedConv, _StandardizedConvForward])
+def test_a_conv_that_overrides_forward_is_not_folded_into(conv: type[nn.Conv2d]) -> None:
+    model = randomize_batchnorms(nn.Sequential(conv(3, 4, 3), nn.BatchNorm2d(4)))
     folded, report = fold_batchnorm(model)
     check_equivalence(model, folded, torch.randn(2, 3, 8, 8))
     assert report.n_folded == 0
+
+
+class _ShiftsItsInput(nn.Module):
+    """Preprocessing in place on the images it is given, then a conv and a BatchNorm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x.sub_(0.5)))
+
+
+def test_the_check_gives_each_network_its_own_copy_of_the_images() -> None:
+    model = randomize_batchnorms(_ShiftsItsInput())
+    folded, _ = fold_batchnorm(model)
+    images = torch.randn(2, 3, 8, 8)
+    check_equivalence(model, folded, images)  # each network shifts its own copy once
 
 
 def _weight_normed() -> nn.Module:

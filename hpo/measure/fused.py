@@ -94,8 +94,9 @@ def check_runtime_outputs(
     if backend == "eager":
         return {}
     with torch.inference_mode():
-        expected = unfused.eval()(images.to(device))
-    predicted = runtime_of(folded, section, device).predict(images)
+        # Copies: a forward that changes its input in place must not change the other's.
+        expected = unfused.eval()(images.to(device, copy=True))
+    predicted = runtime_of(folded, section, device).predict(images.clone())
     return {
         BACKEND_MAX_ABS_DIFF_ATTR: check_outputs(
             expected.cpu(), predicted, what=f"the {backend} runtime"

@@ -432,12 +432,25 @@ def _thaw_frozen_batchnorms(model: nn.Module) -> None:
             _replace_submodule(model, name, FrozenBatchNorm2d.of(module))
 
 
-# torch's own forwards of the layers folding reads: a subclass that keeps one computes what
-# the torch layer does (a weight-standardizing conv, which overrides it, does not).
+# torch's own forwards of the layers folding reads: a subclass that keeps them computes what
+# the torch layer does (a weight-standardizing conv, which overrides `forward` or the
+# `_conv_forward` that torch's forward calls, does not).
 _PLAIN_FORWARDS = frozenset(
     {nn.Conv1d.forward, nn.Conv2d.forward, nn.Conv3d.forward, nn.Linear.forward,
      _BatchNorm.forward}
 )  # fmt: skip
+_PLAIN_CONV_FORWARDS = frozenset(
+    {nn.Conv1d._conv_forward, nn.Conv2d._conv_forward, nn.Conv3d._conv_forward}
+)
+
+
+def _keeps_torch_forward(module: nn.Module) -> bool:
+    """Whether `module`'s class computes its torch base class's forward (see above)."""
+    kind = type(module)
+    conv_forward = getattr(kind, "_conv_forward", None)
+    return kind.forward in _PLAIN_FORWARDS and (
+        conv_forward is None or conv_forward in _PLAIN_CONV_FORWARDS
+    )
 
 
 class _Tracer(fx.Tracer):
@@ -446,10 +459,9 @@ class _Tracer(fx.Tracer):
     torch's own modules."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        plain = type(m).forward in _PLAIN_FORWARDS
         return (
             isinstance(m, FrozenBatchNorm2d)
-            or plain
+            or _keeps_torch_forward(m)
             or super().is_leaf_module(m, module_qualified_name)
         )
 
@@ -614,8 +626,10 @@ def check_equivalence(
 ) -> float:
     """Max abs output difference of the folded net; raises EquivalenceError beyond tolerance."""
     with torch.inference_mode(), full_float32_precision():
-        expected = reference.eval()(inputs)
-        actual = folded.eval()(inputs)
+        # A copy for each: a forward that changes its input in place (x.sub_(mean)) would
+        # otherwise hand the second network other images.
+        expected = reference.eval()(inputs.clone())
+        actual = folded.eval()(inputs.clone())
     return check_outputs(
         expected, actual, what="folded network (BatchNorm folding is wrong)", rtol=rtol
     )
