@@ -490,6 +490,48 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "",
         "raised RecursionError",
     ),
+    "squeezes a single image's row away": (
+        "from torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, n):\n"
+        "        super().__init__()\n        self.fc = nn.Linear(3, n)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x.mean((2, 3), keepdim=True).squeeze())\n"
+        "def build(num_classes):\n    return Net(num_classes)\n",
+        "net.py:build",
+        "",
+        "returned (4,) for (1, 3, 32, 32) images; expected logits of shape (1, 4) (one row per "
+        "image, one column per class); a squeeze() drops the dimension of a single image",
+    ),
+    "random at inference": (
+        "from torch import nn\nfrom torch.nn import functional as F\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, n):\n"
+        "        super().__init__()\n        self.fc = nn.Linear(3, n)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(F.dropout(x.mean((2, 3)), 0.2))\n"
+        "def build(num_classes):\n    return Net(num_classes)\n",
+        "net.py:build",
+        "",
+        "in eval mode it gives other outputs each time for the same images",
+    ),
+    "ignores norm_layer": (
+        EXAMPLE_NET.read_text().replace(
+            "conv_block(c_in, c_out, norm_layer)", "conv_block(c_in, c_out, nn.BatchNorm2d)"
+        ),
+        "net.py:build",
+        'norm = ["group", "none"]',
+        "the factory takes norm_layer but builds the same network with norm group and with "
+        "norm none",
+    ),
+    "ignores norm_layer, one norm searched": (
+        EXAMPLE_NET.read_text().replace(
+            "conv_block(c_in, c_out, norm_layer)", "conv_block(c_in, c_out, nn.BatchNorm2d)"
+        ),
+        "net.py:build",
+        'norm = "group"',
+        "builds the same network with norm group and with norm none",
+    ),
     "unknown torchvision model": (
         None,
         "torchvision:vit_b_16",

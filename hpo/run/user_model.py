@@ -3,7 +3,9 @@
 Everything a factory can get wrong is a one-line SpecError here, not a failed trial: an import
 that fails (or exits), a missing callable, a `norm` search for a factory without `norm_layer`, a
 param it does not take, a call that raises (with any norm choice or model-param value), a wrong
-output shape or type, no trainable parameter, and a network torch.fx cannot trace
+output shape or type (for a batch, and for the single image latency is timed on), a forward that
+is random in eval mode, a `norm_layer` taken but not used (every norm builds the same network),
+no trainable parameter, and a network torch.fx cannot trace
 (folding traces it; such a model is refused rather than timed unfolded, so that every trial's
 latency is the folded network's, as for the built-in families).
 """
@@ -33,8 +35,10 @@ from hpo.measure.serialize import OnnxExportError, onnx_bytes
 from models import user
 from models.registry import build_model
 
-# A small batch of CIFAR-shaped images: what every trial feeds the network.
+# A small batch of CIFAR-shaped images, as trials train and validate on; and one image, as
+# latency is measured.
 _PROBE_SHAPE = (2, 3, 32, 32)
+_ONE_IMAGE = (1, 3, 32, 32)
 
 
 def prepare_model(
@@ -65,8 +69,38 @@ def prepare_model(
 def _try_once(spec: Spec, ref: str, takes_norm: bool, num_classes: int) -> None:
     device = resolve_device(spec.train.device)
     timed_in_onnx = resolve_backend(spec.latency.backend, device) == "onnxruntime"
+    # Each norm's network (with the first model params), as its layers print.
+    layers_by_norm: dict[str, str] = {}
     for norm, params in _configurations(spec, takes_norm):
-        _try(ref, norm, params, num_classes, timed_in_onnx)
+        network = _try(ref, norm, params, num_classes, timed_in_onnx)
+        if norm is not None:
+            layers_by_norm.setdefault(norm, repr(network))
+    if takes_norm and "norm" in spec.search:
+        _check_norm_layer_is_used(ref, layers_by_norm, spec, num_classes)
+
+
+def _check_norm_layer_is_used(
+    ref: str, layers_by_norm: dict[str, str], spec: Spec, num_classes: int
+) -> None:
+    """Refuse a factory that takes `norm_layer` and builds the same network whatever norm it is
+    given: each trial would record a norm its network does not have. One searched norm is
+    compared with a network built with another."""
+    if len(layers_by_norm) == 1:
+        (searched,) = layers_by_norm
+        other = "none" if searched != "none" else "batch"
+        first = {name: _values(domain)[0] for name, domain in spec.model_params.items()}
+        try:
+            network = build_model(ref, norm=other, num_classes=num_classes, **first)
+        except Exception:  # the factory's own code: without another norm nothing to compare
+            return
+        layers_by_norm[other] = repr(network)
+    if len(set(layers_by_norm.values())) == 1:
+        a, b = list(layers_by_norm)[:2]
+        raise SpecError(
+            f"model {ref}: the factory takes norm_layer but builds the same network with norm "
+            f"{a} and with norm {b}, so a trial's norm would not be its network's; build the "
+            "norm layers with norm_layer(channels), or remove [search] norm"
+        )
 
 
 def _configurations(spec: Spec, takes_norm: bool) -> Iterator[tuple[str | None, dict[str, Any]]]:
@@ -84,26 +118,32 @@ def _configurations(spec: Spec, takes_norm: bool) -> Iterator[tuple[str | None, 
 
 def _try(
     ref: str, norm: str | None, params: dict[str, Any], num_classes: int, timed_in_onnx: bool
-) -> None:
+) -> torch.nn.Module:
+    """Build the network with these params and check it as trials will use it; the network."""
     given = (f"{params}" if params else "its default params") + (f", norm {norm}" if norm else "")
     with user.running_user_code(f"model {ref}: calling the factory with {given}"):
         network = build_model(ref, norm=norm, num_classes=num_classes, **params)
     built = f"model {ref}: the network built with {given}"
-    with user.running_user_code(f"{built}: its forward pass on {_PROBE_SHAPE} images"):
-        network.eval()
-        with torch.no_grad():
-            output = network(torch.zeros(_PROBE_SHAPE))
-    _check_logits(f"model {ref}", output, num_classes)
-    if not any(p.requires_grad for p in network.parameters()):
-        raise SpecError(
-            f"{built} has no trainable parameters; there is nothing for a trial to train"
-        )
     if unbatched := _without_running_statistics(network):
         raise SpecError(
             f"{built}: BatchNorm {unbatched} keeps no running statistics "
             "(track_running_stats=False), so at inference it normalizes each image by the "
             "other images of its batch; keep them (the default), or use a per-sample norm "
             "(GroupNorm, InstanceNorm, LayerNorm)"
+        )
+    # Trials validate batches and time one image at a time: both must give one row per image.
+    for shape in (_PROBE_SHAPE, _ONE_IMAGE):
+        with (
+            user.running_user_code(f"{built}: its forward pass on {shape} images"),
+            torch.no_grad(),
+        ):
+            network.eval()
+            output = network(torch.zeros(shape))
+        _check_logits(f"model {ref}", output, num_classes, shape)
+    _check_deterministic(built, network)
+    if not any(p.requires_grad for p in network.parameters()):
+        raise SpecError(
+            f"{built} has no trainable parameters; there is nothing for a trial to train"
         )
     with user.running_user_code(f"model {ref}: BatchNorm folding"):
         try:
@@ -119,9 +159,28 @@ def _try(
     with user.running_user_code(f"{training}: its forward pass on {_PROBE_SHAPE} images"):
         network.train()
         output = network(torch.zeros(_PROBE_SHAPE))
-    _check_logits(training, output, num_classes)
+    _check_logits(training, output, num_classes, _PROBE_SHAPE)
     with user.running_user_code(f"{training}: its backward pass"):
         output.float().logsumexp(1).sum().backward()
+    return network
+
+
+def _check_deterministic(built: str, network: torch.nn.Module) -> None:
+    """Refuse a network whose eval-mode forward gives other outputs for the same images each
+    time (dropout left on at inference): its accuracy and the fold check would be a draw."""
+    images = torch.randn(_PROBE_SHAPE, generator=torch.Generator().manual_seed(0))
+    forward = f"{built}: its forward pass on {_PROBE_SHAPE} images"
+    with user.running_user_code(forward), torch.no_grad():
+        first, second = network(images.clone()), network(images.clone())
+    # NaN or inf where both runs have it is no difference (an untrained network may overflow).
+    difference = float(torch.nan_to_num((first - second).abs(), nan=0.0, posinf=0.0).max())
+    if not difference <= 1e-5 * max(1.0, float(first.abs().max())):
+        raise SpecError(
+            f"{built}: in eval mode it gives other outputs each time for the same images "
+            f"(they differ by {difference:.3g}): something random runs at inference, such as "
+            "F.dropout(x, p) without training=self.training; trials validate and time the "
+            "network in eval mode"
+        )
 
 
 def _check_the_fold(built: str, network: torch.nn.Module) -> None:
@@ -156,17 +215,20 @@ def _check_onnx_export(built: str, folded: torch.nn.Module) -> None:
         ) from None
 
 
-def _check_logits(what: str, output: object, num_classes: int) -> None:
+def _check_logits(what: str, output: object, num_classes: int, images: tuple[int, ...]) -> None:
     """Refuse an output that is not one row of floating-point logits per image."""
-    expected = (_PROBE_SHAPE[0], num_classes)
+    expected = (images[0], num_classes)
     shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
     if shape != expected:
         several = isinstance(output, (tuple, list, dict))
+        squeezed = shape == (num_classes,)
         raise SpecError(
-            f"{what}: returned {shape} for {_PROBE_SHAPE} images; expected logits of shape "
+            f"{what}: returned {shape} for {images} images; expected logits of shape "
             f"{expected} (one row per image, one column per class)"
             + ("; return the logits alone, trials train on them only" if several else "")
-        )
+            + ("; a squeeze() drops the dimension of a single image: flatten(1) keeps it"
+               if squeezed else "")
+        )  # fmt: skip
     assert isinstance(output, torch.Tensor)
     if not output.is_floating_point():
         raise SpecError(
