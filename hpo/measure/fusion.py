@@ -439,17 +439,15 @@ _PLAIN_FORWARDS = frozenset(
     {nn.Conv1d.forward, nn.Conv2d.forward, nn.Conv3d.forward, nn.Linear.forward,
      _BatchNorm.forward}
 )  # fmt: skip
-_PLAIN_CONV_FORWARDS = frozenset(
-    {nn.Conv1d._conv_forward, nn.Conv2d._conv_forward, nn.Conv3d._conv_forward}
-)
 
 
 def _keeps_torch_forward(module: nn.Module) -> bool:
     """Whether `module`'s class computes its torch base class's forward (see above)."""
     kind = type(module)
-    conv_forward = getattr(kind, "_conv_forward", None)
+    # The class that defines `_conv_forward` (convs only), looked up in the class dicts.
+    owner = next((k for k in kind.__mro__ if "_conv_forward" in vars(k)), None)
     return kind.forward in _PLAIN_FORWARDS and (
-        conv_forward is None or conv_forward in _PLAIN_CONV_FORWARDS
+        owner is None or owner.__module__ == nn.Conv2d.__module__
     )
 
 
