@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import pytest
@@ -92,6 +93,19 @@ def test_stops_when_stable_or_out_of_time() -> None:
         [run], Protocol(warmup=1, loops=5, max_rounds=10_000, target_iqr=0.0, max_seconds=0.2)
     )
     assert 2 <= capped.rounds < 10_000
+
+
+def test_the_time_cap_holds_for_a_slow_network() -> None:
+    """Past `max_seconds` (warmup included) no round starts, even before min_rounds."""
+    timed: list[float] = []
+
+    def slow() -> None:
+        time.sleep(0.02)
+        timed.append(time.perf_counter())
+
+    protocol = Protocol(warmup=5, loops=5, max_rounds=10, target_iqr=0.0, max_seconds=0.15)
+    (capped,) = measure_runners([slow], protocol)
+    assert capped.rounds == 1 and len(timed) == 5 + 5
 
 
 def test_cuda_devices_are_synchronized() -> None:

@@ -135,25 +135,27 @@ def measure_rounds(
     """Interleaved rounds (A B A B ...): for each runner, its samples (ms) round by round.
 
     Stops after `min_rounds` once every runner's IQR/median is within `target_iqr`, or when
-    `max_rounds` or `max_seconds` is reached.
+    `max_rounds` is reached, or after the round in which `max_seconds` (warmup included) pass.
     """
     synchronize = _synchronizer(device or torch.device("cpu"))
     rounds: list[list[list[float]]] = [[] for _ in runners]
     with timing_conditions(protocol.threads):
+        # The cap counts the warmup too: a slow network is timed for about max_seconds in all.
+        deadline = time.perf_counter() + protocol.max_seconds
         for run in runners:
             for _ in range(protocol.warmup):
                 run()
             synchronize()
-        deadline = time.perf_counter() + protocol.max_seconds
         done = 0
         while done < protocol.max_rounds:
             for run, per_round in zip(runners, rounds, strict=True):
                 per_round.append(_time_round(run, protocol.loops, synchronize))
             done += 1
+            if time.perf_counter() > deadline:
+                break  # checked after each round: one round at least
             if done < protocol.min_rounds:
                 continue
-            stable = all(summarize(_flat(r)).relative_iqr <= protocol.target_iqr for r in rounds)
-            if stable or time.perf_counter() > deadline:
+            if all(summarize(_flat(r)).relative_iqr <= protocol.target_iqr for r in rounds):
                 break
     return rounds
 
