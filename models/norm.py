@@ -13,22 +13,35 @@ _MAX_GROUPS = 32
 
 
 def make_norm(
-    kind: str, channels: int, eps: float = 1e-5, momentum: float | None = 0.1
+    kind: str,
+    num_features: int,
+    eps: float = 1e-5,
+    momentum: float | None = 0.1,
+    affine: bool = True,
+    track_running_stats: bool = True,
 ) -> nn.Module:
-    """A 2-d norm layer of `kind` over `channels` feature maps (placed after conv, before ReLU).
+    """A 2-d norm layer of `kind` over `num_features` feature maps (after conv, before ReLU).
 
-    `eps` and `momentum` are BatchNorm2d's, as a network of one's own may pass them to its
-    `norm_layer` (`norm_layer(c, eps=1e-3, momentum=0.01)`, as EfficientNets do); `eps` goes to
-    every norm, `momentum` only to those that keep running statistics."""
+    The keywords are BatchNorm2d's, as a network of one's own may pass them to its
+    `norm_layer` (`norm_layer(c, eps=1e-3, momentum=0.01)`, as EfficientNets do;
+    `norm_layer(num_features=c, affine=False)`): `eps` and `affine` go to every norm,
+    `momentum` and `track_running_stats` to BatchNorm only, which keeps running statistics."""
+    channels = num_features
     if kind == "batch":
-        return nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
+        return nn.BatchNorm2d(
+            channels,
+            eps=eps,
+            momentum=momentum,
+            affine=affine,
+            track_running_stats=track_running_stats,
+        )
     if kind == "group":
-        return nn.GroupNorm(math.gcd(_MAX_GROUPS, channels), channels, eps=eps)
+        return nn.GroupNorm(math.gcd(_MAX_GROUPS, channels), channels, eps=eps, affine=affine)
     if kind == "layer":
         # LayerNorm over (C, H, W) for conv features is GroupNorm with one group.
-        return nn.GroupNorm(1, channels, eps=eps)
+        return nn.GroupNorm(1, channels, eps=eps, affine=affine)
     if kind == "instance":
-        return nn.InstanceNorm2d(channels, eps=eps, affine=True)
+        return nn.InstanceNorm2d(channels, eps=eps, affine=affine)
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"unknown norm {kind!r}; allowed: {', '.join(NORMS)}")
