@@ -16,7 +16,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from optuna.distributions import IntDistribution
+from optuna.distributions import CategoricalDistribution, IntDistribution
 
 from hpo.core.errors import SpecError
 from hpo.core.spec import Choice, Range, new_spec_problem, validate
@@ -111,6 +111,7 @@ def test_model_params_take_the_domain_syntax_of_every_key() -> None:
     [
         ({"model": "resnet", "model_params": {"c": 1}}, "applies to a model factory only"),
         ({"model": "a.py:b", "model_params": {"lr": 1}}, "the name is a [search] key"),
+        ({"model": "a.py:b", "model_params": {"batch_size": 1}}, "the name is a [search] key"),
         ({"model": "a.py:b", "model_params": {"norm_layer": 1}}, "an argument hpo passes"),
         ({"model": "a.py:b", "model_params": {"c": {"low": 4, "high": 2}}}, "must be below"),
         ({"model": "a.py:b", "model_params": {"c": []}}, "the list of choices is empty"),
@@ -125,6 +126,29 @@ def test_bad_model_specs_name_the_problem(search: dict, expected: str) -> None:
     with pytest.raises(SpecError, match=None) as caught:
         validate({"study": {"name": "s"}, "search": search})
     assert expected in str(caught.value), str(caught.value)
+
+
+def test_model_params_may_take_the_names_of_the_families_options(tmp_path: Path) -> None:
+    """width, depth, dropout, ... apply to the built-in families only: a factory's params may
+    be named so, and a trial's value of one is the factory's."""
+    ref = "nets/tiny.py:build"
+    user.load(ref, user.ModelSources(spec_dir=copy_example(tmp_path)))
+    spec = validate(
+        {
+            "study": {"name": "s"},
+            "search": {"model": ref, "model_params": {"width": [8, 16], "dropout": [0.0, 0.2]}},
+        }
+    )
+    assert spec.model_params == {"width": Choice((8, 16)), "dropout": Choice((0.0, 0.2))}
+    stored = {"model": ref, "optimizer": "adam", "lr": 0.01, "width": 16, "dropout": 0.2}
+    config = TrialConfig.from_params(stored)
+    assert config.model_params == {"width": 16, "dropout": 0.2}
+    assert config.width is None and config.dropout is None, "the family options do not apply"
+    assert config.model_kwargs() == {"width": 16, "dropout": 0.2}
+    assert TrialConfig.from_params(config.as_params()) == config
+    space = ArchitectureSpace.from_spec(spec)
+    assert space.names.count("width") == 1
+    assert space.distributions["width"] == CategoricalDistribution((8, 16))
 
 
 @pytest.mark.parametrize("name", ["accuracy", "latency_ms", "number"])
@@ -753,6 +777,9 @@ def test_a_norm_layer_takes_batchnorms_eps_and_momentum(norm: str) -> None:
         assert layer.momentum == 0.01
     assert make_norm("batch", 16, momentum=None).momentum is None, "a cumulative average"
     layer(torch.randn(2, 16, 4, 4))
+    plain = make_norm(norm, num_features=16, affine=False)
+    assert not any(True for _ in plain.parameters()), "affine=False: no weight, no bias"
+    plain(torch.randn(2, 16, 4, 4))
 
 
 @pytest.mark.parametrize("sampler", ["random", "latency_aware"])
@@ -788,6 +815,30 @@ def test_a_factory_that_raises_for_some_params_fails_that_trial_only(
     assert trials[0].system_attrs["hpo:detail:fail_reason"] == (
         "no network with these params: the factory raised ValueError: two blocks do not fit"
     )
+
+
+def test_a_factory_with_width_and_dropout_params_runs_them(tmp_path: Path, tiny_npz: Path) -> None:
+    (tmp_path / "net.py").write_text(
+        "from torch import nn\n"
+        "def build(num_classes, norm_layer=nn.BatchNorm2d, width=8, dropout=0.0):\n"
+        "    return nn.Sequential(\n"
+        "        nn.Conv2d(3, width, 3, padding=1, bias=False), norm_layer(width), nn.ReLU(),\n"
+        "        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),\n"
+        "        nn.Linear(width, num_classes))\n"
+    )
+    search = "[search.model_params]\nwidth = [8, 16]\ndropout = [0.0, 0.5]\n"
+    spec = write_spec(tmp_path, "net.py:build", search, n=2)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    result = run_cli("run", str(spec), "--data", str(tiny_npz), "--storage", url)
+    assert result.returncode == 0, result.stderr
+    trials = optuna.load_study(study_name="mine", storage=open_storage(url)).get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    for t in trials:
+        assert {"width", "dropout"} <= set(t.params)
+        width = t.params["width"]
+        assert stored_config(t.user_attrs, t.system_attrs)["width"] == width
+        # The factory built it with that width: conv, BatchNorm and the head.
+        assert t.user_attrs["n_params"] == 3 * 9 * width + 2 * width + (width + 1) * 10
 
 
 def test_a_network_onnx_cannot_export_runs_when_timed_eagerly(

@@ -457,6 +457,16 @@ CATALOG: tuple[Hyperparameter, ...] = (
 
 BY_NAME: dict[str, Hyperparameter] = {p.name: p for p in CATALOG}
 
+
+def factory_may_name(name: str) -> bool:
+    """Whether a model factory's own param (`[search.model_params]`) may have this name: not
+    one hpo passes the factory, nor a key that applies to every model (lr, norm, ...). The
+    built-in families' own options (width, depth, dropout, ...) never apply to a factory, so its
+    params may take their names: a trial has one or the other."""
+    param = BY_NAME.get(name)
+    return name not in RESERVED_MODEL_ARGS and (param is None or bool(param.families))
+
+
 # The params that set the network's inference graph (and so its latency), in catalog order.
 ARCHITECTURE: tuple[str, ...] = tuple(p.name for p in CATALOG if p.architecture)
 

@@ -99,7 +99,8 @@ def spec_reference() -> str:
         "`[search.model_params]` holds a model factory's own params, in the same syntax (a range "
         "of integers is an int, any other range a float; a value or a list is a choice). They "
         "are architecture params, and the built-in families' keys (`head`, `width`, `dropout`, "
-        "the design options) apply to the families only.",
+        "the design options) apply to the families only: a factory's own params may take those "
+        "names.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -17,7 +17,14 @@ from hpo.core.db_limits import name_problem, shorten, text_problem
 from hpo.core.errors import SpecError
 from hpo.core.model_ref import FORMS, is_model_ref, parse_model_ref
 from hpo.core.names import DEVICES, LATENCY_BACKENDS, PRUNERS, SAMPLERS
-from hpo.core.params import BY_NAME, CATALOG, RESERVED_MODEL_ARGS, Hyperparameter, model_param
+from hpo.core.params import (
+    BY_NAME,
+    CATALOG,
+    RESERVED_MODEL_ARGS,
+    Hyperparameter,
+    factory_may_name,
+    model_param,
+)
 from hpo.core.results import RESULT_NAMES
 
 # Seeds are what numpy's generators take: 0 .. 2**32 - 1.
@@ -126,7 +133,11 @@ class LatencySection(_Section):
     loops: int = Field(50, ge=5, description="timed runs per round")
     max_rounds: int = Field(10, ge=1, description="rounds at most (stops early when stable)")
     target_iqr: float = Field(0.05, gt=0, description="stop once IQR/median is below this")
-    max_seconds: float = Field(5.0, gt=0, description="time cap for one measurement")
+    max_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="time cap for one measurement, warmup included (checked after each round)",
+    )
 
 
 SECTIONS: dict[str, type[_Section]] = {
@@ -333,8 +344,8 @@ def parse_model_params(search: dict[str, Domain], table: Any) -> dict[str, Domai
         where = f"[search.{MODEL_PARAMS}] {name}"
         if not name.isidentifier():
             raise SpecError(f"{where}: a parameter name must be a Python identifier")
-        if name in BY_NAME or name in RESERVED_MODEL_ARGS:
-            taken = "a [search] key" if name in BY_NAME else "an argument hpo passes"
+        if not factory_may_name(name):
+            taken = "an argument hpo passes" if name in RESERVED_MODEL_ARGS else "a [search] key"
             raise SpecError(f"{where}: the name is {taken}; rename the factory's parameter")
         values = value if isinstance(value, list) else [value]
         if not isinstance(value, dict) and not all(isinstance(v, _SCALARS) for v in values):

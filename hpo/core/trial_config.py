@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hpo.core.model_ref import is_model_ref
-from hpo.core.params import BY_NAME, CATALOG, Hyperparameter
+from hpo.core.params import CATALOG, Hyperparameter, factory_may_name
 from hpo.core.trial_attrs import stored_config
 from models.catalog import FAMILY_OPTIONS
 
@@ -129,7 +129,7 @@ class TrialConfig:
                 chosen[param.name] = None
                 continue
             chosen[param.name] = coerce(param, params.get(param.name, param.default))
-        own = {k: v for k, v in params.items() if k not in BY_NAME} if user_model else {}
+        own = {k: v for k, v in params.items() if factory_may_name(k)} if user_model else {}
         return cls(**chosen, model_params=own)
 
 

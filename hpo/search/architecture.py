@@ -62,7 +62,9 @@ class ArchitectureSpace:
         params = [
             ArchitectureParam(p.name, distribution_of(p, spec.domain(p.name)), p.applies)
             for p in CATALOG
-            if p.architecture and not (own_norm and p.name == "norm")
+            if p.architecture
+            and not (own_norm and p.name == "norm")
+            and p.name not in spec.model_params  # a factory's own param of a family's name
         ]
         # A model factory's own params set its graph too; none has a condition.
         params += [
