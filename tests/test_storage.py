@@ -60,6 +60,12 @@ BAD_URLS = {
     "unknown scheme": ("http://u:hunter2@127.0.0.1/db", "unsupported storage 'http'"),
     "wrong host": ("postgresql://u:hunter2@nosuchhost.invalid:5432/db", "host nosuchhost.invalid"),
     "wrong port": ("postgresql://u:hunter2@127.0.0.1:1/db", "host 127.0.0.1"),
+    "three slashes": (
+        "postgresql:///u:hunter2@127.0.0.1:5432/db",
+        "the user and host are in the database name; expected two slashes",
+    ),
+    "no colon": ("postgresql//u:hunter2@127.0.0.1:5432/db", "malformed storage URL"),
+    "no scheme": ("u:hunter2@127.0.0.1/db", "malformed storage URL"),
     "host as an option": (
         "postgresql:///db?user=u&password=hunter2&host=127.0.0.1&port=1",
         "(host 127.0.0.1)",

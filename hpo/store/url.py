@@ -32,6 +32,10 @@ SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "pass", "sslpassword
 _SECRET_QUERY = re.compile(
     r"(?i)\b(" + "|".join(sorted(SECRET_QUERY_KEYS, key=len, reverse=True)) + r")=[^&\s'\"]*"
 )
+# `user:secret@` anywhere in a text: what a URL typed with a slash too many or too few
+# (postgresql:///u:pw@host/db, postgresql//u:pw@host/db) still shows of its password.
+# The secret does not start with a slash: sqlite:///a@b.db is a file name.
+_CREDENTIALS = re.compile(r"([^\s:/@'\"]*):(?!/)[^\s@'\"]+@")
 
 
 def parse_url(url: str) -> URL:
@@ -43,6 +47,12 @@ def parse_url(url: str) -> URL:
             f"malformed storage URL {mask_password(url)!r}; expected e.g. sqlite:///hpo.db or "
             f"postgresql://user:password@host:5432/dbname"
         ) from None
+    if parsed.get_backend_name() != "sqlite" and "@" in (parsed.database or ""):
+        # postgresql:///u:pw@host/db: with three slashes, all of it is the database name.
+        raise StorageError(
+            f"malformed storage URL {mask_password(url)!r}: the user and host are in the "
+            "database name; expected two slashes, postgresql://user:password@host:5432/dbname"
+        )
     if "@" in (parsed.host or ""):
         # `user:p@ss@host`: the URL parser takes the password up to the first @.
         raise StorageError(
@@ -135,7 +145,7 @@ def mask_password(text: str) -> str:
         parsed = make_url(text)
     except Exception:
         parsed = None
-    if parsed is not None and "@" not in (parsed.host or ""):
+    if parsed is not None and "@" not in (parsed.host or "") + (parsed.database or ""):
         return safe_url(parsed)
     # Malformed, or an unescaped @ in the password: everything before the last @ that follows
     # a colon may be secret.
@@ -143,7 +153,7 @@ def mask_password(text: str) -> str:
     credentials, at, host = rest.rpartition("@")
     if sep and at and ":" in credentials:
         text = f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
-    return _SECRET_QUERY.sub(r"\1=***", text)
+    return _CREDENTIALS.sub(r"\1:***@", _SECRET_QUERY.sub(r"\1=***", text))
 
 
 def scrub(message: str, url: URL) -> str:
@@ -153,7 +163,7 @@ def scrub(message: str, url: URL) -> str:
     word: a one-letter password must not turn "connection" into "conn***ction"."""
     secrets = [str(url.password)] if url.password else []
     secrets += [value for key, value in _query_options(url) if key.lower() in SECRET_QUERY_KEYS]
-    message = _SECRET_QUERY.sub(r"\1=***", message)
+    message = _CREDENTIALS.sub(r"\1:***@", _SECRET_QUERY.sub(r"\1=***", message))
     for secret in sorted(filter(None, secrets), key=len, reverse=True):
         if len(secret) >= _SHORT_SECRET:
             message = message.replace(secret, "***")
