@@ -328,6 +328,7 @@ def worker(
 
 @app.command()
 def best(
+    ctx: typer.Context,
     storage: StorageOption = DEFAULT_STORAGE,
     study_name: StudyNameOption = ...,  # type: ignore[assignment]
     fmt: FormatOption = Format.table,
@@ -383,7 +384,8 @@ def best(
 
         # The next step for people: the first row's model, as files.
         first = chosen[0].number
-        command = export_command(stored, first, two_lines=True)
+        from_env = bool(ctx.meta.get(_STORAGE_FROM_ENV_META))
+        command = export_command(stored, first, two_lines=True, storage_from_env=from_env)
         note = models_folder_note(stored)
         console.file.write(f"\nmodel of trial {first}:\n  {command}\n")
         if note:

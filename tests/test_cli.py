@@ -72,6 +72,22 @@ def test_run_then_best_end_to_end(finished_study: FinishedStudy, sample_path: Pa
     assert budget.returncode == 0 and budget.stdout.startswith("number,accuracy,latency_ms")
 
 
+@pytest.mark.slow
+def test_the_export_hint_of_best_runs_as_printed(
+    finished_study: FinishedStudy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --storage the hint repeats it (its password masked); with $HPO_STORAGE it leaves
+    --storage out, so the command reads the same variable, password and all."""
+    given = invoke("best", "--storage", finished_study.url, "--study-name", "quickstart")
+    assert given.returncode == 0, given.stderr
+    assert f"--storage {finished_study.url}" in given.stdout
+    monkeypatch.setenv("HPO_STORAGE", finished_study.url)
+    from_env = invoke("best", "--study-name", "quickstart")
+    assert from_env.returncode == 0, from_env.stderr
+    hint = from_env.stdout.split("model of trial", 1)[1]
+    assert "hpo export --study-name quickstart" in hint and "--storage" not in hint
+
+
 def write_spec(tmp_path: Path, body: str) -> str:
     path = tmp_path / "spec.toml"
     path.write_text(body)

@@ -161,13 +161,19 @@ class StudyView:
         return rows
 
 
-def export_command(stored: StoredStudy, number: int, *, two_lines: bool = False) -> str:
+def export_command(
+    stored: StoredStudy, number: int, *, two_lines: bool = False, storage_from_env: bool = False
+) -> str:
     """The `hpo export` command that writes the trial's model (password masked); `two_lines`
-    puts the storage URL on a continuation line, for terminals."""
+    puts the storage URL on a continuation line, for terminals. With `storage_from_env` (the
+    URL came from $HPO_STORAGE) there is no --storage: the command reads the same variable,
+    password and all, where a masked URL would not connect."""
     name = shlex.quote(stored.name)
     head = f"hpo export --study-name {name} --trial {number} --out model-{number}"
     if models := models_option(stored):
         head += f" {models}"
+    if storage_from_env:
+        return head
     storage = f"--storage {shlex.quote(safe_url(stored.storage.url))}"
     return f"{head} \\\n    {storage}" if two_lines else f"{head} {storage}"
 
