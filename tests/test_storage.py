@@ -179,6 +179,19 @@ def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_a_sqlite_path_from_home_is_the_file_in_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    stored = new_study("sqlite:///~/s.db")
+    stored.study.optimize(two_objectives, n_trials=1)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".db") == ["s.db"]
+    assert not (tmp_path / "~").exists(), "no folder named ~"
+    again = optuna.load_study(study_name="s", storage=open_storage("sqlite:///~/s.db"))
+    assert len(again.trials) == 1
+
+
 # Workers racing for one trial: each round, every worker reads the trial, then all change its
 # state at once. Without the write lock SQLite let every worker of every round win.
 RACERS = 3

@@ -67,6 +67,9 @@ def parse_url(url: str) -> URL:
             f"allowed: {', '.join(SUPPORTED_BACKENDS)}"
         )
     if backend == "sqlite":
+        if (parsed.database or "").startswith("~"):
+            # sqlite:///~/hpo.db: SQLite itself would open a folder named "~".
+            parsed = parsed.set(database=str(Path(parsed.database or "").expanduser()))
         _check_sqlite(parsed)
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # SQLAlchemy 2.x maps plain postgresql:// to psycopg2; we ship psycopg 3.
@@ -189,7 +192,7 @@ def sqlite_path(url: URL) -> Path | None:
     """The database file of a SQLite URL (None for in-memory or other databases)."""
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
-    return Path(url.database).expanduser()
+    return Path(url.database)
 
 
 def prepare_sqlite(url: URL) -> None:
