@@ -361,6 +361,10 @@ def test_a_study_another_program_made_is_refused_and_an_empty_one_finished(
     for command in (("best",), ("report", "--out", str(tmp_path / "r"))):
         read = invoke(*command, "--study-name", "single", "--storage", url)
         assert read.returncode == 2 and "another program made it" in read.stderr
+        read = invoke(*command, "--study-name", "two", "--storage", url)
+        assert read.returncode == 2, read.stdout
+        assert "'two' was made by another program" in read.stderr
+    assert not (tmp_path / "r").exists()
     assert dump(db) == before
     finished = invoke("create", QUICKSTART, "--study-name", "empty", *data)
     assert finished.returncode == 0, finished.stderr

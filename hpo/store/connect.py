@@ -23,8 +23,9 @@ from sqlalchemy import create_engine, func, inspect, select
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from hpo.core.errors import StorageError
+from hpo.core.errors import SpecError, StorageError
 from hpo.core.names import DIRECTIONS
+from hpo.core.trial_attrs import SPEC_ATTR
 from hpo.store.races import retry_lost_race
 from hpo.store.refusals import refusal_message
 from hpo.store.resilience import Resilience, ResilientRDBStorage
@@ -186,6 +187,7 @@ def load_study(storage: ResilientRDBStorage, name: str) -> StoredStudy:
         raise StorageError(f"no study named {name!r} in this storage; studies: {known}")
     study = optuna.load_study(study_name=name, storage=storage)
     check_objectives(study)
+    check_made_by_hpo(study)
     return StoredStudy.of(study, storage)
 
 
@@ -198,6 +200,20 @@ def check_objectives(study: optuna.Study) -> None:
             f"study {study.study_name!r} optimizes {len(directions)} objective(s) "
             f"({', '.join(directions)}), not hpo's two (accuracy: maximize, latency: "
             f"minimize): another program made it; use another --study-name"
+        )
+
+
+def check_made_by_hpo(study: optuna.Study) -> None:
+    """Refuse a study with trials but no hpo spec: another program made it, and its trials
+    would be read (or counted) as hpo's. An empty one is an `hpo create` stopped before it
+    stored the spec: the same `create` finishes it."""
+    if SPEC_ATTR in study.user_attrs:
+        return
+    count = len(study.get_trials(deepcopy=False))
+    if count:
+        raise SpecError(
+            f"study {study.study_name!r} was made by another program: it has {count} trials "
+            "and no hpo spec; use another --study-name"
         )
 
 

@@ -21,7 +21,7 @@ from hpo.core.spec import Spec, dump_toml, validate
 from hpo.core.trial_attrs import SPEC_ATTR
 from hpo.search.space import first_values
 from hpo.store.claims import forget_claims
-from hpo.store.connect import StoredStudy, check_objectives, study_names
+from hpo.store.connect import StoredStudy, check_made_by_hpo, check_objectives, study_names
 from hpo.store.resilience import ResilientRDBStorage
 from hpo.train.data import DataShape
 from models.user import UserModel
@@ -104,16 +104,8 @@ def _spec_of_unfinished_creation(study: optuna.Study) -> dict[str, Any] | None:
     create` stopped between creating it and storing the spec leaves. One with trials was made
     by another program (its trials would count as hpo's): SpecError; unless its spec has come
     meanwhile, from a creator slower than CREATOR_WAIT_S (with the first trial it queued)."""
-    count = len(study.get_trials(deepcopy=False))
-    if not count:
-        return None
-    stored: dict[str, Any] | None = study.user_attrs.get(SPEC_ATTR)
-    if stored is not None:
-        return stored
-    raise SpecError(
-        f"study {study.study_name!r} was made by another program: it has {count} trials and "
-        f"no hpo spec; use another --study-name"
-    )
+    check_made_by_hpo(study)
+    return study.user_attrs.get(SPEC_ATTR)
 
 
 # How long a process that found the study already there waits for its creator's spec.
