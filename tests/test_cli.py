@@ -123,6 +123,15 @@ BAD_SPECS = {
         '[study]\nname="x"\n[search]\ndropout={low=0.0,high=0.5,step=nan}\n',
         "[search] dropout: step must be a positive finite number",
     ),
+    "half step of an integer": (
+        '[study]\nname="x"\n[search]\nbatch_size={low=32,high=33,step=0.5}\n',
+        "[search] batch_size: an integer range needs a whole step, got 0.5",
+    ),
+    "step on a log range by default": (
+        '[study]\nname="x"\n[search]\nlr={low=0.01,high=0.09,step=0.04}\n',
+        "[search] lr: step must be a positive finite number and needs log = false (lr is log by "
+        "default)",
+    ),
     "infinite budget": (
         '[study]\nname="x"\nmax_latency_ms=inf\n',
         "[study] max_latency_ms: input should be a finite number (got inf)",

@@ -237,7 +237,12 @@ def _parse_domain(param: Hyperparameter, value: Any, where: str | None = None) -
             or not 0 < step < math.inf
             or log
         ):
-            raise SpecError(f"{where}: step must be a positive finite number and needs log = false")
+            by_default = f" ({param.name} is log by default)" if log and "log" not in value else ""
+            raise SpecError(
+                f"{where}: step must be a positive finite number and needs log = false{by_default}"
+            )
+        if step is not None and param.kind == "int" and not float(step).is_integer():
+            raise SpecError(f"{where}: an integer range needs a whole step, got {step!r}")
         if step is not None and (problem := _off_the_steps(low, high, step)):
             raise SpecError(f"{where}: {problem}")
         first = value.get("first")
