@@ -225,7 +225,12 @@ def _note(message: str) -> None:
 def _flag_values(
     study_name: str | None, n_trials: int | None, data: Path | None
 ) -> dict[str, object]:
-    """The spec values set by flags (applied after --set), so the stored spec shows them."""
+    """The spec values set by flags (applied after --set), so the stored spec shows them; a
+    --data that names no file is refused here, as --data's."""
+    if data is not None:
+        from hpo.train.data import check_data_path
+
+        check_data_path(data)
     values = {"study.name": study_name, "study.n_trials": n_trials, "data.dataset": data}
     return {key: str(v) if isinstance(v, Path) else v for key, v in values.items() if v is not None}
 

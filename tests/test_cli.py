@@ -160,13 +160,15 @@ def test_bad_spec_exits_2_with_one_line(case: str, tmp_path: Path, tiny_npz: Pat
     assert not db.exists(), "bad input must not create a study"
 
 
-def test_missing_data_exits_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command", [("run", QUICKSTART), ("create", QUICKSTART), ("worker", "--study-name", "x")]
+)
+def test_missing_data_exits_2_naming_the_option(command: tuple[str, ...], tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    result = invoke(
-        "run", QUICKSTART, "--data", str(tmp_path / "none.npz"), "--storage", f"sqlite:///{db}"
-    )
+    missing = tmp_path / "none.npz"
+    result = invoke(*command, "--data", str(missing), "--storage", f"sqlite:///{db}")
     assert result.returncode == 2
-    assert "file not found" in result.stderr and "--data" in result.stderr
+    assert result.stderr.startswith(f"hpo: error: --data: file not found: {missing}; use ")
     assert not db.exists()
 
 

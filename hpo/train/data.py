@@ -156,21 +156,26 @@ def _load_torchvision(name: str, root: Path) -> RawDataset:
     return _raw(arrays, f"torchvision:{name}", TORCHVISION_DATASETS[name])
 
 
-def _check_found(section: DataSection) -> None:
+def check_data_path(data: Path) -> None:
+    """Refuse a --data that names no readable file (nor a torchvision dataset), as --data's."""
+    _check_found(DataSection(dataset=str(data)), "--data")
+
+
+def _check_found(section: DataSection, where: str = "[data] dataset") -> None:
     if section.dataset in TORCHVISION_DATASETS:
         return
     allowed = f"use {', '.join(TORCHVISION_DATASETS)} or a path to an .npz (--data PATH)"
     if not section.dataset.strip():
-        raise DataError(f"[data] dataset: empty; {allowed}")
+        raise DataError(f"{where}: empty; {allowed}")
     path = Path(section.dataset).expanduser()
     if path.is_dir():
-        raise DataError(f"[data] dataset: {path} is a folder, not an .npz file; {allowed}")
+        raise DataError(f"{where}: {path} is a folder, not an .npz file; {allowed}")
     if path.exists() and not path.is_file():
         # A device (/dev/zero would be read forever), a pipe or a socket.
-        raise DataError(f"[data] dataset: {path} is not a regular file; {allowed}")
+        raise DataError(f"{where}: {path} is not a regular file; {allowed}")
     if not path.is_file():
         what = "a link to nothing (or a loop of links)" if path.is_symlink() else "file not found"
-        raise DataError(f"[data] dataset: {what}: {path}; {allowed}")
+        raise DataError(f"{where}: {what}: {path}; {allowed}")
 
 
 def check_dataset(section: DataSection) -> DataShape:
@@ -205,7 +210,7 @@ def local_npz(data: Path | None) -> RawDataset | None:
     """
     if data is None or str(data) in TORCHVISION_DATASETS:
         return None
-    _check_found(DataSection(dataset=str(data)))
+    check_data_path(data)
     return read_npz(data.expanduser())
 
 
