@@ -66,6 +66,7 @@ BAD_URLS = {
     ),
     "no colon": ("postgresql//u:hunter2@127.0.0.1:5432/db", "malformed storage URL"),
     "no scheme": ("u:hunter2@127.0.0.1/db", "malformed storage URL"),
+    "a space at the end": ("sqlite:///hpo.db ", "it starts or ends with white space"),
     "host as an option": (
         "postgresql:///db?user=u&password=hunter2&host=127.0.0.1&port=1",
         "(host 127.0.0.1)",

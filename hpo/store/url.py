@@ -40,6 +40,11 @@ _CREDENTIALS = re.compile(r"([^\s:/@'\"]*):(?!/)[^\s@'\"]+@")
 
 def parse_url(url: str) -> URL:
     """Parse and check a storage URL; malformed or unsupported URLs are a StorageError."""
+    if url != url.strip():
+        # 'sqlite:///hpo.db ' would make a file whose name ends with a space.
+        raise StorageError(
+            f"malformed storage URL {mask_password(url)!r}: it starts or ends with white space"
+        )
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
