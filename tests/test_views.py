@@ -121,6 +121,24 @@ def test_view_on_sqlite(tmp_path: Path) -> None:
     assert count == len(synthetic.ROWS) + len(synthetic.ODD_ROWS)
 
 
+@pytest.mark.parametrize(
+    ("own", "expected"),
+    [
+        ("CREATE TABLE hpo_trials (note TEXT)", "a table named hpo_trials is in this database"),
+        ("CREATE VIEW hpo_trials AS SELECT 1 AS note", "a view named hpo_trials that hpo did not"),
+    ],
+    ids=["table", "view"],
+)
+def test_a_users_own_hpo_trials_is_kept(own: str, expected: str, tmp_path: Path) -> None:
+    db = tmp_path / "views.db"
+    synthetic.make_studies(f"sqlite:///{db}")
+    with sqlite3.connect(db) as connection:
+        connection.execute(own)
+    result = invoke("db", "views", "--storage", f"sqlite:///{db}")
+    assert result.returncode == 2 and result.stderr.startswith(f"hpo: error: {expected}")
+    assert sqlite_rows(db, "SELECT * FROM hpo_trials") in ([], [{"note": 1}]), "kept as it was"
+
+
 @pytest.mark.postgres
 def test_view_on_postgresql(pg_url: str) -> None:
     synthetic.make_studies(pg_url)

@@ -273,6 +273,7 @@ def create_views(engine: Engine) -> list[ViewColumn]:
         raise StorageError(f"SQL views need {' or '.join(SUPPORTED)}; this database is {dialect}")
     view = sa.Table(VIEW_NAME, sa.MetaData())
     try:
+        _check_the_name_is_free(engine)
         columns = view_columns(param_kinds(engine))
         with engine.begin() as connection:
             connection.execute(DropView(view, if_exists=True))
@@ -282,3 +283,26 @@ def create_views(engine: Engine) -> list[ViewColumn]:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise StorageError(f"cannot create view {VIEW_NAME}: {reason}") from None
     return columns
+
+
+# Columns every `hpo_trials` view hpo made has had: a view without them is someone else's.
+_OWN_COLUMNS = frozenset({"study", "number", "state", "accuracy", "latency_ms"})
+
+
+def _check_the_name_is_free(engine: Engine) -> None:
+    """Refuse to replace a table, or a view hpo did not make, named `hpo_trials`: it is the
+    user's, and a view is only ever hpo's to drop."""
+    inspector = sa.inspect(engine)
+    if VIEW_NAME in inspector.get_table_names():
+        raise StorageError(
+            f"a table named {VIEW_NAME} is in this database, not hpo's view; it is kept: "
+            "rename it to create the view"
+        )
+    if VIEW_NAME in inspector.get_view_names():
+        existing = {column["name"].lower() for column in inspector.get_columns(VIEW_NAME)}
+        if not existing >= _OWN_COLUMNS:
+            raise StorageError(
+                f"a view named {VIEW_NAME} that hpo did not make is in this database (it has no "
+                f"{', '.join(sorted(_OWN_COLUMNS - existing))} column); it is kept: rename it "
+                "to create hpo's"
+            )
