@@ -140,6 +140,11 @@ def build(text: str, *, norm: str | None, num_classes: int, **params: object) ->
             raise FactoryRaised(f"the factory raised {one_line(exc)}") from exc
     if not isinstance(network, nn.Module):
         raise UnusableNetwork(f"it returned {type(network).__name__}, not a torch nn.Module")
+    if wrapper := _wrapper_name(network):
+        raise UnusableNetwork(
+            f"it returned the network wrapped by {wrapper}; return the network itself: hpo "
+            "traces its forward to fold BatchNorms, and trains and times it on one device"
+        )
     with default_dtype_kept():
         _materialize_lazy(network)
     other = {str(t.dtype) for t in network.parameters() if t.dtype != torch.float32}
@@ -150,6 +155,14 @@ def build(text: str, *, norm: str | None, num_classes: int, **params: object) ->
             "it without .double()/.half()"
         )
     return network
+
+
+def _wrapper_name(network: nn.Module) -> str:
+    """'torch.compile' or 'DataParallel' when `network` is such a wrapper of a network, or ''.
+    torch.compile's module class is known by name: its module path is private to torch."""
+    if isinstance(network, nn.DataParallel | nn.parallel.DistributedDataParallel):
+        return type(network).__name__
+    return "torch.compile" if type(network).__name__ == "OptimizedModule" else ""
 
 
 @contextmanager

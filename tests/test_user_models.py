@@ -556,6 +556,24 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         'norm = "group"',
         "builds the same network with norm group and with norm none",
     ),
+    "compiled": (
+        "import torch\nfrom torch import nn\n"
+        "def build(num_classes):\n"
+        "    return torch.compile(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),\n"
+        "                                       nn.Linear(3, num_classes)))\n",
+        "net.py:build",
+        "",
+        "it returned the network wrapped by torch.compile; return the network itself",
+    ),
+    "data parallel": (
+        "from torch import nn\n"
+        "def build(num_classes):\n"
+        "    return nn.DataParallel(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),\n"
+        "                                         nn.Linear(3, num_classes)))\n",
+        "net.py:build",
+        "",
+        "it returned the network wrapped by DataParallel; return the network itself",
+    ),
     "unknown torchvision model": (
         None,
         "torchvision:vit_b_16",
