@@ -365,13 +365,14 @@ def best(
     """Print the Pareto front (accuracy vs latency), or the best trials under a latency budget."""
     from hpo.core.results import RANK_KEYS
     from hpo.store import queries
-    from hpo.store.connect import load_study, open_storage
+    from hpo.store.connect import check_made_by_hpo, load_study, open_storage
 
     if rank_by not in RANK_KEYS:
         fail(f"--rank-by: unknown value {rank_by!r}; allowed: {', '.join(RANK_KEYS)}")
     if max_latency_ms is not None and not 0 < max_latency_ms < math.inf:
         fail(f"--max-latency-ms {max_latency_ms:g}: expected a budget, a finite number > 0")
     stored = load_study(open_storage(storage, create=False), study_name)
+    check_made_by_hpo(stored.study)  # another program's values are not accuracy and latency
     chosen = queries.best(stored, max_latency_ms, rank_by)
     if not chosen:
         # Programs still get an empty list or header; people get the reason, and exit 1.
@@ -478,9 +479,10 @@ def report(
 ) -> None:
     """Write an HTML report: Pareto front, hypervolume history, best trial per group."""
     from hpo.present.report import write_report
-    from hpo.store.connect import load_study, open_storage
+    from hpo.store.connect import check_made_by_hpo, load_study, open_storage
 
     stored = load_study(open_storage(storage, create=False), study_name)
+    check_made_by_hpo(stored.study)
     files = write_report(stored, out)
     print_summary(console, files.as_dict(), fmt, f"report of {study_name}")
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hpo.core import results
-from hpo.core.trial_attrs import flat
+from hpo.core.trial_attrs import SPEC_ATTR, flat
 from hpo.measure.calibration import (
     REFERENCE_NAME,
     device_fingerprint,
@@ -57,6 +57,7 @@ def test_rank_by_latency_ratio_across_machines(tmp_path: Path) -> None:
     study = optuna.create_study(
         storage=storage, study_name="mixed", directions=["maximize", "minimize"]
     )
+    study.set_user_attr(SPEC_ATTR, {"study": {"name": "mixed"}})  # as hpo creates its studies
     machines = {
         "fast": {"cpu_model": "fast CPU", "reference_ms": 0.5},
         "slow": {"cpu_model": "slow CPU", "reference_ms": 2.0},

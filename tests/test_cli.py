@@ -11,6 +11,7 @@ import optuna
 import pytest
 
 from hpo.core.errors import SpecError
+from hpo.core.trial_attrs import SPEC_ATTR
 from tests.conftest import ROOT, FinishedStudy, finished_study_command, invoke
 
 QUICKSTART = str(ROOT / "studies" / "quickstart.toml")
@@ -334,6 +335,7 @@ def test_best_with_nothing_to_show_says_why(tmp_path: Path) -> None:
     failed = optuna.create_study(
         storage=url, study_name="all failed", directions=["maximize", "minimize"]
     )
+    failed.set_user_attr(SPEC_ATTR, {"study": {"name": "all failed"}})  # as hpo creates it
     failed.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
     result = invoke("best", "--storage", url, "--study-name", "all failed")
     assert result.returncode == 1

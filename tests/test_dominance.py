@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, create_trial
 
 from hpo.core.dominance import dominance, nondominated
 from hpo.core.results import TrialResult, pareto_front
-from hpo.core.trial_attrs import readable
+from hpo.core.trial_attrs import SPEC_ATTR, readable
 
 
 def test_a_latency_within_the_spread_is_a_tie_accuracy_decides() -> None:
@@ -157,6 +157,7 @@ def test_every_front_drops_a_trial_within_the_spread_of_a_more_accurate_one(
     study = optuna.create_study(
         study_name="recorded", storage=storage, directions=["maximize", "minimize"]
     )
+    study.set_user_attr(SPEC_ATTR, {"study": {"name": "recorded"}})  # as hpo creates its studies
     study.add_trials(
         [
             recorded_trial(0.663, "batch", stats(0.6630, 0.0061)),  # trial 0

@@ -533,7 +533,7 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "    def __init__(self, n):\n"
         "        super().__init__()\n        self.fc = nn.Linear(3, n)\n"
         "    def forward(self, x):\n"
-        "        return self.fc(F.dropout(x.mean((2, 3)), 0.2))\n"
+        "        return self.fc(F.dropout(x, 0.2).mean((2, 3)))\n"
         "def build(num_classes):\n    return Net(num_classes)\n",
         "net.py:build",
         "",

@@ -187,7 +187,6 @@ def load_study(storage: ResilientRDBStorage, name: str) -> StoredStudy:
         raise StorageError(f"no study named {name!r} in this storage; studies: {known}")
     study = optuna.load_study(study_name=name, storage=storage)
     check_objectives(study)
-    check_made_by_hpo(study)
     return StoredStudy.of(study, storage)
 
 
