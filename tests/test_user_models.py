@@ -117,6 +117,7 @@ def test_model_params_take_the_domain_syntax_of_every_key() -> None:
         ({"model": "a.py:b", "model_params": {"c": []}}, "the list of choices is empty"),
         ({"model": "a.py:b", "model_params": {"c": [[1]]}}, "expected a value, a list"),
         ({"model": "a.py:b", "width": 0.5}, "applies to the built-in families"),
+        ({"model": "a.py:b", "se_ratio": [4, 8]}, "applies to the built-in families"),
         ({"model": ["resnet", "a.py:b"]}, "given alone"),
         ({"model": "a.py:2b"}, "NAME a Python identifier"),
         ({"model": "nope"}, "or a model factory: FILE.py:NAME"),
@@ -140,6 +141,11 @@ def test_model_params_may_take_the_names_of_the_families_options(tmp_path: Path)
         }
     )
     assert spec.model_params == {"width": Choice((8, 16)), "dropout": Choice((0.0, 0.2))}
+    # se_ratio applies where attention does: to the families only.
+    se = {"model": ref, "model_params": {"se_ratio": [4, 8]}}
+    assert validate({"study": {"name": "s"}, "search": se}).model_params == {
+        "se_ratio": Choice((4, 8))
+    }
     stored = {"model": ref, "optimizer": "adam", "lr": 0.01, "width": 16, "dropout": 0.2}
     config = TrialConfig.from_params(stored)
     assert config.model_params == {"width": 16, "dropout": 0.2}

@@ -243,6 +243,8 @@ CATALOG: tuple[Hyperparameter, ...] = (
         maximum=64,
         condition=Condition("attention", ("se",)),
         architecture=True,
+        # Only the families that take attention: never a model factory.
+        families=families_with("attention"),
     ),
     _family_option(
         "growth_rate",
