@@ -433,6 +433,23 @@ def test_held_interrupts_come_where_asked_and_a_second_one_at_once() -> None:
     assert signal.getsignal(signal.SIGINT) == before, "restored on leaving"
 
 
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="signals need the main thread"
+)
+def test_an_ignored_interrupt_stays_ignored_while_held() -> None:
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for a worker started with `&`
+    try:
+        with HeldInterrupts() as held:
+            signal.raise_signal(signal.SIGINT)
+            with held.delivered():
+                held.raise_pending()  # nothing was held
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    except KeyboardInterrupt:
+        pytest.fail("an ignored Ctrl-C was held and raised")
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 class SignalledSampler(optuna.samplers.RandomSampler):
     """Sends this process SIGTERM while the first trial is created (it is stored RUNNING)."""
 

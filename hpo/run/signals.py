@@ -74,7 +74,15 @@ class HeldInterrupts:
 
     def __enter__(self) -> HeldInterrupts:
         if threading.current_thread() is threading.main_thread():
-            self._raising = {signum: signal.signal(signum, self._hold) for signum in _INTERRUPTS}
+            # Only signals a Python handler turns into an exception: one ignored (a worker
+            # started in the background with `&`) stays ignored, one at its default stays so.
+            self._raising = {
+                signum: handler
+                for signum in _INTERRUPTS
+                if callable(handler := signal.getsignal(signum))
+            }
+            for signum in self._raising:
+                signal.signal(signum, self._hold)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
