@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 from torch import nn
@@ -127,12 +127,33 @@ def loaded(text: str) -> UserModel:
         raise SpecError(f"model {text!r} was not loaded in this process") from None
 
 
-def build(text: str, *, norm: str | None, num_classes: int, **params: object) -> nn.Module:
-    """Call the loaded factory: `norm_layer` is `make_norm` for the norm type, if it takes one."""
+class CountedNormLayer:
+    """`make_norm` for one norm type, as a factory's `norm_layer`, counting its calls: a
+    factory that takes `norm_layer` and never calls it ignores the norm a trial records."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> nn.Module:
+        self.calls += 1
+        return make_norm(self.kind, *args, **kwargs)
+
+
+def build(
+    text: str,
+    *,
+    norm: str | None,
+    num_classes: int,
+    norm_layer: Callable[..., nn.Module] | None = None,
+    **params: object,
+) -> nn.Module:
+    """Call the loaded factory: `norm_layer` (if it takes one) is `make_norm` for the norm type,
+    or the one given."""
     user = loaded(text)
     kwargs: dict[str, object] = {"num_classes": num_classes, **params}
     if user.takes_norm_layer:
-        kwargs["norm_layer"] = functools.partial(make_norm, norm or "batch")
+        kwargs["norm_layer"] = norm_layer or functools.partial(make_norm, norm or "batch")
     with default_dtype_kept():
         try:
             network = user.factory(**kwargs)

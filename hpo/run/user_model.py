@@ -4,7 +4,7 @@ Everything a factory can get wrong is a one-line SpecError here, not a failed tr
 that fails (or exits), a missing callable, a `norm` search for a factory without `norm_layer`, a
 param it does not take, a call that raises (with any norm choice or model-param value), a wrong
 output shape or type (for a batch, and for the single image latency is timed on), a forward that
-is random in eval mode, a `norm_layer` taken but not used (every norm builds the same network),
+is random in eval mode, a `norm_layer` taken but never called,
 no trainable parameter, and a network torch.fx cannot trace
 (folding traces it; such a model is refused rather than timed unfolded, so that every trial's
 latency is the folded network's, as for the built-in families).
@@ -33,7 +33,6 @@ from hpo.measure.fusion import (
 from hpo.measure.runtimes import resolve_backend
 from hpo.measure.serialize import OnnxExportError, onnx_bytes
 from models import user
-from models.registry import build_model
 
 # A small batch of CIFAR-shaped images, as trials train and validate on; and one image, as
 # latency is measured.
@@ -69,37 +68,15 @@ def prepare_model(
 def _try_once(spec: Spec, ref: str, takes_norm: bool, num_classes: int) -> None:
     device = resolve_device(spec.train.device)
     timed_in_onnx = resolve_backend(spec.latency.backend, device) == "onnxruntime"
-    # Each norm's network (with the first model params), as its layers print.
-    layers_by_norm: dict[str, str] = {}
+    norm_layer_calls = 0
     for norm, params in _configurations(spec, takes_norm):
-        network = _try(ref, norm, params, num_classes, timed_in_onnx)
-        if norm is not None:
-            layers_by_norm.setdefault(norm, repr(network))
-    if takes_norm and "norm" in spec.search:
-        _check_norm_layer_is_used(ref, layers_by_norm, spec, num_classes)
-
-
-def _check_norm_layer_is_used(
-    ref: str, layers_by_norm: dict[str, str], spec: Spec, num_classes: int
-) -> None:
-    """Refuse a factory that takes `norm_layer` and builds the same network whatever norm it is
-    given: each trial would record a norm its network does not have. One searched norm is
-    compared with a network built with another."""
-    if len(layers_by_norm) == 1:
-        (searched,) = layers_by_norm
-        other = "none" if searched != "none" else "batch"
-        first = {name: _values(domain)[0] for name, domain in spec.model_params.items()}
-        try:
-            network = build_model(ref, norm=other, num_classes=num_classes, **first)
-        except Exception:  # the factory's own code: without another norm nothing to compare
-            return
-        layers_by_norm[other] = repr(network)
-    if len(set(layers_by_norm.values())) == 1:
-        a, b = list(layers_by_norm)[:2]
+        norm_layer_calls += _try(ref, norm, params, num_classes, timed_in_onnx)
+    if takes_norm and "norm" in spec.search and not norm_layer_calls:
+        # Each trial would record a norm its network does not have.
         raise SpecError(
-            f"model {ref}: the factory takes norm_layer but builds the same network with norm "
-            f"{a} and with norm {b}, so a trial's norm would not be its network's; build the "
-            "norm layers with norm_layer(channels), or remove [search] norm"
+            f"model {ref}: the factory takes norm_layer but never calls it (with any norm or "
+            "model param tried), so a trial's norm would not be its network's; build the norm "
+            "layers with norm_layer(channels), or remove [search] norm"
         )
 
 
@@ -118,11 +95,15 @@ def _configurations(spec: Spec, takes_norm: bool) -> Iterator[tuple[str | None, 
 
 def _try(
     ref: str, norm: str | None, params: dict[str, Any], num_classes: int, timed_in_onnx: bool
-) -> torch.nn.Module:
-    """Build the network with these params and check it as trials will use it; the network."""
+) -> int:
+    """Build the network with these params and check it as trials will use it; how many times
+    the factory called its `norm_layer`."""
     given = (f"{params}" if params else "its default params") + (f", norm {norm}" if norm else "")
+    norm_layer = None if norm is None else user.CountedNormLayer(norm)
     with user.running_user_code(f"model {ref}: calling the factory with {given}"):
-        network = build_model(ref, norm=norm, num_classes=num_classes, **params)
+        network = user.build(
+            ref, norm=norm, num_classes=num_classes, norm_layer=norm_layer, **params
+        )
     built = f"model {ref}: the network built with {given}"
     if unbatched := _without_running_statistics(network):
         raise SpecError(
@@ -162,7 +143,7 @@ def _try(
     _check_logits(training, output, num_classes, _PROBE_SHAPE)
     with user.running_user_code(f"{training}: its backward pass"):
         output.float().logsumexp(1).sum().backward()
-    return network
+    return 0 if norm_layer is None else norm_layer.calls
 
 
 def _check_deterministic(built: str, network: torch.nn.Module) -> None:
