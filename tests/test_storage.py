@@ -513,6 +513,12 @@ def wait_until_running(url: str, name: str, worker: subprocess.Popen, timeout: f
     raise AssertionError(f"no trial started within {timeout} s")
 
 
+def test_an_at_sign_where_it_belongs_is_neither_refused_nor_masked() -> None:
+    # An escaped @ in a database name, and one in a SQLite file name, are only characters.
+    assert parse_url("postgresql://u:pw@db/runs%40lab").database == "runs@lab"
+    assert "***" not in mask_password("sqlite:////data/run:1@x.db")
+
+
 def test_passwords_in_query_options_are_masked() -> None:
     url = "postgresql://u:hunter2@db:5432/x?sslmode=require&password=swordfish"
     # The same URL with a port that is not a number: only the fallback masks it.

@@ -52,7 +52,7 @@ def parse_url(url: str) -> URL:
             f"malformed storage URL {mask_password(url)!r}; expected e.g. sqlite:///hpo.db or "
             f"postgresql://user:password@host:5432/dbname"
         ) from None
-    if parsed.get_backend_name() != "sqlite" and "@" in (parsed.database or ""):
+    if parsed.get_backend_name() != "sqlite" and not parsed.host and "@" in (parsed.database or ""):
         # postgresql:///u:pw@host/db: with three slashes, all of it is the database name.
         raise StorageError(
             f"malformed storage URL {mask_password(url)!r}: the user and host are in the "
@@ -153,7 +153,11 @@ def mask_password(text: str) -> str:
         parsed = make_url(text)
     except Exception:
         parsed = None
-    if parsed is not None and "@" not in (parsed.host or "") + (parsed.database or ""):
+    # An @ in the host, or in a server's database name (postgresql:///u:pw@host/db), is a
+    # password the parser did not find; in a SQLite file name it is only a character.
+    if parsed is not None and "@" not in (parsed.host or "") + (
+        "" if parsed.get_backend_name() == "sqlite" else parsed.database or ""
+    ):
         return safe_url(parsed)
     # Malformed, or an unescaped @ in the password: everything before the last @ that follows
     # a colon may be secret.
