@@ -92,7 +92,7 @@ def test_stops_when_stable_or_out_of_time() -> None:
     (capped,) = measure_runners(
         [run], Protocol(warmup=1, loops=5, max_rounds=10_000, target_iqr=0.0, max_seconds=0.2)
     )
-    assert 2 <= capped.rounds < 10_000
+    assert 1 <= capped.rounds < 10_000  # a loaded machine may pass the cap in one round
 
 
 def test_the_time_cap_holds_for_a_slow_network() -> None:

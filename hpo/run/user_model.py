@@ -13,6 +13,7 @@ latency is the folded network's, as for the built-in families).
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -153,9 +154,17 @@ def _check_deterministic(built: str, network: torch.nn.Module) -> None:
     forward = f"{built}: its forward pass on {_PROBE_SHAPE} images"
     with user.running_user_code(forward), torch.no_grad():
         first, second = network(images.clone()), network(images.clone())
-    # NaN or inf where both runs have it is no difference (an untrained network may overflow).
-    difference = float(torch.nan_to_num((first - second).abs(), nan=0.0, posinf=0.0).max())
-    if not difference <= 1e-5 * max(1.0, float(first.abs().max())):
+    # NaN or inf where both runs have it is no difference (an untrained network may overflow);
+    # the finite outputs are compared on their own scale.
+    finite = torch.isfinite(first)
+    if not torch.equal(finite, torch.isfinite(second)):
+        difference, scale = math.inf, 0.0  # finite in one run only
+    elif finite.any():
+        difference = float((first[finite] - second[finite]).abs().max())
+        scale = float(first[finite].abs().max())
+    else:
+        difference, scale = 0.0, 0.0
+    if not difference <= 1e-5 * max(1.0, scale):
         raise SpecError(
             f"{built}: in eval mode it gives other outputs each time for the same images "
             f"(they differ by {difference:.3g}): something random runs at inference, such as "

@@ -286,7 +286,7 @@ def create_views(engine: Engine) -> list[ViewColumn]:
 
 
 # Columns every `hpo_trials` view hpo made has had: a view without them is someone else's.
-_OWN_COLUMNS = frozenset({"study", "number", "state", "accuracy", "latency_ms"})
+_OWN_COLUMNS = frozenset({"study", "number", "state", *OBJECTIVE_COLUMNS})
 
 
 def _check_the_name_is_free(engine: Engine) -> None:
