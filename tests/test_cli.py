@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def test_run_then_best_end_to_end(finished_study: FinishedStudy, sample_path: Pa
 
 @pytest.mark.slow
 def test_the_export_hint_of_best_runs_as_printed(
-    finished_study: FinishedStudy, monkeypatch: pytest.MonkeyPatch
+    finished_study: FinishedStudy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """With --storage the hint repeats it (its password masked); with $HPO_STORAGE it leaves
     --storage out, so the command reads the same variable, password and all."""
@@ -85,8 +86,13 @@ def test_the_export_hint_of_best_runs_as_printed(
     monkeypatch.setenv("HPO_STORAGE", finished_study.url)
     from_env = invoke("best", "--study-name", "quickstart")
     assert from_env.returncode == 0, from_env.stderr
-    hint = from_env.stdout.split("model of trial", 1)[1]
-    assert "hpo export --study-name quickstart" in hint and "--storage" not in hint
+    hint = from_env.stdout.split("model of trial", 1)[1].splitlines()[1].strip()
+    assert hint.startswith("hpo export --study-name quickstart") and "--storage" not in hint
+    # As printed, in a shell that has the variable: it writes the model.
+    monkeypatch.chdir(tmp_path)
+    exported = invoke(*shlex.split(hint)[1:])
+    assert exported.returncode == 0, exported.stderr
+    assert (tmp_path / shlex.split(hint)[-1] / "model.onnx").is_file()
 
 
 def write_spec(tmp_path: Path, body: str) -> str:
