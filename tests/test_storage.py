@@ -420,7 +420,9 @@ def test_sigterm_and_ctrl_c_fail_the_running_trial(
 @pytest.mark.skipif(
     threading.current_thread() is not threading.main_thread(), reason="signals need the main thread"
 )
-def test_held_interrupts_come_where_asked_and_a_second_one_at_once() -> None:
+def test_held_interrupts_come_where_asked_and_a_second_one_at_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     # Ctrl-C as an interactive worker has it (a test runner's process may ignore it).
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
@@ -435,6 +437,8 @@ def test_held_interrupts_come_where_asked_and_a_second_one_at_once() -> None:
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "restored"
     finally:
         signal.signal(signal.SIGINT, before)
+    # Once per held interrupt: why nothing happens at once.
+    assert capsys.readouterr().err.count("hpo: stopping once this trial is stored") == 2
 
 
 @pytest.mark.skipif(

@@ -6,6 +6,7 @@ main thread."""
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -71,6 +72,8 @@ class HeldInterrupts:
         if self._pending is not None:
             raise interrupt
         self._pending = interrupt
+        # Choosing a trial's params may take seconds (latency probes): say why nothing happens.
+        sys.stderr.write("hpo: stopping once this trial is stored (interrupt again: at once)\n")
 
     def __enter__(self) -> HeldInterrupts:
         if threading.current_thread() is threading.main_thread():
