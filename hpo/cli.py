@@ -225,12 +225,7 @@ def _note(message: str) -> None:
 def _flag_values(
     study_name: str | None, n_trials: int | None, data: Path | None
 ) -> dict[str, object]:
-    """The spec values set by flags (applied after --set), so the stored spec shows them; a
-    --data that names no file is refused here, as --data's."""
-    if data is not None:
-        from hpo.train.data import check_data_path
-
-        check_data_path(data)
+    """The spec values set by flags (applied after --set), so the stored spec shows them."""
     values = {"study.name": study_name, "study.n_trials": n_trials, "data.dataset": data}
     return {key: str(v) if isinstance(v, Path) else v for key, v in values.items() if v is not None}
 
@@ -247,7 +242,10 @@ def run(
     """Create the study (or resume it) and run trials until it has n_trials in total."""
     from hpo.present.figures import FigureRefresh
     from hpo.run.runner import run_study
+    from hpo.train.data import check_data_path
 
+    if data is not None:
+        check_data_path(data)  # blamed on --data, not on the spec's [data] dataset
     values = _flag_values(study_name, n_trials, data)
     figures = FigureRefresh(_warn)
     summary = run_study(spec_path, overrides or [], storage, console, values, figures)
@@ -267,6 +265,10 @@ def create(
 ) -> None:
     """Create the study (idempotent) with the spec stored in it, for `hpo worker`; no training."""
     from hpo.run.runner import create_or_update_study
+    from hpo.train.data import check_data_path
+
+    if data is not None:
+        check_data_path(data)  # blamed on --data, not on the spec's [data] dataset
     from hpo.store.url import safe_url
 
     values = _flag_values(study_name, n_trials, data)

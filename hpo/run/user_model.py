@@ -147,10 +147,16 @@ def _try(
     return 0 if norm_layer is None else norm_layer.calls
 
 
+def _random_images() -> torch.Tensor:
+    """A seeded batch of random CIFAR-shaped images: zeros would hide dropout left on and a
+    wrong fold alike."""
+    return torch.randn(_PROBE_SHAPE, generator=torch.Generator().manual_seed(0))
+
+
 def _check_deterministic(built: str, network: torch.nn.Module) -> None:
     """Refuse a network whose eval-mode forward gives other outputs for the same images each
     time (dropout left on at inference): its accuracy and the fold check would be a draw."""
-    images = torch.randn(_PROBE_SHAPE, generator=torch.Generator().manual_seed(0))
+    images = _random_images()
     forward = f"{built}: its forward pass on {_PROBE_SHAPE} images"
     with user.running_user_code(forward), torch.no_grad():
         first, second = network(images.clone()), network(images.clone())
@@ -180,7 +186,7 @@ def _check_the_fold(built: str, network: torch.nn.Module) -> None:
     training."""
     trained_like = randomize_batchnorms(copy.deepcopy(network), mild=True)
     folded, _ = fold_batchnorm(trained_like)
-    images = torch.randn(_PROBE_SHAPE, generator=torch.Generator().manual_seed(0))
+    images = _random_images()
     with torch.no_grad():
         if not torch.isfinite(trained_like(images)).all():
             return  # statistics this random overflow a deep network: nothing to judge by
