@@ -286,6 +286,8 @@ BAD_NAMES = {
     "513 characters": ("y" * 513, "is 513 characters long"),
     "NUL": ("a\x00b", "holds the control character U+0000 at position 1"),
     "newline": ("a\nb", "holds the control character U+000A"),
+    "zero-width space": ("\u200b", "has no visible character"),
+    "no-break spaces": ("\u00a0\u3000", "has no visible character"),
 }
 
 

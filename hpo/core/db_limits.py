@@ -20,6 +20,8 @@ import unicodedata
 MAX_NAME_LENGTH = 512
 # MySQL's TEXT type, which Optuna's Text() columns become there.
 MAX_TEXT_BYTES = 65_535
+# Spaces, line and paragraph separators, and format characters (zero-width space, ...).
+_BLANK_CATEGORIES = {"Zs", "Zl", "Zp", "Cf"}
 
 
 def name_problem(name: str) -> str | None:
@@ -37,6 +39,9 @@ def name_problem(name: str) -> str | None:
                 f"holds the control character U+{ord(char):04X} at position {position}; "
                 f"allowed: printable characters"
             )
+    if all(unicodedata.category(char) in _BLANK_CATEGORIES for char in name):
+        # Blank in every listing: nobody could tell which study it is, nor type its name.
+        return "has no visible character; allowed: at least one letter, digit or sign"
     try:
         name.encode("utf-8")
     except UnicodeEncodeError as exc:
