@@ -373,7 +373,7 @@ def best(
         fail(f"--rank-by: unknown value {rank_by!r}; allowed: {', '.join(RANK_KEYS)}")
     if max_latency_ms is not None and not 0 < max_latency_ms < math.inf:
         fail(f"--max-latency-ms {max_latency_ms:g}: expected a budget, a finite number > 0")
-    stored = load_study(open_storage(storage, create=False), study_name)
+    stored = load_study(open_storage(storage, create=False, read_only=True), study_name)
     check_made_by_hpo(stored.study)  # another program's values are not accuracy and latency
     chosen = queries.best(stored, max_latency_ms, rank_by)
     if not chosen:
@@ -406,7 +406,7 @@ def studies(storage: StorageOption = DEFAULT_STORAGE, fmt: FormatOption = Format
     from hpo.store.connect import open_storage
     from hpo.store.queries import study_overviews
 
-    overviews = study_overviews(open_storage(storage, create=False))
+    overviews = study_overviews(open_storage(storage, create=False, read_only=True))
     print_studies(console, overviews, fmt)
 
 
@@ -483,7 +483,7 @@ def report(
     from hpo.present.report import write_report
     from hpo.store.connect import check_made_by_hpo, load_study, open_storage
 
-    stored = load_study(open_storage(storage, create=False), study_name)
+    stored = load_study(open_storage(storage, create=False, read_only=True), study_name)
     check_made_by_hpo(stored.study)
     files = write_report(stored, out)
     print_summary(console, files.as_dict(), fmt, f"report of {study_name}")
@@ -517,7 +517,7 @@ def export(
 
     local_npz(data)  # a bad --data fails before the database is opened
     sources = ModelSources.parse(models or [])
-    stored = load_study(open_storage(storage, create=False), study_name)
+    stored = load_study(open_storage(storage, create=False, read_only=True), study_name)
     store = open_store(storage, artifacts)
     result = export_trial(stored, trial, out, store, data, notify=notes.print, models=sources)
     summary = {**result.as_dict(), "source": result.card["source"], **result.card["checks"]}

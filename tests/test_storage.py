@@ -180,6 +180,21 @@ def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_reading_commands_keep_a_sqlite_files_journal_mode(tmp_path: Path) -> None:
+    """`studies` and `best` only read: a file another program made keeps its rollback journal
+    (the WAL switch is for the commands that write)."""
+    db = tmp_path / "plain.db"
+    study = optuna.create_study(
+        study_name="plain", storage=f"sqlite:///{db}", directions=["maximize", "minimize"]
+    )
+    study.optimize(two_objectives, n_trials=1)
+    url = f"sqlite:///{db}"
+    assert invoke("studies", "--storage", url).returncode == 0
+    assert invoke("best", "--storage", url, "--study-name", "plain").returncode == 2
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
 def test_a_sqlite_path_from_home_is_the_file_in_home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

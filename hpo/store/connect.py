@@ -37,9 +37,10 @@ _T = TypeVar("_T")
 _OPTUNA_TABLES = frozenset({"studies", "version_info"})
 
 
-def open_storage(url: str, *, create: bool = True) -> ResilientRDBStorage:
+def open_storage(url: str, *, create: bool = True, read_only: bool = False) -> ResilientRDBStorage:
     """Connect to the database at `url` (creating Optuna's tables when `create`; without
-    `create`, a database that has none is refused untouched)."""
+    `create`, a database that has none is refused untouched). `read_only`: the caller only
+    reads, so a SQLite file keeps its journal mode (hpo's own files are WAL already)."""
     parsed = parse_url(url)
     resilience = Resilience.from_env()
     database = sqlite_path(parsed)
@@ -48,7 +49,7 @@ def open_storage(url: str, *, create: bool = True) -> ResilientRDBStorage:
             raise StorageError(f"no SQLite database at {database}")
         if not create and _sqlite_lacks_optuna_tables(database):
             raise _no_studies(parsed)
-        prepare_sqlite(parsed)
+        prepare_sqlite(parsed, wal=not read_only)
     try:
         if not create and database is None and _server_lacks_optuna_tables(parsed):
             raise _no_studies(parsed)

@@ -204,8 +204,8 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(url.database)
 
 
-def prepare_sqlite(url: URL) -> None:
-    """Check the SQLite file's folder exists and switch the file to WAL mode."""
+def prepare_sqlite(url: URL, *, wal: bool = True) -> None:
+    """Check the SQLite file's folder exists and (when `wal`) switch the file to WAL mode."""
     path = sqlite_path(url)
     if path is None:
         return
@@ -225,6 +225,9 @@ def prepare_sqlite(url: URL) -> None:
             f"SQLite database {path} is read-only; the database file and its folder must be "
             f"writable"
         )
+
+    if not wal:
+        return
 
     # WAL lets readers (dashboard, `hpo best`) work while a worker writes; the mode persists.
     # Switching the mode needs the file to itself, and SQLite answers "database is locked" at
