@@ -12,9 +12,12 @@ import pytest
 from hpo.core.errors import SpecError
 from hpo.core.names import SAMPLERS
 from hpo.core.spec import validate
+from hpo.core.trial_attrs import FAIL_REASON_ATTR, STOP_REASON_ATTR
+from hpo.run.objective import OVER_BUDGET
+from hpo.run.progress import counts_toward_target
 from hpo.search.joint import JointLatencySampler
 from hpo.search.latency_aware import LatencyAwareSampler
-from hpo.search.samplers import make_sampler
+from hpo.search.samplers import GridToTarget, make_sampler
 from hpo.search.space import suggest
 from tests.cells import FunctionProbe
 from tests.conftest import invoke
@@ -170,6 +173,48 @@ def test_cli_grid_runs_every_point_and_ends_cleanly(tmp_path: Path, tiny_npz: Pa
     study = optuna.load_study(study_name="repro", storage=f"sqlite:///{db}")
     assert sorted(t.params["lr"] for t in study.trials) == [0.001, 0.05]
     assert all(t.state.name == "COMPLETE" for t in study.trials)
+
+
+GRID = {"norm": ["batch", "group"], "optimizer": ["nesterov", "adam"]}
+
+
+def grid_study(seed: int) -> tuple[optuna.Study, optuna.distributions.BaseDistribution]:
+    spec = validate({"study": {"name": "g", "sampler": "grid", "seed": seed}, "search": GRID})
+    sampler = make_sampler(spec, settled=counts_toward_target)
+    return optuna.create_study(directions=["maximize", "minimize"], sampler=sampler), spec
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_grid_redoes_an_interrupted_point_not_a_done_one(seed: int) -> None:
+    """Trial 1 of four was interrupted: the fifth trial takes its point (Optuna's grid counts
+    any finished trial's point as done, and would repeat a random one)."""
+    study, spec = grid_study(seed)
+    for number in range(4):
+        trial = study.ask()
+        suggest(trial, spec)
+        if number == 1:
+            trial.set_user_attr(FAIL_REASON_ATTR, "interrupted")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, (0.5, 1.0))
+    redo = study.ask()
+    suggest(redo, spec)
+    interrupted = study.trials[1]
+    assert redo.params == interrupted.params
+    assert sorted(GridToTarget.point_of(t) for t in study.trials) == [0, 1, 1, 2, 3]
+
+
+def test_a_grid_point_over_the_budget_counts_toward_the_target() -> None:
+    """A grid's target is its points: one over the latency budget is done (else the worker
+    repeated trained points to make up the count); other samplers' do not count."""
+    for sampler in ("grid", "random"):
+        spec = validate({"study": {"name": "g", "sampler": sampler}, "search": GRID})
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(spec))
+        trial = study.ask()
+        suggest(trial, spec)
+        trial.set_user_attr(STOP_REASON_ATTR, f"{OVER_BUDGET}: 5.00 ms > 1.00 ms")
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        assert counts_toward_target(study.trials[0]) is (sampler == "grid")
 
 
 def random_start_study(sampler: str, random_start: int | None) -> optuna.Study:

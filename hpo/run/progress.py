@@ -10,6 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.core.trial_attrs import FAIL_REASON_ATTR, STOP_REASON_ATTR
 from hpo.run.failures import DIVERGED, NO_NETWORK, OUT_OF_MEMORY
 from hpo.run.objective import OVER_BUDGET
+from hpo.search.samplers import GridToTarget
 from hpo.store.connect import StoredStudy
 from hpo.store.queries import beating_trial_numbers
 from hpo.store.resilience import resilience_of
@@ -21,12 +22,14 @@ def counts_toward_target(trial: FrozenTrial) -> bool:
 
     Crashed, interrupted or lost trials do not count, so running the study again (or the
     retry of a lost one) redoes them; nor do trials stopped untrained because their
-    architecture is over the latency budget.
+    architecture is over the latency budget, except a grid's: its points are the target, and
+    one over the budget is as done as it will ever be.
     """
     if trial.state == TrialState.COMPLETE:
         return True
     if trial.state == TrialState.PRUNED:
-        return not str(trial.user_attrs.get(STOP_REASON_ATTR, "")).startswith(OVER_BUDGET)
+        over_budget = str(trial.user_attrs.get(STOP_REASON_ATTR, "")).startswith(OVER_BUDGET)
+        return not over_budget or GridToTarget.point_of(trial) is not None
     if trial.state != TrialState.FAIL:
         return False
     reason = str(trial.user_attrs.get(FAIL_REASON_ATTR, ""))

@@ -31,7 +31,7 @@ from hpo.run.display import TrialDisplay
 from hpo.run.failures import TrialFailed, failure_reason, note_failure
 from hpo.run.objective import CompleteHook, Objective
 from hpo.run.probing import StudyLatencies
-from hpo.run.progress import TargetCounts, target_counts
+from hpo.run.progress import TargetCounts, counts_toward_target, target_counts
 from hpo.run.pulse import Pulse
 from hpo.run.signals import (
     HeldInterrupts,
@@ -234,7 +234,13 @@ def run_worker(
     study = stored.study
     latencies = StudyLatencies.for_worker(context)
     offset = len(study.get_trials(deepcopy=False)) + seed_salt
-    study.sampler = make_sampler(spec, seed_offset=offset, probe=latencies, claim=claimer(stored))
+    study.sampler = make_sampler(
+        spec,
+        seed_offset=offset,
+        probe=latencies,
+        claim=claimer(stored),
+        settled=counts_toward_target,
+    )
     started = time.perf_counter()
     display = TrialDisplay(console, stored, target, target_counts(stored).finished)
     budget = spec.study.max_latency_ms

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -18,6 +18,9 @@ from hpo.search.space import grid_search_space
 
 # What `auto` means: the sampler the benchmarks found best for this kind of study.
 AUTO = "tpe"
+# Optuna's GridSampler keeps a trial's point and the grid it is of in these system attributes.
+_GRID_POINT = "grid_id"
+_SPACE = "search_space"
 # The samplers that start with random trials before proposing from a model.
 MODEL_BASED = ("tpe", "gp", "latency_aware", "latency_joint")
 
@@ -25,7 +28,40 @@ MODEL_BASED = ("tpe", "gp", "latency_aware", "latency_joint")
 class GridToTarget(optuna.samplers.GridSampler):
     """Optuna's grid sampler, without its `study.stop()` once every point is taken: that works
     only inside `study.optimize`, and hpo's workers ask and tell (it raised after the last
-    point's trial). They stop at the grid's size instead (`study_target`)."""
+    point's trial). They stop at the grid's size instead (`study_target`).
+
+    Which points are done is the study's own notion, `settled` (default: every finished
+    trial's, as Optuna has it): a point whose trial was interrupted, crashed or lost is taken
+    again, rather than a done one repeated. Queued retries count as in flight."""
+
+    def __init__(
+        self,
+        search_space: Mapping[str, Sequence[Any]],
+        seed: int | None = None,
+        settled: Callable[[FrozenTrial], bool] | None = None,
+    ) -> None:
+        super().__init__(search_space, seed=seed)
+        self.settled = settled or (lambda trial: trial.state.is_finished())
+
+    @staticmethod
+    def point_of(trial: FrozenTrial) -> int | None:
+        """The grid point `trial` takes (None: not a grid trial)."""
+        point = trial.system_attrs.get(_GRID_POINT)
+        return None if point is None else int(point)
+
+    def _get_unvisited_grid_ids(self, study: optuna.Study) -> list[int]:
+        points = set(range(self._n_min_trials))
+        settled, in_flight = set(), set()
+        for trial in study.get_trials(deepcopy=False):
+            point = self.point_of(trial)
+            if point is None or not self._same_search_space(trial.system_attrs[_SPACE]):
+                continue
+            if trial.state in (TrialState.RUNNING, TrialState.WAITING):
+                in_flight.add(point)
+            elif self.settled(trial):
+                settled.add(point)
+        # As Optuna's: once every point is taken, the ones not done yet (in flight elsewhere).
+        return sorted(points - settled - in_flight) or sorted(points - settled)
 
     def after_trial(
         self,
@@ -59,12 +95,14 @@ def make_sampler(
     seed_offset: int = 0,
     probe: LatencyProbe | None = None,
     claim: Callable[[str], bool] | None = None,
+    settled: Callable[[FrozenTrial], bool] | None = None,
 ) -> optuna.samplers.BaseSampler:
     """The sampler named by the spec, seeded with `[study] seed + seed_offset`.
 
     The offset is the number of trials already in the study, so a resumed study continues
     with fresh draws instead of replaying the first ones. `probe` and `claim` serve the
-    latency-aware sampler (latencies of architectures; a database-wide claim on a config).
+    latency-aware sampler (latencies of architectures; a database-wide claim on a config);
+    `settled` tells the grid sampler which trials' points are done.
     """
     # Wrapped to stay a seed numpy takes, however many trials the study has.
     seed = None if spec.study.seed is None else (spec.study.seed + seed_offset) % SEED_LIMIT
@@ -77,6 +115,7 @@ def make_sampler(
         max_latency=spec.study.max_latency_ms,
         grid=lambda: grid_search_space(spec),
         random_start=spec.study.random_start,
+        settled=settled,
     )
 
 
@@ -90,6 +129,7 @@ def sampler_for(
     max_latency: float | None = None,
     grid: Callable[[], dict[str, list[Any]]] | None = None,
     random_start: int | None = None,
+    settled: Callable[[FrozenTrial], bool] | None = None,
 ) -> optuna.samplers.BaseSampler:
     """The Optuna sampler called `name` (as in `[study] sampler`), seeded with `seed`;
     `random_start` trials before a model-based sampler proposes from its model (None: its own
@@ -115,7 +155,7 @@ def sampler_for(
         if name == "grid":
             if grid is None:
                 raise ValueError("the grid sampler needs the grid")
-            return GridToTarget(grid(), seed=seed)
+            return GridToTarget(grid(), seed=seed, settled=settled)
         if name == "qmc":
             return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
         if name == "gp":
