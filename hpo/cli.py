@@ -599,9 +599,11 @@ def main() -> None:
         interrupt = find_in_chain(exc, lambda e: isinstance(e, KeyboardInterrupt))
         if interrupt is None:
             raise
-        from hpo.run.signals import Terminated, interrupted_trial
+        from hpo.run.signals import Terminated, interrupted_trial, queued_again
 
-        number = interrupted_trial(interrupt)
+        number, again = interrupted_trial(interrupt), queued_again(interrupt)
         stopped = "" if number is None else f"; trial {number} was marked FAIL (interrupted)"
+        if again is not None:
+            stopped += f" and its configuration queued again as trial {again}"
         sys.stderr.write(f"hpo: interrupted{stopped}\n")
         sys.exit(143 if isinstance(interrupt, Terminated) else 130)

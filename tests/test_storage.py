@@ -23,7 +23,13 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hpo.core.errors import StorageError
 from hpo.run.progress import target_counts
-from hpo.run.signals import HeldInterrupts, Terminated, interrupted_trial, sigterm_as_interrupt
+from hpo.run.signals import (
+    HeldInterrupts,
+    Terminated,
+    interrupted_trial,
+    queued_again,
+    sigterm_as_interrupt,
+)
 from hpo.run.worker import work_until_target
 from hpo.store.connect import StoredStudy, open_storage, retry_of
 from hpo.store.resilience import Resilience, ResilientRDBStorage, is_transient
@@ -426,10 +432,14 @@ def test_sigterm_and_ctrl_c_fail_the_running_trial(
         log = (tmp_path / f"{sig.name}.log").read_text()
         assert code == expected, f"{sig.name}: exit {code}, expected {expected}\n{log[-3000:]}"
         trials = optuna.load_study(study_name=sig.name.lower(), storage=urls[sig]).get_trials()
-        line = f"hpo: interrupted; trial {trials[0].number} was marked FAIL (interrupted)"
+        line = (
+            f"hpo: interrupted; trial {trials[0].number} was marked FAIL (interrupted) and its "
+            f"configuration queued again as trial {trials[1].number}"
+        )
         assert line in log, log[-3000:]
-        assert [t.state for t in trials] == [TrialState.FAIL], "never left RUNNING"
+        assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
         assert trials[0].user_attrs["fail_reason"] == "interrupted"
+        assert trials[1].params == trials[0].params
 
 
 @pytest.mark.skipif(
@@ -496,9 +506,32 @@ def test_sigterm_while_a_trial_is_created_fails_it(tmp_path: Path, quick_heartbe
     with sigterm_as_interrupt(), pytest.raises(Terminated) as stopped:
         work_until_target(stored, two_objectives, target=3)
     trials = stored.study.get_trials()
-    assert [t.state for t in trials] == [TrialState.FAIL], "never left RUNNING"
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING], "not RUNNING"
     assert trials[0].user_attrs["fail_reason"] == "interrupted"
     assert interrupted_trial(stopped.value) == trials[0].number
+
+
+def test_an_interrupted_configuration_runs_again_first(
+    tmp_path: Path, quick_heartbeat: None
+) -> None:
+    """Ctrl-C stops trial 0; the next run's first trial is trial 0's configuration (a study's
+    starting configuration is not lost), and the study still ends at its target."""
+    stored = new_study(f"sqlite:///{tmp_path / 's.db'}")
+    tried: list[float] = []
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        tried.append(trial.suggest_float("x", 0.0, 1.0))
+        if len(tried) == 1:
+            raise KeyboardInterrupt
+        return tried[-1], 1.0
+
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        work_until_target(stored, objective, target=2)
+    assert queued_again(stopped.value) == 1
+    work_until_target(stored, objective, target=2)
+    trials = stored.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 2
+    assert tried[1] == tried[0] != tried[2]
 
 
 @pytest.mark.skipif(

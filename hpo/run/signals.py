@@ -20,6 +20,7 @@ class Terminated(KeyboardInterrupt):
 
 # The attribute of an interrupt that names the trial it stopped (and Optuna marked FAIL).
 _TRIAL_ATTR = "hpo_interrupted_trial"
+_QUEUED_ATTR = "hpo_queued_again"
 
 
 def mark_interrupted_trial(interrupt: KeyboardInterrupt, number: int) -> None:
@@ -30,6 +31,16 @@ def mark_interrupted_trial(interrupt: KeyboardInterrupt, number: int) -> None:
 def interrupted_trial(interrupt: BaseException) -> int | None:
     """The trial `interrupt` stopped, or None when it came outside a trial."""
     return getattr(interrupt, _TRIAL_ATTR, None)
+
+
+def mark_queued_again(interrupt: KeyboardInterrupt, number: int) -> None:
+    """Record on `interrupt` the trial queued to redo the one it stopped."""
+    setattr(interrupt, _QUEUED_ATTR, number)
+
+
+def queued_again(interrupt: BaseException) -> int | None:
+    """The trial queued to redo the one `interrupt` stopped, or None."""
+    return getattr(interrupt, _QUEUED_ATTR, None)
 
 
 @contextmanager

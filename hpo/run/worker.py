@@ -39,6 +39,7 @@ from hpo.run.signals import (
     interrupted_trial,
     main_thread_stopper,
     mark_interrupted_trial,
+    mark_queued_again,
     sigterm_as_interrupt,
 )
 from hpo.search.architecture import ArchitectureSpace
@@ -46,7 +47,7 @@ from hpo.search.samplers import make_sampler
 from hpo.search.space import grid_search_space
 from hpo.store.claims import claimer
 from hpo.store.connect import StoredStudy
-from hpo.store.lost import LostTrial, finished_by_another
+from hpo.store.lost import LostTrial, finished_by_another, queue_again
 from hpo.store.optuna_internals import trial_id
 from hpo.store.queries import rung_points
 from hpo.store.resilience import resilience_of
@@ -175,6 +176,10 @@ def run_optuna_trial(
                     note_failure(trial, failure_reason(exc))
                     mark_interrupted_trial(exc, trial.number)
         told = tell(stored, trial, None if state else values, state)
+        if told is not None and isinstance(error, KeyboardInterrupt):
+            # Stopped, not finished: its configuration is queued to run again, first thing
+            # in the next worker to ask (a study's starting configuration is not lost).
+            mark_queued_again(error, queue_again(stored, told))
     if told is None:
         if on_lost is not None:
             on_lost(finished_by_another(stored, trial.number))

@@ -14,6 +14,7 @@ import datetime
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState, create_trial
@@ -130,22 +131,31 @@ def retry_lost_trial(stored: StoredStudy, failed: FrozenTrial, silent: SilentTri
         reason += f" from {worker}"
     retry = None
     if len(history) <= MAX_RETRIES:
-        # Of the user attributes only the configuration, not the lost run's curve or worker.
-        template = create_trial(
-            state=TrialState.WAITING,
-            params=failed.params,
-            distributions=failed.distributions,
-            user_attrs={k: v for k, v in failed.user_attrs.items() if k == CONFIG_ATTR},
-            system_attrs=system_attrs,
-        )
-        retry_id = storage.create_new_trial(stored.study_id, template_trial=template)
-        retry = storage.get_trial(retry_id).number
+        retry = queue_again(stored, failed, system_attrs)
         reason += f"; retried as trial {retry}"
     else:
         reason += f"; not retried again (it was the retry of trial {history[0]})"
     with storage.amending(silent.trial_id):
         storage.set_trial_user_attr(silent.trial_id, FAIL_REASON_ATTR, reason)
     return LostTrial(failed.number, reason, retry)
+
+
+def queue_again(
+    stored: StoredStudy, failed: FrozenTrial, system_attrs: dict[str, Any] | None = None
+) -> int:
+    """Queue a trial with `failed`'s params (WAITING: the next worker to ask takes it) and
+    return its number. It carries `system_attrs` (default: `failed`'s own, so a grid point or
+    a queued configuration stays what it was) and, of the user attributes, only the
+    configuration, not the failed run's curve or worker."""
+    template = create_trial(
+        state=TrialState.WAITING,
+        params=failed.params,
+        distributions=failed.distributions,
+        user_attrs={k: v for k, v in failed.user_attrs.items() if k == CONFIG_ATTR},
+        system_attrs=dict(failed.system_attrs) if system_attrs is None else system_attrs,
+    )
+    retry_id = stored.storage.create_new_trial(stored.study_id, template_trial=template)
+    return stored.storage.get_trial(retry_id).number
 
 
 # How long a worker whose trial was failed by another waits for that worker's reason.

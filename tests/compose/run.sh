@@ -182,15 +182,18 @@ kept=$(comm -12 <(tr ' ' '\n' <<< "$before") <(tr ' ' '\n' <<< "$after") | wc -l
 check "scale up while running" "$r" "$(wc -w <<< "$after") workers, the $kept running kept, the new one ($new_host) took a trial after $((SECONDS - step)) s; $(count COMPLETE) of $target finished"
 
 # 3. Stop the workers now, in the middle of their trials: every unfinished trial ends FAIL
-#    `interrupted` (none left RUNNING), and each worker exits 143 (SIGTERM through init).
+#    `interrupted` (none left RUNNING) with its configuration queued again (WAITING), and each
+#    worker exits 143 (SIGTERM through init).
 running=$(count RUNNING)
 compose stop worker > "$work/stop.log" 2>&1
 codes=$(exit_codes)
 failed=$(count FAIL)
 interrupted=$(sql "SELECT count(*) FROM trials t JOIN trial_user_attributes a ON a.trial_id = t.trial_id AND a.key = 'fail_reason' WHERE t.state = 'FAIL' AND a.value_json = '\"interrupted\"'")
 left=$(count RUNNING)
-[ "$codes" = "3 143" ] && [ "$left" = 0 ] && [ "$failed" -ge 1 ] && [ "$interrupted" = "$failed" ] && r=ok || r=no
-check "stop mid-trial" "$r" "$running running at the stop; now $failed FAIL, $interrupted of them interrupted, $left RUNNING; worker exit codes: $codes"
+queued=$(count WAITING)
+[ "$codes" = "3 143" ] && [ "$left" = 0 ] && [ "$failed" -ge 1 ] && [ "$interrupted" = "$failed" ] \
+    && [ "$queued" = "$interrupted" ] && r=ok || r=no
+check "stop mid-trial" "$r" "$running running at the stop; now $failed FAIL, $interrupted of them interrupted, $queued queued again, $left RUNNING; worker exit codes: $codes"
 
 # 4. Up again: the study finishes; exactly the target finished (at most one more per extra
 #    worker that counted at the same instant), nothing RUNNING, every worker exit 0.
