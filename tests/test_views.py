@@ -289,6 +289,39 @@ def test_on_front_counts_latencies_within_their_iqr_as_equal(tmp_path: Path, pg_
         storage.engine.dispose()
 
 
+def test_every_front_leaves_out_trials_over_the_studys_budget(tmp_path: Path, pg_url: str) -> None:
+    """A budget lowered after trials completed: `hpo best`, the view's on_front and the front
+    the report and dashboard draw are the trials within it, the same ones."""
+    from optuna.trial import create_trial
+
+    from hpo.present.study_view import study_view
+    from hpo.store import queries
+    from hpo.store.connect import StoredStudy, open_storage
+
+    points = [(0.9, 0.8), (0.7, 0.65), (0.6, 0.5), (0.5, 0.4), (0.4, 0.45)]
+    for url in (f"sqlite:///{tmp_path / 'budget.db'}", pg_url):
+        storage = open_storage(url)
+        study = optuna.create_study(
+            study_name="budget", storage=storage, directions=["maximize", "minimize"]
+        )
+        study.set_user_attr("spec", {"study": {"name": "budget", "max_latency_ms": 0.7}})
+        for accuracy, latency in points:
+            study.add_trial(create_trial(values=[accuracy, latency]))
+        create_views(url)
+        query = "SELECT number, on_front FROM hpo_trials ORDER BY number"
+        rows = (
+            sqlite_rows(tmp_path / "budget.db", query)
+            if "sqlite" in url
+            else postgres_rows(url, query)
+        )
+        stored = StoredStudy.of(study, storage)
+        on_front = {r["number"] for r in rows if r["on_front"] == 1}
+        assert on_front == {1, 2, 3}, "trial 0 is over the budget"
+        assert on_front == {r.number for r in queries.best(stored)}
+        assert on_front == {r.number for r in study_view(stored).front}
+        storage.engine.dispose()
+
+
 @pytest.mark.slow
 def test_view_on_a_finished_quickstart_study(finished_study: FinishedStudy, tmp_path: Path) -> None:
     db = tmp_path / "copy.db"

@@ -90,6 +90,12 @@ def pareto_front(results: list[TrialResult], rank_by: str = LATENCY_MS_ATTR) -> 
     return sorted(front, key=lambda r: (_latency(r, rank_by), -r.accuracy, r.number))
 
 
+def feasible(results: list[TrialResult], budget: float | None) -> list[TrialResult]:
+    """The trials within a study's latency budget (`[study] max_latency_ms`; all without one):
+    the ones its Pareto front is drawn from, wherever a front is shown."""
+    return results if budget is None else [r for r in results if r.latency_ms <= budget]
+
+
 def within_budget(
     results: list[TrialResult], max_latency: float, rank_by: str = LATENCY_MS_ATTR
 ) -> list[TrialResult]:

@@ -462,12 +462,12 @@ def accuracy_vs_macs_figure(
 
 def learning_curves_figure(
     curves: Mapping[int, Sequence[float]],
-    finished: Sequence[TrialResult],
+    front_trials: Sequence[TrialResult],
     ended: Sequence[EndedTrial] = (),
 ) -> go.Figure:
     """Validation accuracy after each epoch of every trial that recorded it, front trials drawn
     bold; a cross marks the epoch where a trial was stopped, its hover saying why."""
-    front = {r.number for r in results.pareto_front(list(finished))}
+    front = {r.number for r in front_trials}
     why = {e.number: e for e in ended}
     figure = go.Figure()
     for number, curve in sorted(curves.items()):
@@ -517,14 +517,14 @@ def dashboard_figures(view: StudyView, *, links: bool = True) -> dict[str, go.Fi
     if not finished:
         return {}
     reference = results.reference_point(finished)
-    front = results.pareto_front(finished)
+    front = view.front
     history = results.hypervolume_history(finished, reference)
     figures = [
         reading_guide_figure(len(finished), len(view.stopped), view.progress),
         budget_figure(front, reference, view.sources, view.progress, links=links),
         pareto_figure(finished, front, reference),
         hypervolume_figure(history, reference, view.progress),
-        learning_curves_figure(view.curves, finished, view.ended),
+        learning_curves_figure(view.curves, front, view.ended),
         latency_by_norm_figure(view),
         accuracy_by_figure(finished, view.stopped, "norm"),
         accuracy_by_figure(finished, view.stopped, "optimizer"),

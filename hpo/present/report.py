@@ -126,7 +126,7 @@ def build_report(stored: StoredStudy) -> Report:
     return Report(
         study_name=study.study_name,
         finished=finished,
-        front=results.pareto_front(finished),
+        front=view.front,
         reference=reference,
         history=results.hypervolume_history(finished, reference),
         groups=best_per_group(finished, stopped=view.stopped),

@@ -144,6 +144,8 @@ class StudyView:
     progress: Progress
     curves: dict[int, list[float]]
     sources: dict[int, ModelSource] = field(default_factory=dict)
+    # The Pareto front of the trials within the study's latency budget, as `hpo best` has it.
+    front: list[TrialResult] = field(default_factory=list)
 
     @property
     def stopped(self) -> list[EndedTrial]:
@@ -263,12 +265,13 @@ def study_view(stored: StoredStudy, artifact_folder: str | None = None) -> Study
         last_trial=max(numbers, default=None),
         last_front_gain=last_front_gain(history),
     )
-    front = [r.number for r in results.pareto_front(finished)] if finished else []
+    front = results.pareto_front(results.feasible(finished, queries.study_budget(stored)))
     return StudyView(
         name=stored.name,
         finished=finished,
         ended=ended,
         progress=progress,
         curves=queries.attribute_values(stored, VAL_CURVE_ATTR),
-        sources=model_sources(stored, front, artifact_folder),
+        sources=model_sources(stored, [r.number for r in front], artifact_folder),
+        front=front,
     )

@@ -96,7 +96,7 @@ def work_on(
             f"raise its n_trials (hpo create SPEC --n-trials N) to run more"
         )
         done = WorkerSummary(0, counts.finished, target, 0.0)
-        return RunSummary(done, results.pareto_front(queries.completed(stored)))
+        return RunSummary(done, queries.best(stored))
     device = select_device(spec.train.device)
     prepare_process(device)
     data = prepare(raw, spec.data, device)
@@ -115,7 +115,7 @@ def work_on(
         on_complete=model_saver(storage_url, data),
         after_trial=after_trial,
     )
-    return RunSummary(summary, results.pareto_front(queries.completed(stored)))
+    return RunSummary(summary, queries.best(stored))
 
 
 def run_study(

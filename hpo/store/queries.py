@@ -17,7 +17,7 @@ from optuna.distributions import BaseDistribution, json_to_distribution
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import Connection, func, select
 
-from hpo.core.results import StudyOverview, TrialResult, choose, why_empty
+from hpo.core.results import StudyOverview, TrialResult, choose, feasible, why_empty
 from hpo.core.trial_attrs import (
     CONFIG_ATTR,
     CONFIG_SYSTEM_ATTR,
@@ -94,10 +94,8 @@ def best(
     budget = study_budget(stored) if max_latency is None else None
 
     def query(connection: Connection) -> list[TrialResult]:
-        results = _objectives(connection, stored.study_id)
-        if budget is not None:
-            results = [r for r in results if r.latency_ms <= budget]
-        chosen = choose(results, max_latency, rank_by)
+        found = feasible(_objectives(connection, stored.study_id), budget)
+        chosen = choose(found, max_latency, rank_by)
         return _hydrate(connection, stored.study_id, chosen)
 
     return read(stored.storage, query)

@@ -79,6 +79,14 @@ trial_system_attributes = sa.Table(
     sa.Column("key", sa.String(MAX_INDEXED_STRING_LENGTH)),
     sa.Column("value_json", sa.Text),
 )
+study_user_attributes = sa.Table(
+    "study_user_attributes",
+    metadata,
+    sa.Column("study_user_attribute_id", sa.Integer, primary_key=True),
+    sa.Column("study_id", sa.Integer),
+    sa.Column("key", sa.String(MAX_INDEXED_STRING_LENGTH)),
+    sa.Column("value_json", sa.Text),
+)
 trial_heartbeats = sa.Table(
     "trial_heartbeats",
     metadata,

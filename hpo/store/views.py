@@ -31,11 +31,13 @@ from hpo.core.trial_attrs import (
     LATENCY_RATIO_ATTR,
     MACS_ATTR,
     N_PARAMS_ATTR,
+    SPEC_ATTR,
     STOP_REASON_ATTR,
     TEST_ACCURACY_ATTR,
 )
 from hpo.store.optuna_internals import ARTIFACT_ATTR_PREFIX
 from hpo.store.tables import studies as _studies
+from hpo.store.tables import study_user_attributes as _study_attrs
 from hpo.store.tables import trial_params as _params
 from hpo.store.tables import trial_system_attributes as _system_attrs
 from hpo.store.tables import trial_user_attributes as _user_attrs
@@ -222,22 +224,36 @@ def view_select(columns: list[ViewColumn], dialect: str) -> sa.Select:
     return sa.select(*selected).select_from(source)
 
 
-def _json_value(value_json: Any, dialect: str, key: str | None) -> Any:
-    """The JSON document's top-level scalar (or its member `key`) as SQL text/number."""
+def _json_value(value_json: Any, dialect: str, key: str | None, *inner: str) -> Any:
+    """The JSON document's top-level scalar (or its member `key`, and within it `inner`'s
+    members) as SQL text/number. Keys are hpo's own names, never a user's."""
     if dialect == "sqlite":
-        return sa.func.json_extract(value_json, "$" if key is None else f"$.{key}")
+        return sa.func.json_extract(value_json, "$" + "".join(f".{k}" for k in (key, *inner) if k))
     document = sa.cast(value_json, sa.JSON)
     if key is None:
         return document.op("#>>")(sa.literal_column("'{}'"))
-    return sa.func.json_extract_path_text(document, key)
+    return sa.func.json_extract_path_text(document, key, *inner)
+
+
+def _study_budget(study_id: Any, dialect: str) -> Any:
+    """The study's latency budget (`[study] max_latency_ms` of its stored spec), NULL if none."""
+    budget = _json_value(_study_attrs.c.value_json, dialect, "study", "max_latency_ms")
+    return (
+        sa.select(sa.cast(budget, sa.Float))
+        .where(_study_attrs.c.study_id == study_id, _study_attrs.c.key == SPEC_ATTR)
+        .correlate(_trials)  # the view's own trial (else a join over every trial)
+        .scalar_subquery()
+    )
 
 
 def _on_front(accuracy: Any, latency: Any, spread: Any, dialect: str) -> Any:
-    """1 for a COMPLETE trial no other COMPLETE trial of its study dominates, else 0.
+    """1 for a COMPLETE trial no other COMPLETE trial of its study dominates, else 0; in a study
+    with a latency budget, among the trials within it (as `hpo best` has the front).
 
     The rule of `hpo.core.dominance`, written in SQL so the view stays live: latencies within
     the larger of the two trials' IQRs (`latency_iqr_ms`, 0 where not recorded) are equal.
     """
+    budget = _study_budget(_trials.c.study_id, dialect)
     other = _trials.alias("other")
     other_accuracy = _values.alias("other_accuracy")
     other_latency = _values.alias("other_latency")
@@ -260,9 +276,12 @@ def _on_front(accuracy: Any, latency: Any, spread: Any, dialect: str) -> Any:
         other_accuracy.c.value >= accuracy,
         other_latency.c.value <= latency + tolerance,
         sa.or_(other_accuracy.c.value > accuracy, other_latency.c.value < latency - tolerance),
+        sa.or_(budget.is_(None), other_latency.c.value <= budget),
     )
+    feasible = sa.or_(budget.is_(None), latency <= budget)
     return sa.case(
-        (sa.and_(_trials.c.state == TrialState.COMPLETE, sa.not_(dominated)), 1), else_=0
+        (sa.and_(_trials.c.state == TrialState.COMPLETE, feasible, sa.not_(dominated)), 1),
+        else_=0,
     )
 
 
