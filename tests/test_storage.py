@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hpo.core.errors import StorageError
+from hpo.core.spec import validate
 from hpo.run.progress import target_counts
 from hpo.run.signals import (
     HeldInterrupts,
@@ -30,7 +31,7 @@ from hpo.run.signals import (
     queued_again,
     sigterm_as_interrupt,
 )
-from hpo.run.worker import work_until_target
+from hpo.run.worker import own_seed_offset, work_until_target
 from hpo.store.connect import StoredStudy, open_storage, retry_of
 from hpo.store.resilience import Resilience, ResilientRDBStorage, is_transient
 from hpo.store.url import mask_password, parse_url, safe_url, scrub
@@ -509,6 +510,26 @@ def test_sigterm_while_a_trial_is_created_fails_it(tmp_path: Path, quick_heartbe
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING], "not RUNNING"
     assert trials[0].user_attrs["fail_reason"] == "interrupted"
     assert interrupted_trial(stopped.value) == trials[0].number
+
+
+def test_workers_starting_together_get_their_own_sampler_seeds(tmp_path: Path) -> None:
+    """Two `hpo run` on one study (salt 0) started at the same trial count drew the same
+    configurations; the second now takes another seed offset, the first keeps its own."""
+    from hpo.search.samplers import make_sampler
+    from hpo.store.claims import claimer
+
+    stored = new_study(f"sqlite:///{tmp_path / 's.db'}")
+    first = own_seed_offset(claimer(stored), 3)
+    second = own_seed_offset(claimer(stored), 3)
+    assert first == 3, "a lone worker's offset is the trial count: reproducible"
+    assert second != first
+    assert own_seed_offset(claimer(stored), 4) == 4
+    spec = validate({"study": {"name": "s", "sampler": "random"}, "search": {"lr": [0.1, 0.2]}})
+    draws = []
+    for offset in (first, second):
+        study = optuna.create_study(sampler=make_sampler(spec, seed_offset=offset))
+        draws.append([study.ask().suggest_float("x", 0.0, 1.0) for _ in range(3)])
+    assert draws[0] != draws[1]
 
 
 def test_an_interrupted_configuration_runs_again_first(

@@ -11,6 +11,7 @@ same params (WAITING), and a waiting worker runs it.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import warnings
@@ -211,6 +212,22 @@ def tell(
         raise
 
 
+# Between the seed offsets of workers that start at the same point: far apart, so that one
+# never meets the offset a later start of the study takes (its trial count).
+_OFFSET_STRIDE = 1_000_003
+
+
+def own_seed_offset(claim: Callable[[str], bool], offset: int) -> int:
+    """`offset` (the study's trial count plus the worker's salt: a resumed study draws afresh),
+    or, when another worker started from it, the next one free. `hpo run`'s salt is 0 to keep
+    a single-worker study reproducible, so two started together would draw alike."""
+    for k in itertools.count():
+        mine = offset + k * _OFFSET_STRIDE
+        if claim(f"sampler seed offset {mine}"):
+            return mine
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def study_target(spec: Spec) -> int:
     """The study's `n_trials`, or the grid's size when the grid sampler has fewer points."""
     if spec.study.sampler == "grid":
@@ -238,13 +255,10 @@ def run_worker(
     target = study_target(spec)
     study = stored.study
     latencies = StudyLatencies.for_worker(context)
-    offset = len(study.get_trials(deepcopy=False)) + seed_salt
+    claim = claimer(stored)
+    offset = own_seed_offset(claim, len(study.get_trials(deepcopy=False)) + seed_salt)
     study.sampler = make_sampler(
-        spec,
-        seed_offset=offset,
-        probe=latencies,
-        claim=claimer(stored),
-        settled=counts_toward_target,
+        spec, seed_offset=offset, probe=latencies, claim=claim, settled=counts_toward_target
     )
     started = time.perf_counter()
     display = TrialDisplay(console, stored, target, target_counts(stored).finished)
