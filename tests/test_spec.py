@@ -57,6 +57,18 @@ def test_domains_parse() -> None:
             "applies to densenet",
         ),
         (spec(kernel="3x3"), "[search] kernel: model resnet has no kernel choice"),  # default
+        (
+            spec(optimizer="adam", momentum=[0.5, 0.9]),
+            "[search] momentum: never applies with optimizer = adam; it applies when optimizer "
+            "in sgd_momentum, nesterov, rmsprop",
+        ),
+        (
+            spec(scheduler=["cosine", "onecycle"], step_size=[1, 2]),
+            "[search] step_size: never applies with scheduler = cosine, onecycle; it applies when "
+            "scheduler = step",
+        ),
+        (spec(se_ratio=[4, 8]), "[search] se_ratio: never applies with attention = none"),
+        (spec(label_smoothing=0.1, loss="mse"), "[search] label_smoothing: never applies"),
         (spec(loss="hinge"), "[search] loss: unknown value 'hinge'; allowed: cross_entropy, nll"),
         ({"study": {"name": "t", "sampler": "bayes"}}, "[study] sampler: unknown value 'bayes'"),
         ({"study": {"name": "t", "colour": 1}}, "[study] unknown key 'colour'; allowed: name"),
@@ -79,6 +91,12 @@ def test_bad_specs_name_the_key(raw: dict, expected: str) -> None:
     message = str(info.value)
     assert expected in message
     assert "\n" not in message
+
+
+def test_a_conditional_key_is_accepted_when_one_parent_value_applies() -> None:
+    validate(spec(optimizer=["adam", "nesterov"], momentum=[0.5, 0.9]))
+    validate(spec(momentum=0.8))  # the default optimizer (nesterov) takes it
+    validate(spec(attention=["none", "se"], se_ratio=[4, 8]))
 
 
 def test_all_optimizers_and_schedulers_are_accepted() -> None:

@@ -84,7 +84,8 @@ def spec_reference() -> str:
         "(`lr = { low = 1e-3, high = 0.1, log = true }`, optional `step`, which must divide "
         "high - low, and `first`: trial 0's "
         "value under `[study] start_from_first`). "
-        "Conditional keys are sampled only when they apply.",
+        "Conditional keys are sampled only when they apply; one that could never apply (momentum "
+        "with only adam, ...) is refused.",
         "",
         "| key | default | allowed | applies when | meaning |",
         "|---|---|---|---|---|",

@@ -308,7 +308,7 @@ def parse_search(table: Any) -> dict[str, Domain]:
         for key, value in table.items()
         if key != MODEL_PARAMS
     }
-    if problem := _family_problem(search):
+    if problem := _family_problem(search) or _condition_problem(search):
         raise SpecError(problem)
     return search
 
@@ -376,6 +376,28 @@ def _family_problem(search: dict[str, Domain]) -> str | None:
             )
             return (
                 f"[search] {key}: {which} no {key} choice; {key} applies to {', '.join(families)}"
+            )
+    return None
+
+
+def _condition_problem(search: dict[str, Domain]) -> str | None:
+    """Why a conditional key in [search] could never apply: none of the values its parent can
+    take makes it apply (momentum with only Adam, step_size without the step scheduler, ...).
+    Searched, it would search nothing."""
+    for key in search:
+        condition = BY_NAME[key].condition
+        parent = condition.key
+        if parent is None or parent == "model":  # families: `_family_problem`
+            continue
+        domain = search.get(parent, Fixed(BY_NAME[parent].default))
+        if isinstance(domain, Range):
+            continue
+        values = domain.values if isinstance(domain, Choice) else (domain.value,)
+        if not any(condition({parent: value}) for value in values):
+            given = ", ".join(str(v) for v in values)
+            return (
+                f"[search] {key}: never applies with {parent} = {given}; it applies when "
+                f"{condition.describe()}"
             )
     return None
 
