@@ -8,7 +8,15 @@ import pytest
 
 from hpo.core.errors import SpecError
 from hpo.core.names import OPTIMIZERS, SCHEDULERS
-from hpo.core.spec import Choice, Fixed, Range, apply_overrides, load_spec, validate
+from hpo.core.spec import (
+    Choice,
+    Fixed,
+    Range,
+    apply_overrides,
+    load_spec,
+    new_spec_problem,
+    validate,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,18 +65,6 @@ def test_domains_parse() -> None:
             "applies to densenet",
         ),
         (spec(kernel="3x3"), "[search] kernel: model resnet has no kernel choice"),  # default
-        (
-            spec(optimizer="adam", momentum=[0.5, 0.9]),
-            "[search] momentum: never applies with optimizer = adam; it applies when optimizer "
-            "in sgd_momentum, nesterov, rmsprop",
-        ),
-        (
-            spec(scheduler=["cosine", "onecycle"], step_size=[1, 2]),
-            "[search] step_size: never applies with scheduler = cosine, onecycle; it applies when "
-            "scheduler = step",
-        ),
-        (spec(se_ratio=[4, 8]), "[search] se_ratio: never applies with attention = none"),
-        (spec(label_smoothing=0.1, loss="mse"), "[search] label_smoothing: never applies"),
         (spec(loss="hinge"), "[search] loss: unknown value 'hinge'; allowed: cross_entropy, nll"),
         ({"study": {"name": "t", "sampler": "bayes"}}, "[study] sampler: unknown value 'bayes'"),
         ({"study": {"name": "t", "colour": 1}}, "[study] unknown key 'colour'; allowed: name"),
@@ -93,10 +89,38 @@ def test_bad_specs_name_the_key(raw: dict, expected: str) -> None:
     assert "\n" not in message
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            spec(optimizer="adam", momentum=[0.5, 0.9]),
+            "[search] momentum: never applies with optimizer = adam; it applies when optimizer "
+            "in sgd_momentum, nesterov, rmsprop",
+        ),
+        (
+            spec(scheduler=["cosine", "onecycle"], step_size=[1, 2]),
+            "[search] step_size: never applies with scheduler = cosine, onecycle; it applies when "
+            "scheduler = step",
+        ),
+        (spec(se_ratio=[4, 8]), "[search] se_ratio: never applies with attention = none"),
+        (spec(label_smoothing=0.1, loss="mse"), "[search] label_smoothing: never applies"),
+    ],
+)
+def test_a_new_spec_with_a_key_that_never_applies_is_refused(raw: dict, expected: str) -> None:
+    """Searched, such a key searches nothing. A stored spec that has one (accepted before)
+    still validates, so its study loads."""
+    validate(raw)
+    problem = new_spec_problem(validate(raw))
+    assert problem is not None and expected in problem
+
+
 def test_a_conditional_key_is_accepted_when_one_parent_value_applies() -> None:
-    validate(spec(optimizer=["adam", "nesterov"], momentum=[0.5, 0.9]))
-    validate(spec(momentum=0.8))  # the default optimizer (nesterov) takes it
-    validate(spec(attention=["none", "se"], se_ratio=[4, 8]))
+    for raw in (
+        spec(optimizer=["adam", "nesterov"], momentum=[0.5, 0.9]),
+        spec(momentum=0.8),  # the default optimizer (nesterov) takes it
+        spec(attention=["none", "se"], se_ratio=[4, 8]),
+    ):
+        assert new_spec_problem(validate(raw)) is None
 
 
 def test_all_optimizers_and_schedulers_are_accepted() -> None:

@@ -308,7 +308,7 @@ def parse_search(table: Any) -> dict[str, Domain]:
         for key, value in table.items()
         if key != MODEL_PARAMS
     }
-    if problem := _family_problem(search) or _condition_problem(search):
+    if problem := _family_problem(search):
         raise SpecError(problem)
     return search
 
@@ -556,6 +556,9 @@ def new_spec_problem(spec: Spec) -> str | None:
     if spec.latency.threads > MAX_THREADS:
         # Checked for new specs only: a study stored with more still loads.
         return f"[latency] threads: {spec.latency.threads} is more than {MAX_THREADS}"
+    if problem := _condition_problem(spec.search):
+        # New specs only: a study stored with such a key (accepted before) still loads.
+        return problem
     for param in spec.model_params:
         if param in RESULT_NAMES:
             # `hpo best` writes a trial's results and params side by side.
