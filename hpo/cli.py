@@ -386,7 +386,7 @@ def best(
         title = f"Pareto front of {study_name}"
     else:
         title = f"{study_name}: most accurate with {rank_by} <= {max_latency_ms:g}"
-    print_trials(console, chosen[:top] if top else chosen, fmt, title, wide=wide)
+    print_trials(console, chosen[:top] if top else chosen, fmt, title, wide=wide, rank_by=rank_by)
     if fmt == Format.table:
         from hpo.present.study_view import export_command, models_folder_note
 

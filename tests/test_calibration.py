@@ -93,6 +93,14 @@ def test_rank_by_latency_ratio_across_machines(tmp_path: Path) -> None:
     chosen = json.loads(result.stdout)
     assert [t["number"] for t in chosen] == [2, 1]
     assert [t["latency_ratio"] for t in chosen] == [0.8, 0.9]
+    table = invoke(
+        "best",
+        *("--storage", storage, "--study-name", "mixed"),
+        *("--rank-by", "latency_ratio", "--max-latency-ms", "1.0"),
+    )
+    assert "latency ratio" in table.stdout, "the table shows what it ranked by"
+    rows = [line.split() for line in table.stdout.splitlines() if line.strip()[:1] in "12"]
+    assert [row[3] for row in rows[:2]] == ["0.800", "0.900"]
 
 
 @pytest.mark.slow

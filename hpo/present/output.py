@@ -74,15 +74,29 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def trials_table(results: Sequence[TrialResult], title: str, *, wide: bool = False) -> Table:
+def trials_table(
+    results: Sequence[TrialResult],
+    title: str,
+    *,
+    wide: bool = False,
+    rank_by: str = LATENCY_MS_ATTR,
+) -> Table:
     """A table of trials with their objectives and decoded params.
 
     Narrow (the default) fits an 80-column terminal: the objectives and the mission params
     (norm, optimizer, lr, scheduler), never truncated. `wide` adds the test accuracy and every
-    other param, one column each; json and csv always carry everything.
+    other param, one column each; json and csv always carry everything. Trials chosen by their
+    latency ratio (`rank_by`) show it beside the latency.
     """
     table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
-    objectives = ["trial", "accuracy", "latency ms", *(["test acc"] if wide else [])]
+    by_ratio = rank_by == LATENCY_RATIO_ATTR
+    objectives = [
+        "trial",
+        "accuracy",
+        "latency ms",
+        *(["latency ratio"] if by_ratio else []),
+        *(["test acc"] if wide else []),
+    ]
     for column in objectives:
         table.add_column(column, justify="right", no_wrap=True)
     present = _param_columns(results)
@@ -94,10 +108,12 @@ def trials_table(results: Sequence[TrialResult], title: str, *, wide: bool = Fal
         table.caption = f"{len(hidden)} more params: --wide or --format json"
     for r in results:
         test = ["-" if r.test_accuracy is None else f"{r.test_accuracy:.2%}"] if wide else []
+        ratio = ["-" if r.latency_ratio is None else f"{r.latency_ratio:.3f}"] if by_ratio else []
         table.add_row(
             str(r.number),
             f"{r.accuracy:.2%}",
             f"{r.latency_ms:.3f}",
+            *ratio,
             *test,
             *(_fmt(r.params.get(name)) for name in params),
         )
@@ -132,14 +148,16 @@ def print_trials(
     title: str,
     *,
     wide: bool = False,
+    rank_by: str = LATENCY_MS_ATTR,
 ) -> None:
-    """Print trials in the chosen format on stdout (`wide`: every param as a table column)."""
+    """Print trials in the chosen format on stdout (`wide`: every param as a table column;
+    `rank_by`: the latency they were chosen by)."""
     if fmt == Format.json:
         console.file.write(json.dumps([r.as_dict() for r in results], indent=2) + "\n")
     elif fmt == Format.csv:
         console.file.write(trials_csv(results))
     else:
-        table = trials_table(results, title, wide=wide)
+        table = trials_table(results, title, wide=wide, rank_by=rank_by)
         # --wide asks for every column whole: let the lines run past the terminal (it wraps
         # them) rather than have rich shrink the columns and cut their contents.
         if not wide:
