@@ -204,6 +204,23 @@ def test_grid_redoes_an_interrupted_point_not_a_done_one(seed: int) -> None:
     assert sorted(GridToTarget.point_of(t) for t in study.trials) == [0, 1, 1, 2, 3]
 
 
+def test_grid_points_mean_the_same_configuration_in_every_worker() -> None:
+    """Two workers (or a resumed run) have other seed offsets: the grid's order must not
+    follow them, or a stored point names another configuration and some are trained twice."""
+    spec = validate(
+        {"study": {"name": "g", "sampler": "grid"}, "search": {**GRID, "batch_size": [64, 128]}}
+    )
+    workers = [make_sampler(spec, seed_offset=offset) for offset in (0, 1_000_003, 4)]
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for number in range(8):
+        study.sampler = workers[number % len(workers)]
+        trial = study.ask()
+        suggest(trial, spec)
+        study.tell(trial, (0.5, 1.0))
+    configurations = {tuple(sorted(t.params.items())) for t in study.trials}
+    assert len(configurations) == 8
+
+
 def test_a_grid_point_over_the_budget_counts_toward_the_target() -> None:
     """A grid's target is its points: one over the latency budget is done (else the worker
     repeated trained points to make up the count); other samplers' do not count."""

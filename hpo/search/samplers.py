@@ -106,6 +106,10 @@ def make_sampler(
     """
     # Wrapped to stay a seed numpy takes, however many trials the study has.
     seed = None if spec.study.seed is None else (spec.study.seed + seed_offset) % SEED_LIMIT
+    if spec.study.sampler == "grid":
+        # The grid's order comes from its seed, and a trial's stored point is an index into
+        # it: every worker and every resumed run must read the same order.
+        seed = spec.study.seed
     return sampler_for(
         spec.study.sampler,
         seed,
