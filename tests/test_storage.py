@@ -532,6 +532,33 @@ def test_workers_starting_together_get_their_own_sampler_seeds(tmp_path: Path) -
     assert draws[0] != draws[1]
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # asked by hand
+def test_a_queued_retry_starts_without_the_failed_runs_models_and_details(
+    tmp_path: Path,
+) -> None:
+    """The failed run's uploaded model and recorded details stay with it (a retry showed them
+    as its own); what the samplers keep (a grid point, a queued configuration) goes along."""
+    from hpo.store.lost import queue_again
+
+    stored = new_study(f"sqlite:///{tmp_path / 's.db'}")
+    trial = stored.study.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    attrs = {
+        "artifacts:abc": {"filename": "model.onnx"},
+        "hpo:detail:latency": {"median_ms": 1.0},
+        "hpo:config": {"x": 0.5},
+        "grid_id": 3,
+    }
+    for key, value in attrs.items():
+        stored.storage.set_trial_system_attr(trial._trial_id, key, value)
+    stored.study.tell(trial, state=TrialState.FAIL)
+    again = queue_again(stored, stored.frozen_trial(trial.number))
+    retry = stored.frozen_trial(again)
+    assert retry.state == TrialState.WAITING
+    assert retry.params == stored.frozen_trial(trial.number).params
+    assert retry.system_attrs == {"grid_id": 3}
+
+
 def test_an_interrupted_configuration_runs_again_first(
     tmp_path: Path, quick_heartbeat: None
 ) -> None:

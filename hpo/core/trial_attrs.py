@@ -83,6 +83,9 @@ DETAILS_ATTR = "details"
 # and every other structure keyed by its attribute name (`hpo:detail:fold_report`, ...).
 CONFIG_SYSTEM_ATTR = "hpo:config"
 DETAIL_SYSTEM_PREFIX = "hpo:detail:"
+# Every trial system attribute hpo writes about one run of a trial starts with this (the
+# configuration, the details, the worker's grace period): a retry of the trial starts without.
+RUN_SYSTEM_PREFIX = "hpo:"
 # The one structure that stays a user attribute: the learning curve, which the dashboard shows
 # live and the pruner reads while trials run (a short list of numbers).
 SHOWN_STRUCTURES = frozenset({VAL_CURVE_ATTR})

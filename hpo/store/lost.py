@@ -20,9 +20,15 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from sqlalchemy import Connection, select
 
-from hpo.core.trial_attrs import CONFIG_ATTR, FAIL_REASON_ATTR, GRACE_ATTR, WORKER_ATTR
+from hpo.core.trial_attrs import (
+    CONFIG_ATTR,
+    FAIL_REASON_ATTR,
+    GRACE_ATTR,
+    RUN_SYSTEM_PREFIX,
+    WORKER_ATTR,
+)
 from hpo.store.connect import StoredStudy, database_now, read
-from hpo.store.optuna_internals import retry_system_attrs
+from hpo.store.optuna_internals import ARTIFACT_ATTR_PREFIX, retry_system_attrs
 from hpo.store.resilience import ResilientRDBStorage, resilience_of
 from hpo.store.tables import trial_heartbeats, trial_system_attributes, trials
 
@@ -144,15 +150,22 @@ def queue_again(
     stored: StoredStudy, failed: FrozenTrial, system_attrs: dict[str, Any] | None = None
 ) -> int:
     """Queue a trial with `failed`'s params (WAITING: the next worker to ask takes it) and
-    return its number. It carries `system_attrs` (default: `failed`'s own, so a grid point or
-    a queued configuration stays what it was) and, of the user attributes, only the
-    configuration, not the failed run's curve or worker."""
+    return its number. It carries the samplers' system attributes of `system_attrs` (default:
+    `failed`'s own, so a grid point or a queued configuration stays what it was), not the
+    failed run's models or details, and of the user attributes only the configuration, not
+    the failed run's curve or worker."""
+    given = failed.system_attrs if system_attrs is None else system_attrs
+    samplers = {
+        key: value
+        for key, value in given.items()
+        if not key.startswith((RUN_SYSTEM_PREFIX, ARTIFACT_ATTR_PREFIX))
+    }
     template = create_trial(
         state=TrialState.WAITING,
         params=failed.params,
         distributions=failed.distributions,
         user_attrs={k: v for k, v in failed.user_attrs.items() if k == CONFIG_ATTR},
-        system_attrs=dict(failed.system_attrs) if system_attrs is None else system_attrs,
+        system_attrs=samplers,
     )
     retry_id = stored.storage.create_new_trial(stored.study_id, template_trial=template)
     return stored.storage.get_trial(retry_id).number
