@@ -14,7 +14,7 @@ from hpo.core.names import SAMPLERS
 from hpo.core.spec import validate
 from hpo.core.trial_attrs import FAIL_REASON_ATTR, STOP_REASON_ATTR
 from hpo.run.objective import OVER_BUDGET
-from hpo.run.progress import counts_toward_target
+from hpo.run.progress import counts_toward_target, settles_grid_point
 from hpo.search.joint import JointLatencySampler
 from hpo.search.latency_aware import LatencyAwareSampler
 from hpo.search.samplers import GridToTarget, make_sampler
@@ -180,7 +180,7 @@ GRID = {"norm": ["batch", "group"], "optimizer": ["nesterov", "adam"]}
 
 def grid_study(seed: int) -> tuple[optuna.Study, optuna.distributions.BaseDistribution]:
     spec = validate({"study": {"name": "g", "sampler": "grid", "seed": seed}, "search": GRID})
-    sampler = make_sampler(spec, settled=counts_toward_target)
+    sampler = make_sampler(spec, settled=settles_grid_point)
     return optuna.create_study(directions=["maximize", "minimize"], sampler=sampler), spec
 
 
@@ -221,17 +221,31 @@ def test_grid_points_mean_the_same_configuration_in_every_worker() -> None:
     assert len(configurations) == 8
 
 
-def test_a_grid_point_over_the_budget_counts_toward_the_target() -> None:
-    """A grid's target is its points: one over the latency budget is done (else the worker
-    repeated trained points to make up the count); other samplers' do not count."""
-    for sampler in ("grid", "random"):
-        spec = validate({"study": {"name": "g", "sampler": sampler}, "search": GRID})
-        study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(spec))
-        trial = study.ask()
-        suggest(trial, spec)
-        trial.set_user_attr(STOP_REASON_ATTR, f"{OVER_BUDGET}: 5.00 ms > 1.00 ms")
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        assert counts_toward_target(study.trials[0]) is (sampler == "grid")
+def test_a_grid_ends_when_every_point_is_trained_or_over_the_budget(tmp_path: Path) -> None:
+    """Points over the budget are done (never tried again) without counting toward n_trials:
+    the worker ends once the grid is, instead of repeating trained points to make the count."""
+    from hpo.run.worker import work_until_target
+    from hpo.store.connect import StoredStudy, open_storage
+
+    spec = validate({"study": {"name": "g", "sampler": "grid", "seed": 1}, "search": GRID})
+    storage = open_storage(f"sqlite:///{tmp_path / 'g.db'}")
+    study = optuna.create_study(
+        storage=storage, study_name="g", directions=["maximize", "minimize"]
+    )
+    study.sampler = make_sampler(spec, settled=settles_grid_point)
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        config = suggest(trial, spec)
+        if config.norm == "group":
+            trial.set_user_attr(STOP_REASON_ATTR, f"{OVER_BUDGET}: 5.00 ms > 1.00 ms")
+            raise optuna.TrialPruned
+        return 0.5, 1.0
+
+    work_until_target(StoredStudy.of(study, storage), objective, target=4)
+    trials = study.get_trials()
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials) == 4
+    assert not any(counts_toward_target(t) for t in trials if t.state.name == "PRUNED")
+    storage.engine.dispose()
 
 
 def random_start_study(sampler: str, random_start: int | None) -> optuna.Study:

@@ -38,10 +38,12 @@ class BudgetWatch:
         space: ArchitectureSpace,
         budget: float,
         known: Callable[[], list[tuple[dict[str, Any], float]]],
+        give_up_after: int | None = MAX_OVER_BUDGET_IN_A_ROW,
     ) -> None:
         self.space = space
         self.budget = budget
         self.known = known
+        self.give_up_after = give_up_after  # over-budget proposals in a row (None: never)
         self.in_a_row = 0
 
     def after(self, trial: FrozenTrial) -> None:
@@ -56,7 +58,8 @@ class BudgetWatch:
         exhausted = everything is not None and all(
             probed.get(canonical_json(_canonical(a)), 0.0) > self.budget for a in everything
         )
-        if exhausted or self.in_a_row >= MAX_OVER_BUDGET_IN_A_ROW:
+        given_up = self.give_up_after is not None and self.in_a_row >= self.give_up_after
+        if exhausted or given_up:
             # Probes of other studies on this device may lie outside this search space.
             mine = [(a, ms) for a, ms in known if self.space.contains(a)]
             fastest = min(mine, key=lambda item: item[1], default=None)

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.core.trial_attrs import FAIL_REASON_ATTR, STOP_REASON_ATTR
+from hpo.core.trial_attrs import FAIL_REASON_ATTR
+from hpo.run.budget import over_budget
 from hpo.run.failures import DIVERGED, NO_NETWORK, OUT_OF_MEMORY
-from hpo.run.objective import OVER_BUDGET
-from hpo.search.samplers import GridToTarget
 from hpo.store.connect import StoredStudy
 from hpo.store.queries import beating_trial_numbers
 from hpo.store.resilience import resilience_of
@@ -22,14 +21,12 @@ def counts_toward_target(trial: FrozenTrial) -> bool:
 
     Crashed, interrupted or lost trials do not count, so running the study again (or the
     retry of a lost one) redoes them; nor do trials stopped untrained because their
-    architecture is over the latency budget, except a grid's: its points are the target, and
-    one over the budget is as done as it will ever be.
+    architecture is over the latency budget.
     """
     if trial.state == TrialState.COMPLETE:
         return True
     if trial.state == TrialState.PRUNED:
-        over_budget = str(trial.user_attrs.get(STOP_REASON_ATTR, "")).startswith(OVER_BUDGET)
-        return not over_budget or GridToTarget.point_of(trial) is not None
+        return not over_budget(trial)
     if trial.state != TrialState.FAIL:
         return False
     reason = str(trial.user_attrs.get(FAIL_REASON_ATTR, ""))
@@ -38,6 +35,12 @@ def counts_toward_target(trial: FrozenTrial) -> bool:
     return reason.startswith((DIVERGED, OUT_OF_MEMORY)) or (
         reason.startswith(NO_NETWORK) and bool(trial.params)
     )
+
+
+def settles_grid_point(trial: FrozenTrial) -> bool:
+    """Whether the grid sampler's point of `trial` is done: it counts toward the target, or
+    its architecture is over the latency budget (trying it again would be too)."""
+    return counts_toward_target(trial) or over_budget(trial)
 
 
 @dataclass(frozen=True)

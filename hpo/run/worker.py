@@ -26,13 +26,13 @@ from rich.console import Console
 from hpo.core.spec import Spec
 from hpo.core.trial_attrs import WORKER_ATTR
 from hpo.core.trial_config import TrialConfig
-from hpo.run.budget import BudgetWatch
+from hpo.run.budget import MAX_OVER_BUDGET_IN_A_ROW, BudgetWatch, over_budget
 from hpo.run.context import WorkerContext
 from hpo.run.display import TrialDisplay
 from hpo.run.failures import TrialFailed, failure_reason, note_failure
 from hpo.run.objective import CompleteHook, Objective
 from hpo.run.probing import StudyLatencies
-from hpo.run.progress import TargetCounts, counts_toward_target, target_counts
+from hpo.run.progress import TargetCounts, settles_grid_point, target_counts
 from hpo.run.pulse import Pulse
 from hpo.run.signals import (
     HeldInterrupts,
@@ -44,7 +44,7 @@ from hpo.run.signals import (
     sigterm_as_interrupt,
 )
 from hpo.search.architecture import ArchitectureSpace
-from hpo.search.samplers import make_sampler
+from hpo.search.samplers import GridToTarget, make_sampler
 from hpo.search.space import grid_search_space
 from hpo.store.claims import claimer
 from hpo.store.connect import StoredStudy
@@ -123,7 +123,8 @@ def _work(
     while True:
         pulse.fail_silent_trials()
         counts = target_counts(stored)
-        if counts.finished >= target and counts.running == 0 and counts.waiting == 0:
+        settled = counts.finished >= target or grid_exhausted(stored.study)
+        if settled and counts.running == 0 and counts.waiting == 0:
             return runs
         # A WAITING trial is a dead worker's trial queued for its retry: it is owed even when
         # another worker filled the target meanwhile (it counted before the retry was queued).
@@ -136,6 +137,13 @@ def _work(
         if on_wait is not None:
             on_wait(counts)
         time.sleep(poll)
+
+
+def grid_exhausted(study: optuna.Study) -> bool:
+    """Whether the study's grid sampler has every point done: trained, or over the latency
+    budget (those do not count toward the target, so a grid with some ends below it)."""
+    sampler = study.sampler
+    return isinstance(sampler, GridToTarget) and sampler.is_exhausted(study)
 
 
 def run_optuna_trial(
@@ -258,13 +266,19 @@ def run_worker(
     claim = claimer(stored)
     offset = own_seed_offset(claim, len(study.get_trials(deepcopy=False)) + seed_salt)
     study.sampler = make_sampler(
-        spec, seed_offset=offset, probe=latencies, claim=claim, settled=counts_toward_target
+        spec, seed_offset=offset, probe=latencies, claim=claim, settled=settles_grid_point
     )
     started = time.perf_counter()
     display = TrialDisplay(console, stored, target, target_counts(stored).finished)
     budget = spec.study.max_latency_ms
     watch = (
-        BudgetWatch(ArchitectureSpace.from_spec(spec), budget, latencies.known)
+        BudgetWatch(
+            ArchitectureSpace.from_spec(spec),
+            budget,
+            latencies.known,
+            # A grid visits each point once, in its own order, and then ends.
+            give_up_after=None if spec.study.sampler == "grid" else MAX_OVER_BUDGET_IN_A_ROW,
+        )
         if budget is not None
         else None
     )
@@ -310,4 +324,9 @@ def run_worker(
             on_lost_trials=display.lost_elsewhere,
         )
     done = target_counts(stored).finished
+    if done < target and grid_exhausted(study):
+        over = sum(over_budget(t) for t in study.get_trials(deepcopy=False))
+        console.print(
+            f"every point of the grid is done: {over} over the latency budget, not trained"
+        )
     return WorkerSummary(runs, done, target, time.perf_counter() - started, len(dropped))
