@@ -17,7 +17,7 @@ from hpo.run.objective import OVER_BUDGET
 from hpo.run.progress import counts_toward_target, settles_grid_point
 from hpo.search.joint import JointLatencySampler
 from hpo.search.latency_aware import LatencyAwareSampler
-from hpo.search.samplers import GridToTarget, make_sampler
+from hpo.search.samplers import GridToTarget, check_sampler, make_sampler
 from hpo.search.space import suggest
 from tests.cells import FunctionProbe
 from tests.conftest import invoke
@@ -150,6 +150,12 @@ def refused_run(spec_text: str, folder: Path, data: Path) -> str:
     assert result.returncode == 2
     assert not db.exists()
     return result.stderr
+
+
+def test_grid_with_start_from_first_is_a_spec_error() -> None:
+    study = {"name": "t", "sampler": "grid", "start_from_first": True}
+    with pytest.raises(SpecError, match=r"\[study\] start_from_first: the grid sampler"):
+        check_sampler(validate({"study": study, "search": SEARCH}))
 
 
 def test_cli_grid_with_range_exits_2(tmp_path: Path, tiny_npz: Path) -> None:

@@ -73,7 +73,7 @@ class StudySection(_Section):
         False,
         description="trial 0 takes each [search] list's first value and each range's first "
         "(default: its middle, geometric when log), [search.model_params] too, before the "
-        "sampler proposes anything",
+        "sampler proposes anything (not with the grid sampler)",
     )
     random_start: int | None = Field(
         None,

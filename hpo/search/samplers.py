@@ -82,6 +82,13 @@ def check_sampler(spec: Spec) -> None:
     """Refuse a sampler the spec cannot use (e.g. grid over a continuous range): SpecError."""
     if spec.study.sampler == "grid":
         grid_search_space(spec)
+        if spec.study.start_from_first:
+            # Its queued first configuration would take no grid point: one point trained
+            # twice, another never.
+            raise SpecError(
+                "[study] start_from_first: the grid sampler trains every point of the grid in "
+                "its own order; use it with another sampler, or leave it out"
+            )
     name = resolved(spec.study.sampler)
     if spec.study.random_start is not None and name not in MODEL_BASED:
         raise SpecError(
