@@ -39,14 +39,16 @@ def name_problem(name: str) -> str | None:
                 f"holds the control character U+{ord(char):04X} at position {position}; "
                 f"allowed: printable characters"
             )
-    if all(unicodedata.category(char) in _BLANK_CATEGORIES for char in name):
-        # Blank in every listing: nobody could tell which study it is, nor type its name.
-        return "has no visible character; allowed: at least one letter, digit or sign"
     try:
         name.encode("utf-8")
     except UnicodeEncodeError as exc:
         return f"is not valid text ({exc.reason} at position {exc.start}); allowed: UTF-8"
     return None
+
+
+def blank(name: str) -> bool:
+    """Whether `name` shows nothing: only spaces, separators and zero-width characters."""
+    return all(unicodedata.category(char) in _BLANK_CATEGORIES for char in name)
 
 
 def text_problem(size_bytes: int) -> str | None:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hpo.core.db_limits import name_problem, shorten, text_problem
+from hpo.core.db_limits import blank, name_problem, shorten, text_problem
 from hpo.core.errors import SpecError
 from hpo.core.model_ref import FORMS, is_model_ref, parse_model_ref
 from hpo.core.names import DEVICES, LATENCY_BACKENDS, PRUNERS, SAMPLERS
@@ -550,6 +550,12 @@ def new_spec_problem(spec: Spec) -> str | None:
     or None. A study's stored spec is not held to these, so a study stored without them can
     still be joined and exported."""
     name = spec.study.name
+    if blank(name):
+        # Blank in every listing: nobody could tell which study it is, nor type its name.
+        return (
+            f"[study] name {shorten(name)} has no visible character; allowed: at least one "
+            f"letter, digit or sign"
+        )
     if name != name.strip():
         # "a" and "a " look alike in every listing, yet would name two studies.
         return f"[study] name {shorten(name)} starts or ends with white space"
