@@ -9,7 +9,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.core.spec import load_spec
+from hpo.core.errors import SpecError
+from hpo.core.spec import load_spec, validate
 from hpo.run.runner import create_or_update_study, worker_spec
 from hpo.store.connect import open_storage
 from hpo.store.studies import create_or_load_study
@@ -43,6 +44,26 @@ def test_create_is_idempotent_and_refuses_another_search_space(
     assert studies[0].n_trials == 0, "create trains nothing"
     stored = optuna.load_study(study_name="c", storage=storage).user_attrs["spec"]
     assert stored["study"]["n_trials"] == 7, "workers read the raised total"
+
+
+def test_a_study_stored_with_a_key_that_never_applies_can_drop_it(
+    tmp_path: Path, tiny_npz: Path
+) -> None:
+    """A study stored before such keys were refused (momentum with only adam): its spec with
+    the key is refused now, and without it is the same search, not another one."""
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    data = f'data.dataset="{tiny_npz}"'
+    spec = tiny_spec(tmp_path, "c", 3)
+    adam = [data, "search.optimizer='adam'"]
+    raw = load_spec(Path(spec), adam).raw
+    raw["search"]["momentum"] = [0.5, 0.9]
+    create_or_load_study(validate(raw), open_storage(storage))  # as it was stored before
+    with_key = [*adam, "search.momentum=[0.5, 0.9]"]
+    with pytest.raises(SpecError, match="momentum: never applies"):
+        create_or_update_study(Path(spec), with_key, storage)
+    assert create_or_update_study(Path(spec), [*adam, "study.n_trials=5"], storage).target == 5
+    stored = optuna.load_study(study_name="c", storage=storage).user_attrs["spec"]
+    assert "momentum" not in stored["search"]
 
 
 STARTERS = 3

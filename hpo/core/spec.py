@@ -380,10 +380,11 @@ def _family_problem(search: dict[str, Domain]) -> str | None:
     return None
 
 
-def _condition_problem(search: dict[str, Domain]) -> str | None:
-    """Why a conditional key in [search] could never apply: none of the values its parent can
-    take makes it apply (momentum with only Adam, step_size without the step scheduler, ...).
-    Searched, it would search nothing."""
+def never_applying(search: dict[str, Domain]) -> dict[str, str]:
+    """The conditional keys of [search] that could never apply, each with why: none of the
+    values its parent can take makes it apply (momentum with only Adam, step_size without the
+    step scheduler, ...). Searched, such a key searches nothing."""
+    found = {}
     for key in search:
         condition = BY_NAME[key].condition
         parent = condition.key
@@ -395,11 +396,16 @@ def _condition_problem(search: dict[str, Domain]) -> str | None:
         values = domain.values if isinstance(domain, Choice) else (domain.value,)
         if not any(condition({parent: value}) for value in values):
             given = ", ".join(str(v) for v in values)
-            return (
+            found[key] = (
                 f"[search] {key}: never applies with {parent} = {given}; it applies when "
                 f"{condition.describe()}"
             )
-    return None
+    return found
+
+
+def _condition_problem(search: dict[str, Domain]) -> str | None:
+    """Why a conditional key in [search] could never apply (`never_applying`), or None."""
+    return next(iter(never_applying(search).values()), None)
 
 
 def _section_error(name: str, section: type[_Section], exc: ValidationError) -> SpecError:

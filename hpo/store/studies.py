@@ -17,7 +17,7 @@ import optuna
 from hpo.core.comparable import noted_changes, refused_change, setting
 from hpo.core.errors import DataError, HpoError, SpecError
 from hpo.core.names import DIRECTIONS, METRIC_NAMES
-from hpo.core.spec import Spec, dump_toml, validate
+from hpo.core.spec import Spec, dump_toml, never_applying, validate
 from hpo.core.trial_attrs import SPEC_ATTR
 from hpo.search.space import first_values
 from hpo.store.claims import forget_claims
@@ -64,7 +64,7 @@ def create_or_load_study(
         if spec.study.start_from_first:
             # A known-good configuration first: the sampler's own first draws are random.
             study.enqueue_trial(first_values(spec))
-    elif stored.get("search", {}) != spec.raw.get("search", {}):
+    elif _searched(stored) != _searched(spec.raw):
         raise SpecError(
             f"study {spec.study.name!r} already exists with a different [search] table; "
             f"use another --study-name (or the same search space)"
@@ -79,6 +79,17 @@ def create_or_load_study(
     if stored != spec.raw:
         write_spec_note(study)
     return handle
+
+
+def _searched(raw: dict[str, Any]) -> dict[str, Any]:
+    """A spec's [search] table as searched: without keys that could never apply, which a
+    study stored before they were refused may hold (removing one changes nothing)."""
+    search = raw.get("search", {})
+    try:
+        idle = never_applying(validate(raw).search)
+    except SpecError:
+        return search
+    return {key: value for key, value in search.items() if key not in idle}
 
 
 def _create_or_load(name: str, storage: ResilientRDBStorage) -> tuple[optuna.Study, bool]:
