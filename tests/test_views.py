@@ -294,6 +294,7 @@ def test_every_front_leaves_out_trials_over_the_studys_budget(tmp_path: Path, pg
     the report and dashboard draw are the trials within it, the same ones."""
     from optuna.trial import create_trial
 
+    from hpo.present.report import build_report
     from hpo.present.study_view import study_view
     from hpo.store import queries
     from hpo.store.connect import StoredStudy, open_storage
@@ -319,6 +320,9 @@ def test_every_front_leaves_out_trials_over_the_studys_budget(tmp_path: Path, pg
         assert on_front == {1, 2, 3}, "trial 0 is over the budget"
         assert on_front == {r.number for r in queries.best(stored)}
         assert on_front == {r.number for r in study_view(stored).front}
+        report = build_report(stored)
+        assert {r.number for r in report.front} == on_front
+        assert 0 not in {number for number, _ in report.history}, "nor its hypervolume"
         storage.engine.dispose()
 
 

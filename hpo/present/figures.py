@@ -518,7 +518,7 @@ def dashboard_figures(view: StudyView, *, links: bool = True) -> dict[str, go.Fi
         return {}
     reference = results.reference_point(finished)
     front = view.front
-    history = results.hypervolume_history(finished, reference)
+    history = results.hypervolume_history(view.feasible, reference)
     figures = [
         reading_guide_figure(len(finished), len(view.stopped), view.progress),
         budget_figure(front, reference, view.sources, view.progress, links=links),

@@ -128,7 +128,7 @@ def build_report(stored: StoredStudy) -> Report:
         finished=finished,
         front=view.front,
         reference=reference,
-        history=results.hypervolume_history(finished, reference),
+        history=results.hypervolume_history(view.feasible, reference),
         groups=best_per_group(finished, stopped=view.stopped),
         n_trials=len(study.get_trials(deepcopy=False)),
         spec_toml=dump_toml(raw) if isinstance(raw, dict) else None,

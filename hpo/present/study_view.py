@@ -144,7 +144,9 @@ class StudyView:
     progress: Progress
     curves: dict[int, list[float]]
     sources: dict[int, ModelSource] = field(default_factory=dict)
-    # The Pareto front of the trials within the study's latency budget, as `hpo best` has it.
+    # The trials within the study's latency budget (all without one), and their Pareto front,
+    # as `hpo best` has it: the front and its hypervolume are drawn from these.
+    feasible: list[TrialResult] = field(default_factory=list)
     front: list[TrialResult] = field(default_factory=list)
 
     @property
@@ -252,8 +254,9 @@ def study_view(stored: StoredStudy, artifact_folder: str | None = None) -> Study
     trials = stored.study.get_trials(deepcopy=False, states=ENDED_STATES)
     ended = sorted((ended_trial(t) for t in trials), key=lambda e: e.number)
     running = len(stored.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    feasible = results.feasible(finished, queries.study_budget(stored))
     history = (
-        results.hypervolume_history(finished, results.reference_point(finished)) if finished else []
+        results.hypervolume_history(feasible, results.reference_point(finished)) if finished else []
     )
     numbers = [r.number for r in finished] + [e.number for e in ended]
     spec = stored.study.user_attrs.get(SPEC_ATTR)
@@ -265,7 +268,7 @@ def study_view(stored: StoredStudy, artifact_folder: str | None = None) -> Study
         last_trial=max(numbers, default=None),
         last_front_gain=last_front_gain(history),
     )
-    front = results.pareto_front(results.feasible(finished, queries.study_budget(stored)))
+    front = results.pareto_front(feasible)
     return StudyView(
         name=stored.name,
         finished=finished,
@@ -273,5 +276,6 @@ def study_view(stored: StoredStudy, artifact_folder: str | None = None) -> Study
         progress=progress,
         curves=queries.attribute_values(stored, VAL_CURVE_ATTR),
         sources=model_sources(stored, [r.number for r in front], artifact_folder),
+        feasible=feasible,
         front=front,
     )
