@@ -152,6 +152,29 @@ def refused_run(spec_text: str, folder: Path, data: Path) -> str:
     return result.stderr
 
 
+def test_a_grid_with_every_point_done_or_running_has_nothing_to_give() -> None:
+    """Two points over the budget, one trained, the last running in another worker: this
+    worker must wait rather than ask (the target, the grid's size, is out of reach, and a new
+    trial would repeat a point)."""
+    from hpo.run.worker import grid_taken
+
+    study, spec = grid_study(0)
+    for number in range(3):
+        trial = study.ask()
+        suggest(trial, spec)
+        if number < 2:
+            trial.set_user_attr(STOP_REASON_ATTR, f"{OVER_BUDGET}: 5.00 ms > 1.00 ms")
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, (0.5, 1.0))
+    assert not grid_taken(study)
+    running = study.ask()
+    suggest(running, spec)
+    assert grid_taken(study)
+    study.tell(running, (0.5, 1.0))
+    assert grid_taken(study)
+
+
 def test_grid_with_start_from_first_is_a_spec_error() -> None:
     study = {"name": "t", "sampler": "grid", "start_from_first": True}
     with pytest.raises(SpecError, match=r"\[study\] start_from_first: the grid sampler"):
@@ -179,6 +202,9 @@ def test_cli_grid_runs_every_point_and_ends_cleanly(tmp_path: Path, tiny_npz: Pa
     study = optuna.load_study(study_name="repro", storage=f"sqlite:///{db}")
     assert sorted(t.params["lr"] for t in study.trials) == [0.001, 0.05]
     assert all(t.state.name == "COMPLETE" for t in study.trials)
+    # n_trials (3) is above the grid's 2 points: raising it would run nothing more.
+    again = invoke("run", str(spec), "--data", str(tiny_npz), "--storage", f"sqlite:///{db}")
+    assert "is finished: 2 of 2 trials; a grid trains each of its points once" in again.stdout
 
 
 GRID = {"norm": ["batch", "group"], "optimizer": ["nesterov", "adam"]}

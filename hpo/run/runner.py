@@ -91,9 +91,14 @@ def work_on(
     """Run one worker on an existing study with already-loaded data."""
     target, counts = study_target(spec), target_counts(stored)
     if counts.finished >= target and not counts.running and not counts.waiting:
+        # A grid smaller than n_trials is the limit: raising n_trials would run nothing.
+        more = (
+            "a grid trains each of its points once"
+            if target < spec.study.n_trials
+            else "raise its n_trials (hpo create SPEC --n-trials N) to run more"
+        )
         console.print(
-            f"study {stored.name} is finished: {counts.finished} of {target} trials; "
-            f"raise its n_trials (hpo create SPEC --n-trials N) to run more"
+            f"study {stored.name} is finished: {counts.finished} of {target} trials; {more}"
         )
         done = WorkerSummary(0, counts.finished, target, 0.0)
         return RunSummary(done, queries.best(stored))

@@ -128,7 +128,9 @@ def _work(
             return runs
         # A WAITING trial is a dead worker's trial queued for its retry: it is owed even when
         # another worker filled the target meanwhile (it counted before the retry was queued).
-        if counts.in_flight_or_done() < target or counts.waiting:
+        # A grid whose every point is done or in flight elsewhere has nothing new to give.
+        wanted = counts.in_flight_or_done() < target and not grid_taken(stored.study)
+        if wanted or counts.waiting:
             run_optuna_trial(stored, objective, pulse, catch, callbacks, on_lost)
             runs += 1
             continue
@@ -144,6 +146,13 @@ def grid_exhausted(study: optuna.Study) -> bool:
     budget (those do not count toward the target, so a grid with some ends below it)."""
     sampler = study.sampler
     return isinstance(sampler, GridToTarget) and sampler.is_exhausted(study)
+
+
+def grid_taken(study: optuna.Study) -> bool:
+    """Whether the study's grid sampler has no point left that is neither done nor in flight
+    (then a worker waits for the others' trials instead of repeating a point)."""
+    sampler = study.sampler
+    return isinstance(sampler, GridToTarget) and not sampler.untaken_points(study)
 
 
 def run_optuna_trial(

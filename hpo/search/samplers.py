@@ -49,7 +49,18 @@ class GridToTarget(optuna.samplers.GridSampler):
         point = trial.system_attrs.get(_GRID_POINT)
         return None if point is None else int(point)
 
+    def untaken_points(self, study: optuna.Study) -> list[int]:
+        """The points neither done nor in flight (running, or queued) in any worker."""
+        points, settled, in_flight = self._points(study)
+        return sorted(points - settled - in_flight)
+
     def _get_unvisited_grid_ids(self, study: optuna.Study) -> list[int]:
+        points, settled, in_flight = self._points(study)
+        # As Optuna's: once every point is taken, the ones not done yet (in flight elsewhere).
+        return sorted(points - settled - in_flight) or sorted(points - settled)
+
+    def _points(self, study: optuna.Study) -> tuple[set[int], set[int], set[int]]:
+        """Every point, the settled ones and the ones in flight."""
         points = set(range(self._n_min_trials))
         settled, in_flight = set(), set()
         for trial in study.get_trials(deepcopy=False):
@@ -60,8 +71,7 @@ class GridToTarget(optuna.samplers.GridSampler):
                 in_flight.add(point)
             elif self.settled(trial):
                 settled.add(point)
-        # As Optuna's: once every point is taken, the ones not done yet (in flight elsewhere).
-        return sorted(points - settled - in_flight) or sorted(points - settled)
+        return points, settled, in_flight
 
     def after_trial(
         self,
