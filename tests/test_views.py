@@ -239,6 +239,15 @@ def test_view_reasons_and_front_on_both_databases(tmp_path: Path, pg_url: str) -
 
 
 @pytest.mark.postgres
+def view_front(url: str, sqlite_file: Path) -> set[int]:
+    """(Re)create the view on the database at `url` (SQLite: `sqlite_file`) and return the
+    numbers of its trials with on_front = 1."""
+    create_views(url)
+    query = "SELECT number, on_front FROM hpo_trials ORDER BY number"
+    rows = sqlite_rows(sqlite_file, query) if "sqlite" in url else postgres_rows(url, query)
+    return {r["number"] for r in rows if r["on_front"] == 1}
+
+
 def test_on_front_counts_latencies_within_their_iqr_as_equal(tmp_path: Path, pg_url: str) -> None:
     """on_front is the front `hpo best` shows (`hpo.core.dominance`): latencies within the
     larger IQR are equal, and a trial that recorded none compares exactly."""
@@ -275,14 +284,7 @@ def test_on_front_counts_latencies_within_their_iqr_as_equal(tmp_path: Path, pg_
             attrs = {} if spread is None else {"latency_iqr_ms": spread}
             study.add_trial(create_trial(values=[accuracy, latency], user_attrs=attrs))
         study.add_trial(create_trial(state=TrialState.FAIL))
-        create_views(url)
-        query = "SELECT number, on_front FROM hpo_trials ORDER BY number"
-        rows = (
-            sqlite_rows(tmp_path / "front.db", query)
-            if "sqlite" in url
-            else postgres_rows(url, query)
-        )
-        on_front = {r["number"] for r in rows if r["on_front"] == 1}
+        on_front = view_front(url, tmp_path / "front.db")
         assert on_front == {r.number for r in queries.best(StoredStudy.of(study, storage))}
         assert 0 in on_front and not on_front & {1, 2, 3}
         assert on_front != {t.number for t in study.best_trials}, "the exact front differs"
@@ -308,15 +310,8 @@ def test_every_front_leaves_out_trials_over_the_studys_budget(tmp_path: Path, pg
         study.set_user_attr("spec", {"study": {"name": "budget", "max_latency_ms": 0.7}})
         for accuracy, latency in points:
             study.add_trial(create_trial(values=[accuracy, latency]))
-        create_views(url)
-        query = "SELECT number, on_front FROM hpo_trials ORDER BY number"
-        rows = (
-            sqlite_rows(tmp_path / "budget.db", query)
-            if "sqlite" in url
-            else postgres_rows(url, query)
-        )
+        on_front = view_front(url, tmp_path / "budget.db")
         stored = StoredStudy.of(study, storage)
-        on_front = {r["number"] for r in rows if r["on_front"] == 1}
         assert on_front == {1, 2, 3}, "trial 0 is over the budget"
         assert on_front == {r.number for r in queries.best(stored)}
         assert on_front == {r.number for r in study_view(stored).front}
