@@ -213,7 +213,7 @@ STOPPED_ROWS = [
         _rung_reason(2, 0.33, 0.7801),
     ),
     StoppedRow(
-        "batch", "nesterov", "step", 0.7, [0.1], TrialState.FAIL, "Diverged: loss is nan at epoch 2"
+        "batch", "nesterov", "step", 0.7, [0.1], TrialState.FAIL, "diverged: loss is nan at epoch 2"
     ),
 ]
 

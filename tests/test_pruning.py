@@ -11,10 +11,10 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo.core.trial_attrs import flat
-from hpo.run.progress import counts_toward_target
 from hpo.search.pruning import ParetoHalving, crowding_distance, nondominated_ranks
 from hpo.store import queries
 from hpo.store.connect import load_study, open_storage
+from hpo.store.outcomes import counts_toward_target
 from tests.conftest import invoke
 from tests.pg import pg_url, start_cli, wait_all
 from tests.test_workers import create, tiny_spec

@@ -12,13 +12,13 @@ import pytest
 from hpo.core.errors import SpecError
 from hpo.core.names import SAMPLERS
 from hpo.core.spec import validate
-from hpo.core.trial_attrs import FAIL_REASON_ATTR, STOP_REASON_ATTR
-from hpo.run.objective import OVER_BUDGET
-from hpo.run.progress import counts_toward_target, settles_grid_point
+from hpo.core.trial_attrs import FAIL_REASON_ATTR, SPEC_ATTR, STOP_REASON_ATTR
+from hpo.present.study_view import study_view
 from hpo.search.joint import JointLatencySampler
 from hpo.search.latency_aware import LatencyAwareSampler
 from hpo.search.samplers import GridToTarget, check_sampler, make_sampler
 from hpo.search.space import suggest
+from hpo.store.outcomes import OVER_BUDGET, counts_toward_target, settles_grid_point
 from tests.cells import FunctionProbe
 from tests.conftest import invoke
 
@@ -273,10 +273,18 @@ def test_a_grid_ends_when_every_point_is_trained_or_over_the_budget(tmp_path: Pa
             raise optuna.TrialPruned
         return 0.5, 1.0
 
-    work_until_target(StoredStudy.of(study, storage), objective, target=4)
+    study.set_user_attr(SPEC_ATTR, spec.raw)
+    stored = StoredStudy.of(study, storage)
+    work_until_target(stored, objective, target=4)
     trials = study.get_trials()
     assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials) == 4
     assert not any(counts_toward_target(t) for t in trials if t.state.name == "PRUNED")
+    # The report and the dashboard call it finished too, against the grid's size.
+    progress = study_view(stored).progress
+    assert progress.done
+    assert progress.line().startswith(
+        "finished: 2 of 4 trials, 2 more over the latency budget (not trained);"
+    )
     storage.engine.dispose()
 
 

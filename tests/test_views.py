@@ -321,6 +321,43 @@ def test_every_front_leaves_out_trials_over_the_studys_budget(tmp_path: Path, pg
         storage.engine.dispose()
 
 
+def test_progress_counts_the_trials_the_workers_count(tmp_path: Path) -> None:
+    """An interrupted trial (queued again) and one over the budget are not among n_trials: the
+    report's and dashboard's status line says what the workers say, not "4 of 2"."""
+    from optuna.trial import TrialState, create_trial
+
+    from hpo.core.spec import validate
+    from hpo.core.trial_attrs import FAIL_REASON_ATTR, SPEC_ATTR, STOP_REASON_ATTR
+    from hpo.present.study_view import study_view
+    from hpo.store.connect import StoredStudy, open_storage
+    from hpo.store.outcomes import OVER_BUDGET
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'p.db'}")
+    study = optuna.create_study(
+        study_name="p", storage=storage, directions=["maximize", "minimize"]
+    )
+    spec = validate({"study": {"name": "p", "n_trials": 2, "max_latency_ms": 1.0}})
+    study.set_user_attr(SPEC_ATTR, spec.raw)
+    stored = StoredStudy.of(study, storage)
+    study.add_trial(create_trial(values=[0.6, 0.5]))
+    study.add_trial(
+        create_trial(state=TrialState.FAIL, user_attrs={FAIL_REASON_ATTR: "interrupted"})
+    )
+    reason = f"{OVER_BUDGET}: 2.00 ms > 1.00 ms"
+    study.add_trial(create_trial(state=TrialState.PRUNED, user_attrs={STOP_REASON_ATTR: reason}))
+    unfinished = study_view(stored).progress
+    assert not unfinished.done
+    assert unfinished.line().startswith("unfinished: 1 of 2 trials, 1 more over the latency")
+    study.add_trial(create_trial(values=[0.7, 0.6]))
+    progress = study_view(stored).progress
+    assert progress.done
+    assert progress.line() == (
+        "finished: 2 of 2 trials, 1 more over the latency budget (not trained); "
+        "the front last moved at trial 3"
+    )
+    storage.engine.dispose()
+
+
 @pytest.mark.slow
 def test_view_on_a_finished_quickstart_study(finished_study: FinishedStudy, tmp_path: Path) -> None:
     db = tmp_path / "copy.db"

@@ -17,7 +17,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.core import results
-from hpo.core.errors import SpecError
+from hpo.core.errors import HpoError, SpecError
 from hpo.core.model_ref import ModelRef, is_model_ref, parse_model_ref
 from hpo.core.results import TrialResult
 from hpo.core.trial_attrs import (
@@ -29,8 +29,9 @@ from hpo.core.trial_attrs import (
     flat,
 )
 from hpo.core.trial_config import stored_params
-from hpo.store import artifacts, queries
+from hpo.store import artifacts, outcomes, queries
 from hpo.store.connect import StoredStudy
+from hpo.store.studies import stored_spec
 from hpo.store.url import safe_url
 
 ENDED_STATES = (TrialState.PRUNED, TrialState.FAIL)
@@ -90,21 +91,27 @@ def ended_trial(trial: FrozenTrial) -> EndedTrial:
 class Progress:
     """How far the study is: trials finished against its target, and when the front last moved."""
 
-    finished: int
-    target: int | None
+    finished: int  # trials that count toward the target, as the workers count them
+    target: int | None  # n_trials, or the grid's size when smaller
     running: int
     last_trial: int | None  # the highest trial number that finished
     last_front_gain: int | None  # the trial after which the hypervolume last grew
+    over_budget: int = 0  # trials not trained: their architecture is over the latency budget
+    grid_done: bool = False  # every point of a grid is trained or over the budget
 
     @property
     def done(self) -> bool:
-        return self.target is not None and self.finished >= self.target and not self.running
+        reached = self.target is not None and self.finished >= self.target
+        return (reached or self.grid_done) and not self.running
 
     def line(self) -> str:
         """One line: "finished: 10 of 10 trials; the front last moved at trial 3"."""
         of = f" of {self.target}" if self.target is not None else ""
-        head = "finished" if self.done else "running"
+        # Not done and nothing running: `hpo run` (or a worker) goes on from here.
+        head = "finished" if self.done else "running" if self.running else "unfinished"
         text = f"{head}: {self.finished}{of} trials"
+        if self.over_budget:
+            text += f", {self.over_budget} more over the latency budget (not trained)"
         if self.running:
             text += f", {self.running} running"
         if self.last_front_gain is None:
@@ -248,6 +255,28 @@ def model_sources(
     return sources
 
 
+def _target_progress(stored: StoredStudy) -> dict[str, Any]:
+    """Trials toward the target as the workers count them (`hpo.store.outcomes`): what is
+    interrupted, lost or over the budget is not one of the study's `n_trials`."""
+    trials = stored.study.get_trials(deepcopy=False)
+    counts: dict[str, Any] = {
+        "finished": sum(outcomes.counts_toward_target(t) for t in trials),
+        "over_budget": sum(outcomes.over_budget(t) for t in trials),
+        "target": None,
+    }
+    try:
+        spec = stored_spec(stored.study)
+        counts["target"] = outcomes.study_target(spec)
+        if spec.study.sampler == "grid":
+            counts["grid_done"] = outcomes.grid_points_settled(trials) >= outcomes.grid_size(spec)
+    except (HpoError, SpecError):
+        # No spec that still validates: the raw one's n_trials, if it has one.
+        raw = stored.study.user_attrs.get(SPEC_ATTR)
+        target = raw.get("study", {}).get("n_trials") if isinstance(raw, dict) else None
+        counts["target"] = target if isinstance(target, int) else None
+    return counts
+
+
 def study_view(stored: StoredStudy, artifact_folder: str | None = None) -> StudyView:
     """Read what the figures and the report show."""
     finished = queries.completed(stored)
@@ -259,11 +288,8 @@ def study_view(stored: StoredStudy, artifact_folder: str | None = None) -> Study
         results.hypervolume_history(feasible, results.reference_point(finished)) if finished else []
     )
     numbers = [r.number for r in finished] + [e.number for e in ended]
-    spec = stored.study.user_attrs.get(SPEC_ATTR)
-    target = spec.get("study", {}).get("n_trials") if isinstance(spec, dict) else None
     progress = Progress(
-        finished=len(numbers),
-        target=target if isinstance(target, int) else None,
+        **_target_progress(stored),
         running=running,
         last_trial=max(numbers, default=None),
         last_front_gain=last_front_gain(history),

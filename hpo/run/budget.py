@@ -11,23 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from hpo.core.errors import SpecError
 from hpo.core.keys import canonical_json
-from hpo.core.trial_attrs import STOP_REASON_ATTR
 from hpo.core.trial_config import TrialConfig
-from hpo.run.objective import OVER_BUDGET
 from hpo.search.architecture import ArchitectureSpace
+from hpo.store.outcomes import over_budget
 
 # Over-budget proposals in a row after which a budget is called impossible.
 MAX_OVER_BUDGET_IN_A_ROW = 30
-
-
-def over_budget(trial: FrozenTrial) -> bool:
-    """Whether the trial was stopped untrained because its architecture is over the budget."""
-    reason = str(trial.user_attrs.get(STOP_REASON_ATTR, ""))
-    return trial.state == TrialState.PRUNED and reason.startswith(OVER_BUDGET)
 
 
 class BudgetWatch:

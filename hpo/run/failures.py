@@ -11,6 +11,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 
 from hpo.core.errors import DataError
 from hpo.core.trial_attrs import FAIL_REASON_ATTR, TRACEBACK_ATTR
+from hpo.store.outcomes import DIVERGED, NO_NETWORK, OUT_OF_MEMORY
 from hpo.store.trial_records import record
 from hpo.train.loop import Diverged
 from models.user import UnusableNetwork
@@ -20,14 +21,6 @@ class TrialFailed(Exception):
     """A trial failed because of its own configuration (it diverged, did not fit in memory, or
     a user's factory cannot build it): the study goes on with other configurations;
     `fail_reason` says why."""
-
-
-# Reasons of failures that belong to the configuration: such a trial is a result (this
-# configuration diverges, does not fit, or cannot be built) and counts towards the study's
-# target.
-DIVERGED = "diverged"
-OUT_OF_MEMORY = "out of memory"
-NO_NETWORK = "no network with these params"  # a user's factory cannot build them
 
 
 class TrialCrashed(Exception):

@@ -70,6 +70,7 @@ from hpo.run.failures import (
 from hpo.run.signals import mark_interrupted_trial
 from hpo.search import space
 from hpo.search.pruning import ParetoHalving
+from hpo.store.outcomes import OVER_BUDGET
 from hpo.store.probes import ProbeRecord
 from hpo.store.resilience import is_transient
 from hpo.store.trial_records import keep_config, record
@@ -86,7 +87,6 @@ _BACKEND_CHECK_IMAGES = 8
 
 # Constraint name for the latency budget: probe latency - budget (feasible when <= 0).
 BUDGET_CONSTRAINT = "latency_budget"
-OVER_BUDGET = "over latency budget"
 
 
 def over_budget_reason(latency_ms: float, budget_ms: float) -> str:

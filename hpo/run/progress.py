@@ -5,42 +5,12 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
-from hpo.core.trial_attrs import FAIL_REASON_ATTR
-from hpo.run.budget import over_budget
-from hpo.run.failures import DIVERGED, NO_NETWORK, OUT_OF_MEMORY
 from hpo.store.connect import StoredStudy
+from hpo.store.outcomes import counts_toward_target
 from hpo.store.queries import beating_trial_numbers
 from hpo.store.resilience import resilience_of
-
-
-def counts_toward_target(trial: FrozenTrial) -> bool:
-    """Finished trials with a result: COMPLETE, or FAIL because the configuration diverged,
-    ran out of memory or could not be built (running it again would fail the same way).
-
-    Crashed, interrupted or lost trials do not count, so running the study again (or the
-    retry of a lost one) redoes them; nor do trials stopped untrained because their
-    architecture is over the latency budget.
-    """
-    if trial.state == TrialState.COMPLETE:
-        return True
-    if trial.state == TrialState.PRUNED:
-        return not over_budget(trial)
-    if trial.state != TrialState.FAIL:
-        return False
-    reason = str(trial.user_attrs.get(FAIL_REASON_ATTR, ""))
-    # A configuration that cannot be built is a result only when the trial has one (params):
-    # a failure before its params were drawn says nothing about any configuration.
-    return reason.startswith((DIVERGED, OUT_OF_MEMORY)) or (
-        reason.startswith(NO_NETWORK) and bool(trial.params)
-    )
-
-
-def settles_grid_point(trial: FrozenTrial) -> bool:
-    """Whether the grid sampler's point of `trial` is done: it counts toward the target, or
-    its architecture is over the latency budget (trying it again would be too)."""
-    return counts_toward_target(trial) or over_budget(trial)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ same params (WAITING), and a waiting worker runs it.
 from __future__ import annotations
 
 import itertools
-import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -23,16 +22,15 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 
-from hpo.core.spec import Spec
 from hpo.core.trial_attrs import WORKER_ATTR
 from hpo.core.trial_config import TrialConfig
-from hpo.run.budget import MAX_OVER_BUDGET_IN_A_ROW, BudgetWatch, over_budget
+from hpo.run.budget import MAX_OVER_BUDGET_IN_A_ROW, BudgetWatch
 from hpo.run.context import WorkerContext
 from hpo.run.display import TrialDisplay
 from hpo.run.failures import TrialFailed, failure_reason, note_failure
 from hpo.run.objective import CompleteHook, Objective
 from hpo.run.probing import StudyLatencies
-from hpo.run.progress import TargetCounts, settles_grid_point, target_counts
+from hpo.run.progress import TargetCounts, target_counts
 from hpo.run.pulse import Pulse
 from hpo.run.signals import (
     HeldInterrupts,
@@ -45,11 +43,11 @@ from hpo.run.signals import (
 )
 from hpo.search.architecture import ArchitectureSpace
 from hpo.search.samplers import GridToTarget, make_sampler
-from hpo.search.space import grid_search_space
 from hpo.store.claims import claimer
 from hpo.store.connect import StoredStudy
 from hpo.store.lost import LostTrial, finished_by_another, queue_again
 from hpo.store.optuna_internals import trial_id
+from hpo.store.outcomes import over_budget, settles_grid_point, study_target
 from hpo.store.queries import rung_points
 from hpo.store.resilience import resilience_of
 
@@ -243,13 +241,6 @@ def own_seed_offset(claim: Callable[[str], bool], offset: int) -> int:
         if claim(f"sampler seed offset {mine}"):
             return mine
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def study_target(spec: Spec) -> int:
-    """The study's `n_trials`, or the grid's size when the grid sampler has fewer points."""
-    if spec.study.sampler == "grid":
-        return min(spec.study.n_trials, math.prod(map(len, grid_search_space(spec).values())))
-    return spec.study.n_trials
 
 
 # Called with the study after each trial this worker ran (e.g. to redraw dashboard figures).
