@@ -598,6 +598,14 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "",
         "it returned the network wrapped by DataParallel; return the network itself",
     ),
+    "misspelled param of a **kwargs factory": (
+        EXAMPLE_NET.read_text().replace(
+            "    blocks: int = 2,\n", "    blocks: int = 2,\n    **extra,\n"
+        ),
+        "net.py:build",
+        "[search.model_params]\nchannels = 8\nchanels = [8, 16]\n",
+        "[search.model_params] chanels: every value tried (8, 16) builds the same network",
+    ),
     "unknown torchvision model": (
         None,
         "torchvision:vit_b_16",
@@ -605,6 +613,37 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "not a torchvision classification model that takes norm_layer; allowed: ",
     ),
 }
+
+
+# Model params that change the network in one way only: its initial weights, a number its
+# forward reads, a rate used in training alone. None may be taken for a param that does nothing.
+ONE_WAY_PARAMS = (
+    "import torch\nfrom torch import nn\nimport torch.nn.functional as F\n"
+    "class Net(nn.Module):\n"
+    "    def __init__(self, num_classes, zero_init, scale, drop):\n"
+    "        super().__init__()\n"
+    "        self.conv = nn.Conv2d(3, 8, 3, padding=1)\n"
+    "        self.fc = nn.Linear(8, num_classes)\n"
+    "        self.scale, self.drop = scale, drop\n"
+    "        if zero_init:\n"
+    "            nn.init.zeros_(self.fc.weight)\n"
+    "    def forward(self, x):\n"
+    "        x = F.relu(self.conv(x) * self.scale).mean((2, 3))\n"
+    "        return self.fc(F.dropout(x, self.drop, training=self.training))\n"
+    "def build(num_classes, **options):\n"
+    "    return Net(num_classes, **options)\n"
+)
+
+
+def test_a_param_that_changes_the_network_in_one_way_only_is_searched(tmp_path: Path) -> None:
+    from hpo.run.user_model import prepare_model
+
+    (tmp_path / "net.py").write_text(ONE_WAY_PARAMS)
+    params = {"zero_init": [False, True], "scale": [1.0, 2.0], "drop": [0.0, 0.5]}
+    raw = {"study": {"name": "one-way"}, "search": {"model": "net.py:build"}}
+    raw["search"]["model_params"] = params
+    loaded = prepare_model(validate(raw), user.ModelSources(spec_dir=tmp_path), 10)
+    assert loaded is not None and loaded.params is None, "a **kwargs factory"
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FACTORIES))

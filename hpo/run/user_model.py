@@ -4,17 +4,20 @@ Everything a factory can get wrong is a one-line SpecError here, not a failed tr
 that fails (or exits), a missing callable, a `norm` search for a factory without `norm_layer`, a
 param it does not take, a call that raises (with any norm choice or model-param value), a wrong
 output shape or type (for a batch, and for the single image latency is timed on), a forward that
-is random in eval mode, a `norm_layer` taken but never called,
-no trainable parameter, and a network torch.fx cannot trace
-(folding traces it; such a model is refused rather than timed unfolded, so that every trial's
-latency is the folded network's, as for the built-in families).
+is random in eval mode, a `norm_layer` taken but never called, a model param whose values all
+build the same network (a misspelled name a `**kwargs` factory swallows), no trainable
+parameter, and a network torch.fx cannot trace (folding traces it; such a model is refused
+rather than timed unfolded, so that every trial's latency is the folded network's, as for the
+built-in families).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -66,12 +69,37 @@ def prepare_model(
     return loaded
 
 
+@dataclass(frozen=True)
+class _Tried:
+    """What building and checking one configuration showed."""
+
+    norm_layer_calls: int  # how many times the factory called its `norm_layer`
+    fingerprint: str  # a digest of the network's layers, weights and outputs (`_fingerprint`)
+
+
 def _try_once(spec: Spec, ref: str, takes_norm: bool, num_classes: int) -> None:
     device = resolve_device(spec.train.device)
     timed_in_onnx = resolve_backend(spec.latency.backend, device) == "onnxruntime"
     norm_layer_calls = 0
-    for norm, params in _configurations(spec, takes_norm):
-        norm_layer_calls += _try(ref, norm, params, num_classes, timed_in_onnx)
+    first: str | None = None  # the fingerprint with every model param at its first value
+    others: dict[str, set[str]] = {}  # each model param's fingerprints at its other values
+    for norm, params, varied in _configurations(spec, takes_norm):
+        tried = _try(ref, norm, params, num_classes, timed_in_onnx)
+        norm_layer_calls += tried.norm_layer_calls
+        if varied is not None:
+            others.setdefault(varied, set()).add(tried.fingerprint)
+        elif first is None:
+            first = tried.fingerprint
+    for name, fingerprints in others.items():
+        if fingerprints == {first}:
+            # Searching it would spend trials on one network under several names.
+            tried_values = ", ".join(map(repr, _values(spec.model_params[name])))
+            raise SpecError(
+                f"model {ref}: [search.model_params] {name}: every value tried "
+                f"({tried_values}) builds the same network (same layers, weights and outputs), "
+                "so searching it changes nothing; check its name (a factory that takes "
+                "**kwargs accepts any name), or remove it"
+            )
     if takes_norm and "norm" in spec.search and not norm_layer_calls:
         # Each trial would record a norm its network does not have.
         raise SpecError(
@@ -81,27 +109,34 @@ def _try_once(spec: Spec, ref: str, takes_norm: bool, num_classes: int) -> None:
         )
 
 
-def _configurations(spec: Spec, takes_norm: bool) -> Iterator[tuple[str | None, dict[str, Any]]]:
+def _configurations(
+    spec: Spec, takes_norm: bool
+) -> Iterator[tuple[str | None, dict[str, Any], str | None]]:
     """Every norm choice with the first model params, then each other model-param value (a
     range's low and highest value) with the others at their first: every value the sampler may
-    pick is built once, without trying every combination."""
+    pick is built once, without trying every combination. Each with the name of the model
+    param it varies (None for the first params)."""
     first = {name: _values(domain)[0] for name, domain in spec.model_params.items()}
     norms = _values(spec.domain("norm")) if takes_norm else [None]
     for norm in norms:
-        yield norm, first
+        yield norm, first, None
     for name, domain in spec.model_params.items():
         for value in _values(domain)[1:]:
-            yield norms[0], {**first, name: value}
+            yield norms[0], {**first, name: value}, name
 
 
 def _try(
     ref: str, norm: str | None, params: dict[str, Any], num_classes: int, timed_in_onnx: bool
-) -> int:
-    """Build the network with these params and check it as trials will use it; how many times
-    the factory called its `norm_layer`."""
+) -> _Tried:
+    """Build the network with these params and check it as trials will use it."""
     given = (f"{params}" if params else "its default params") + (f", norm {norm}" if norm else "")
     norm_layer = None if norm is None else user.CountedNormLayer(norm)
-    with user.running_user_code(f"model {ref}: calling the factory with {given}"):
+    # Seeded, so that two values of a param that changes nothing build equal weights.
+    with (
+        user.running_user_code(f"model {ref}: calling the factory with {given}"),
+        torch.random.fork_rng(devices=[]),
+    ):
+        torch.manual_seed(0)
         network = user.build(
             ref, norm=norm, num_classes=num_classes, norm_layer=norm_layer, **params
         )
@@ -123,6 +158,7 @@ def _try(
             output = network(torch.zeros(shape))
         _check_logits(f"model {ref}", output, num_classes, shape)
     _check_deterministic(built, network)
+    fingerprint = _fingerprint(network)
     if not any(p.requires_grad for p in network.parameters()):
         raise SpecError(
             f"{built} has no trainable parameters; there is nothing for a trial to train"
@@ -138,13 +174,40 @@ def _try(
     # Trials train the network: a training-mode forward (which may differ, e.g. auxiliary
     # heads) and a backward pass, on a copy whose statistics and gradients nobody keeps.
     training = f"{built}, in training mode"
-    with user.running_user_code(f"{training}: its forward pass on {_PROBE_SHAPE} images"):
+    with (
+        user.running_user_code(f"{training}: its forward pass on {_PROBE_SHAPE} images"),
+        torch.random.fork_rng(devices=[]),
+    ):
+        torch.manual_seed(0)  # dropout and the like draw alike for every configuration
         network.train()
-        output = network(torch.zeros(_PROBE_SHAPE))
+        output = network(_random_images())
     _check_logits(training, output, num_classes, _PROBE_SHAPE)
+    # A param may act in training only (a dropout rate kept as a number, not a module).
+    fingerprint = _fingerprint(output.detach(), fingerprint)
     with user.running_user_code(f"{training}: its backward pass"):
         output.float().logsumexp(1).sum().backward()
-    return 0 if norm_layer is None else norm_layer.calls
+    return _Tried(0 if norm_layer is None else norm_layer.calls, fingerprint)
+
+
+def _fingerprint(what: torch.nn.Module | torch.Tensor, before: str = "") -> str:
+    """A digest of a network (its layers, its weights and buffers, and its eval-mode outputs on
+    the seeded images) or of a tensor, chained after `before`: equal digests, equal networks."""
+    digest = hashlib.sha256(before.encode())
+    if isinstance(what, torch.Tensor):
+        tensors = {"": what}
+    else:
+        digest.update(repr(what).encode())
+        tensors = dict(what.state_dict())
+        with torch.no_grad():
+            what.eval()
+            output = what(_random_images())
+        if isinstance(output, torch.Tensor):
+            tensors["output"] = output
+    for name, tensor in tensors.items():
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().flatten().view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def _random_images() -> torch.Tensor:
