@@ -303,6 +303,40 @@ def test_batchnorm_not_after_conv_is_kept() -> None:
     assert "not a conv" in report.kept[0]["reason"]
 
 
+class _Encoded(nn.Module):
+    """A conv stem and a transformer encoder, which torch.fx calls as one layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 4, stride=4), nn.BatchNorm2d(16))
+        layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)
+        self.encoder = nn.TransformerEncoder(
+            layer, 2, norm=nn.LayerNorm(16), enable_nested_tensor=False
+        )
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.stem(x).flatten(2).transpose(1, 2)
+        return self.head(self.encoder(tokens).mean(1))
+
+
+def test_norms_inside_a_module_run_as_one_layer_are_listed_as_kept() -> None:
+    model = randomize_batchnorms(_Encoded()).eval()
+    folded, report = fold_batchnorm(model)
+    check_equivalence(model, folded, torch.randn(2, 3, 32, 32))
+    assert [entry["layer"] for entry in report.folded] == ["stem.1"]
+    assert [entry["layer"] for entry in report.kept] == [
+        "encoder.layers.0.norm1",
+        "encoder.layers.0.norm2",
+        "encoder.layers.1.norm1",
+        "encoder.layers.1.norm2",
+        "encoder.norm",
+    ]
+    assert {entry["reason"] for entry in report.kept} == {
+        "inside TransformerEncoder, which runs as one layer"
+    }
+
+
 def test_torchvision_frozen_batchnorms_fold_and_are_listed() -> None:
     from torchvision.ops import FrozenBatchNorm2d
 

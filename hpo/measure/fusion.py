@@ -531,6 +531,10 @@ def fold_batchnorm(model: nn.Module) -> tuple[fx.GraphModule, FoldReport]:
             report.kept.append({"layer": node.name, "type": kind, "reason": "functional call"})
             continue
         norm = _module(graph_module, node)
+        if norm is not None and not isinstance(norm, NORM_TYPES):
+            # A torch module traced whole (nn.TransformerEncoder): its norms are its own.
+            report.kept += _norms_inside(str(node.target), norm)
+            continue
         if not isinstance(norm, NORM_TYPES):
             continue
         kind = type(norm).__name__
@@ -565,6 +569,19 @@ def fold_batchnorm(model: nn.Module) -> tuple[fx.GraphModule, FoldReport]:
     graph_module.delete_all_unused_submodules()
     graph_module.recompile()
     return graph_module.eval(), report
+
+
+def _norms_inside(name: str, module: nn.Module) -> list[dict[str, str]]:
+    """The kept-norm entries of the norm layers inside a module the graph calls as a whole."""
+    return [
+        {
+            "layer": f"{name}.{inner}",
+            "type": type(norm).__name__,
+            "reason": f"inside {type(module).__name__}, which runs as one layer",
+        }
+        for inner, norm in module.named_modules()
+        if inner and isinstance(norm, NORM_TYPES)
+    ]
 
 
 def _fold_into_producer(
