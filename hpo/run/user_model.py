@@ -4,11 +4,11 @@ Everything a factory can get wrong is a one-line SpecError here, not a failed tr
 that fails (or exits), a missing callable, a `norm` search for a factory without `norm_layer`, a
 param it does not take, a call that raises (with any norm choice or model-param value), a wrong
 output shape or type (for a batch, and for the single image latency is timed on), a forward that
-is random in eval mode, a `norm_layer` taken but never called, a model param whose values all
-build the same network (a misspelled name a `**kwargs` factory swallows), no trainable
-parameter, and a network torch.fx cannot trace (folding traces it; such a model is refused
-rather than timed unfolded, so that every trial's latency is the folded network's, as for the
-built-in families).
+is random in eval mode or mixes the images of a batch, a `norm_layer` taken but never called, a
+model param whose values all build the same network (a misspelled name a `**kwargs` factory
+swallows), no trainable parameter, and a network torch.fx cannot trace (folding traces it; such
+a model is refused rather than timed unfolded, so that every trial's latency is the folded
+network's, as for the built-in families).
 """
 
 from __future__ import annotations
@@ -158,6 +158,7 @@ def _try(
             output = network(torch.zeros(shape))
         _check_logits(f"model {ref}", output, num_classes, shape)
     _check_deterministic(built, network)
+    _check_per_image(built, network)
     fingerprint = _fingerprint(network)
     if not any(p.requires_grad for p in network.parameters()):
         raise SpecError(
@@ -239,6 +240,29 @@ def _check_deterministic(built: str, network: torch.nn.Module) -> None:
             f"(they differ by {difference:.3g}): something random runs at inference, such as "
             "F.dropout(x, p) without training=self.training; trials validate and time the "
             "network in eval mode"
+        )
+
+
+def _check_per_image(built: str, network: torch.nn.Module) -> None:
+    """Refuse a network whose eval-mode output for an image depends on the other images of its
+    batch (a mean over the batch, a BatchNorm called with training=True): trials validate it in
+    batches and time it one image at a time, and its folded copy is checked the same way."""
+    images = _random_images()
+    forward = f"{built}: its forward pass on one image at a time"
+    with user.running_user_code(forward), torch.no_grad():
+        batched = network(images.clone())
+        alone = torch.cat([network(images[i : i + 1].clone()) for i in range(len(images))])
+    finite = torch.isfinite(batched) & torch.isfinite(alone)
+    if not finite.any():
+        return  # nothing finite to compare (an untrained network may overflow)
+    difference = float((batched[finite] - alone[finite]).abs().max())
+    scale = float(batched[finite].abs().max())
+    if difference > 1e-4 * max(1.0, scale):
+        raise SpecError(
+            f"{built}: in eval mode its output for an image depends on the other images of the "
+            f"batch (alone it differs by {difference:.3g}), as with a mean over the batch or a "
+            "norm that uses batch statistics at inference; trials validate in batches and time "
+            "one image at a time, so each image's logits must depend on that image only"
         )
 
 
