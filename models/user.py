@@ -98,6 +98,11 @@ class UserModel:
     def takes(self, name: str) -> bool:
         return self.params is None or name in self.params
 
+    def gets_norm_layer(self, norm_given: bool) -> bool:
+        """Whether hpo passes it a `norm_layer`: it names one, or it takes `**kwargs` and the
+        spec gives a `norm` (without one, such a factory keeps its own norm layers)."""
+        return self.takes_norm_layer or (self.params is None and norm_given)
+
     def card(self) -> dict[str, object]:
         """How a model card records the factory: enough to find the same code again."""
         return {"reference": self.ref, "origin": self.origin, "sha256": self.sha256}
@@ -152,7 +157,7 @@ def build(
     or the one given."""
     user = loaded(text)
     kwargs: dict[str, object] = {"num_classes": num_classes, **params}
-    if user.takes_norm_layer:
+    if user.gets_norm_layer(norm is not None):
         kwargs["norm_layer"] = norm_layer or functools.partial(make_norm, norm or "batch")
     with default_dtype_kept():
         try:

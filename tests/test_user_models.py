@@ -309,6 +309,17 @@ SHUFFLING_NET = (
     "    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ChannelShuffle(2),\n"
     "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))\n"
 )
+KWARGS_NET = (
+    "from torch import nn\n"
+    "def build(**kwargs):\n"
+    "    norm_layer = kwargs.get('norm_layer', nn.BatchNorm2d)\n"
+    "    c = kwargs.get('channels', 8)\n"
+    "    return nn.Sequential(nn.Conv2d(3, c, 3, padding=1, bias=False), norm_layer(c),\n"
+    "                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),\n"
+    "                         nn.Linear(c, kwargs['num_classes']))\n"
+)
+
+
 # Each case: the model file's text (None: no file), the spec's model and [search] lines, and
 # what the one stderr line must say.
 BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
@@ -621,6 +632,12 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "[search.model_params]\nchannels = 8\nchanels = [8, 16]\n",
         "[search.model_params] chanels: every value tried (8, 16) builds the same network",
     ),
+    "a **kwargs factory ignores norm_layer": (
+        KWARGS_NET.replace("kwargs.get('norm_layer', nn.BatchNorm2d)", "nn.BatchNorm2d"),
+        "net.py:build",
+        'norm = ["batch", "group"]',
+        "the factory takes norm_layer but never calls it",
+    ),
     "unknown torchvision model": (
         None,
         "torchvision:vit_b_16",
@@ -659,6 +676,27 @@ def test_a_param_that_changes_the_network_in_one_way_only_is_searched(tmp_path: 
     raw["search"]["model_params"] = params
     loaded = prepare_model(validate(raw), user.ModelSources(spec_dir=tmp_path), 10)
     assert loaded is not None and loaded.params is None, "a **kwargs factory"
+
+
+def test_a_kwargs_factory_gets_norm_layer_when_the_spec_gives_a_norm(tmp_path: Path) -> None:
+    from hpo.run.user_model import prepare_model
+    from hpo.search.space import keeps_own_norm
+
+    (tmp_path / "net.py").write_text(KWARGS_NET)
+    sources = user.ModelSources(spec_dir=tmp_path)
+    searched = {"model": "net.py:build", "norm": ["batch", "group"]}
+    spec = validate({"study": {"name": "kw"}, "search": searched})
+    assert prepare_model(spec, sources, 10) is not None
+    assert not keeps_own_norm(spec)
+    network = user.build("net.py:build", norm="group", num_classes=10)
+    assert isinstance(network[1], torch.nn.GroupNorm)
+    # Without a norm in the spec it keeps its own: the trials record none, and get none.
+    own = validate({"study": {"name": "kw"}, "search": {"model": "net.py:build"}})
+    assert prepare_model(own, sources, 10) is not None
+    assert keeps_own_norm(own)
+    assert isinstance(
+        user.build("net.py:build", norm=None, num_classes=10)[1], torch.nn.BatchNorm2d
+    )
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FACTORIES))

@@ -54,7 +54,8 @@ def prepare_model(
     if ref is None:
         return None
     loaded = user.load(ref, sources)
-    if not loaded.takes_norm_layer and "norm" in spec.search:
+    takes_norm = loaded.gets_norm_layer("norm" in spec.search)
+    if not takes_norm and "norm" in spec.search:
         raise SpecError(
             f"model {ref}: the factory takes no norm_layer, so it keeps its own norm layers; "
             "remove [search] norm, or add a norm_layer parameter to search it"
@@ -65,7 +66,7 @@ def prepare_model(
             f"model {ref}: the factory takes no parameter {untaken[0]!r} "
             f"([search.model_params]); it takes {', '.join(loaded.params or ())}"
         )
-    _try_once(spec, ref, loaded.takes_norm_layer, num_classes)
+    _try_once(spec, ref, takes_norm, num_classes)
     return loaded
 
 

@@ -143,7 +143,7 @@ def keeps_own_norm(spec: Spec) -> bool:
         return False
     from models import user  # torch: only for a spec that names a model factory
 
-    return not user.loaded(spec.model_ref).takes_norm_layer
+    return not user.loaded(spec.model_ref).gets_norm_layer("norm" in spec.search)
 
 
 def grid_search_space(spec: Spec) -> dict[str, list[Any]]:
