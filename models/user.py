@@ -9,7 +9,7 @@ a spec it was given on its command line, or the folders and modules given to it 
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import hashlib
 import importlib
 import importlib.util
@@ -94,6 +94,9 @@ class UserModel:
     params: tuple[str, ...] | None  # the keyword params it names; None when it takes **kwargs
     origin: str  # the file, the module's file, or the torchvision version
     sha256: str | None  # of the file, or its package's .py files (None for torchvision)
+    # The study searches `norm`: a network built without calling `norm_layer` is not the
+    # trial's norm, so it is no network for these params (`build`).
+    norm_searched: bool = False
 
     def takes(self, name: str) -> bool:
         return self.params is None or name in self.params
@@ -111,8 +114,9 @@ class UserModel:
 _LOADED: dict[str, UserModel] = {}
 
 
-def load(text: str, sources: ModelSources) -> UserModel:
-    """Import the factory `text` names, if `sources` allow it; SpecError (one line) if not."""
+def load(text: str, sources: ModelSources, *, norm_searched: bool = False) -> UserModel:
+    """Import the factory `text` names, if `sources` allow it; SpecError (one line) if not.
+    `norm_searched`: the study searches `norm` (see `UserModel.norm_searched`)."""
     ref = parse_model_ref(text)
     if ref.kind == "torchvision":
         loaded = _torchvision(ref)
@@ -120,6 +124,7 @@ def load(text: str, sources: ModelSources) -> UserModel:
         loaded = _from_file(ref, _model_file(ref, sources))
     else:
         loaded = _from_module(ref, sources)
+    loaded = dataclasses.replace(loaded, norm_searched=norm_searched)
     _LOADED[text] = loaded
     return loaded
 
@@ -157,13 +162,21 @@ def build(
     or the one given."""
     user = loaded(text)
     kwargs: dict[str, object] = {"num_classes": num_classes, **params}
+    counted = None
     if user.gets_norm_layer(norm is not None):
-        kwargs["norm_layer"] = norm_layer or functools.partial(make_norm, norm or "batch")
+        if norm_layer is None:
+            norm_layer = counted = CountedNormLayer(norm or "batch")
+        kwargs["norm_layer"] = norm_layer
     with default_dtype_kept():
         try:
             network = user.factory(**kwargs)
         except Exception as exc:
             raise FactoryRaised(f"the factory raised {one_line(exc)}") from exc
+    if counted is not None and user.norm_searched and norm != "none" and not counted.calls:
+        raise UnusableNetwork(
+            f"it did not call norm_layer with these params, so the trial's norm ({norm}) is not "
+            'in its network; norm = "none" is the choice without a norm layer'
+        )
     if not isinstance(network, nn.Module):
         raise UnusableNetwork(f"it returned {type(network).__name__}, not a torch nn.Module")
     if wrapper := _wrapper_name(network):

@@ -146,6 +146,16 @@ def test_a_norm_layer_called_for_some_params_only_is_used(tmp_path: Path, tiny_n
     url = f"sqlite:///{tmp_path / 'create.db'}"
     result = invoke("create", str(spec), "--data", str(tiny_npz), "--storage", url)
     assert result.returncode == 0, result.stderr
+    # A trial's network must have the norm it records: use_bn = false is no network for group
+    # (it fails as such, and the sampler learns it), while norm "none" is that network.
+    user.load("net.py:build", user.ModelSources(spec_dir=tmp_path), norm_searched=True)
+    with pytest.raises(user.UnusableNetwork, match=r"the trial's norm \(group\) is not in"):
+        user.build("net.py:build", norm="group", num_classes=10, use_bn=False)
+    assert user.build("net.py:build", norm="none", num_classes=10, use_bn=False)
+    assert user.build("net.py:build", norm="group", num_classes=10, use_bn=True)
+    # Without norm searched, the factory's norm is its own business.
+    user.load("net.py:build", user.ModelSources(spec_dir=tmp_path))
+    assert user.build("net.py:build", norm="batch", num_classes=10, use_bn=False)
 
 
 def test_model_params_may_take_the_names_of_the_families_options(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def prepare_model(
     ref = spec.model_ref
     if ref is None:
         return None
-    loaded = user.load(ref, sources)
+    loaded = user.load(ref, sources, norm_searched="norm" in spec.search)
     takes_norm = loaded.gets_norm_layer("norm" in spec.search)
     if not takes_norm and "norm" in spec.search:
         raise SpecError(
