@@ -225,3 +225,20 @@ def test_the_export_command_carries_the_models_option_a_factory_needs(
         models_folder_note(stored)
     )
     assert model_sources(stored, [0])[0].command_note == models_folder_note(stored)
+
+
+def test_latencies_read_alike_in_the_best_table_the_figures_and_the_report() -> None:
+    """Two front latencies 0.3 µs apart: 4 significant digits tell them apart everywhere, where
+    the `best` table's 3 decimals once showed both as 0.046."""
+    from rich.console import Console
+
+    from hpo.core.results import ms_text, why_empty
+    from hpo.present.output import trials_table
+
+    trials = [result(0, 0.62, 0.046224), result(1, 0.64, 0.046499)]
+    console = Console(width=120, record=True)
+    console.print(trials_table(trials, "front"))
+    text = console.export_text()
+    assert "0.04622" in text and "0.0465" in text
+    assert [ms_text(t.latency_ms) for t in trials] == ["0.04622", "0.0465"]
+    assert why_empty(trials, 0.01).endswith("the fastest is trial 0 at 0.04622 ms")

@@ -62,6 +62,12 @@ class TrialResult:
         }
 
 
+def ms_text(value: float) -> str:
+    """A latency as every table, report and figure prints it: 4 significant digits (0.04622,
+    1.403, 12.35), so two front points that differ show different figures."""
+    return f"{value:.4g}"
+
+
 def _latency(result: TrialResult, rank_by: str) -> float:
     if rank_by == LATENCY_RATIO_ATTR:
         return result.latency_ratio if result.latency_ratio is not None else float("inf")
@@ -124,7 +130,9 @@ def why_empty(
         return "no complete trial yet"
     fastest = min(results, key=lambda r: (_latency(r, rank_by), r.number))
     unit = " ms" if rank_by == LATENCY_MS_ATTR else ""
-    closest = f"the fastest is trial {fastest.number} at {_latency(fastest, rank_by):.3g}{unit}"
+    closest = (
+        f"the fastest is trial {fastest.number} at {ms_text(_latency(fastest, rank_by))}{unit}"
+    )
     if max_latency is not None:
         return f"no complete trial has {rank_by} <= {max_latency:g}{unit}; {closest}"
     return f"no complete trial within the study's latency budget ({study_budget:g} ms); {closest}"

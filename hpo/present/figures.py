@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 
 from hpo.core import results
 from hpo.core.names import MISSION_PARAMS
-from hpo.core.results import TrialResult
+from hpo.core.results import TrialResult, ms_text
 from hpo.present.study_view import EndedTrial, ModelSource, Progress, StudyView, study_view
 from hpo.store.connect import StoredStudy
 from hpo.store.optuna_internals import save_trial_note, trial_notes
@@ -203,7 +203,7 @@ def budget_figure(
         if source and source.command_note:
             command += f"<br>({html.escape(source.command_note)})"
         hover.append(
-            f"budget >= {_ms(r.latency_ms)} ms: trial {r.number}, accuracy {r.accuracy:.2%}"
+            f"budget >= {ms_text(r.latency_ms)} ms: trial {r.number}, accuracy {r.accuracy:.2%}"
             f"<br>{_shown(r.params)}<br>model: {how}<br>{command}"
         )
     figure.add_trace(
@@ -219,7 +219,7 @@ def budget_figure(
     )
     for r in front:
         source = sources.get(r.number)
-        label = f"#{r.number} {r.accuracy:.1%} @ {_ms(r.latency_ms)} ms"
+        label = f"#{r.number} {r.accuracy:.1%} @ {ms_text(r.latency_ms)} ms"
         if links and source is not None and source.onnx_url is not None:
             label += f" <a href='{source.onnx_url}'>ONNX</a>"
         else:
@@ -269,11 +269,6 @@ def reading_guide_figure(n_complete: int, n_stopped: int, progress: Progress) ->
     return figure
 
 
-def _ms(value: float) -> str:
-    """Latencies in one precision everywhere: 4 significant digits."""
-    return f"{value:.4g}"
-
-
 def _shown(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k} {_short(params[k])}" for k in MISSION_PARAMS if k in params)
 
@@ -303,7 +298,7 @@ def hypervolume_figure(
     return _layout(
         figure,
         f"Hypervolume history<br><sup>{progress.line()}; reference: accuracy {reference[0]:g}, "
-        f"latency_ms {_ms(reference[1])}</sup>",
+        f"latency_ms {ms_text(reference[1])}</sup>",
         "trial number",
         "hypervolume (accuracy x ms; only grows)",
     )
@@ -368,7 +363,7 @@ def latency_by_norm_figure(view: StudyView) -> go.Figure:
         for complete, symbol in ((True, "circle"), (False, "x-thin-open")):
             latencies = [ms for n, ms, c in rows if n == norm and c == complete]
             if latencies:
-                hover = [f"{norm}: {_ms(ms)} ms" for ms in latencies]
+                hover = [f"{norm}: {ms_text(ms)} ms" for ms in latencies]
                 trace = _points_or_box(norm, latencies, hover, norm, norm_color(norm), symbol)
                 figure.add_trace(trace)
     figure.add_trace(_legend_entry("complete trial", FRONT_COLOR, "circle"))

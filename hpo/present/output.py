@@ -15,7 +15,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from hpo.core.names import LEADING_PARAMS, MISSION_PARAMS
-from hpo.core.results import StudyOverview, TrialResult
+from hpo.core.results import StudyOverview, TrialResult, ms_text
 from hpo.core.trial_attrs import (
     LATENCY_BACKEND_ATTR,
     LATENCY_MS_ATTR,
@@ -112,7 +112,7 @@ def trials_table(
         table.add_row(
             str(r.number),
             f"{r.accuracy:.2%}",
-            f"{r.latency_ms:.3f}",
+            ms_text(r.latency_ms),
             *ratio,
             *test,
             *(_fmt(r.params.get(name)) for name in params),

@@ -20,6 +20,7 @@ from rich.progress import (
 from rich.progress import Progress as ProgressBar
 from rich.text import Text
 
+from hpo.core.results import ms_text
 from hpo.core.trial_attrs import FAIL_REASON_ATTR, STOP_REASON_ATTR, flat
 from hpo.core.trial_config import TrialConfig
 from hpo.run.progress import TargetCounts
@@ -108,7 +109,7 @@ class TrialDisplay:
         if trial.state == TrialState.COMPLETE and trial.values:
             accuracy, latency_ms = trial.values
             self.console.print(
-                f"{name}  {params}  accuracy {accuracy:6.2%}  latency {latency_ms:.3f} ms  "
+                f"{name}  {params}  accuracy {accuracy:6.2%}  latency {ms_text(latency_ms)} ms  "
                 f"({seconds:.0f} s)"
             )
         elif trial.state == TrialState.PRUNED:
