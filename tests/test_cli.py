@@ -141,7 +141,7 @@ BAD_SPECS = {
     ),
     "infinite budget": (
         '[study]\nname="x"\nmax_latency_ms=inf\n',
-        "[study] max_latency_ms: input should be a finite number (got inf)",
+        '[study] max_latency_ms: input should be a finite number, or "none" (got inf)',
     ),
     "infinite time cap": (
         '[study]\nname="x"\n[latency]\nmax_seconds=inf\n',

@@ -337,5 +337,5 @@ def test_random_start_with_a_sampler_without_one_exits_2(tmp_path: Path, tiny_np
     spec_text = TINY_SPEC.replace("seed = 11", "seed = 11\nrandom_start = 2")
     assert refused_run(spec_text, tmp_path, tiny_npz).strip() == (
         "hpo: error: [study] random_start: sampler random has no random start; it applies to "
-        "auto, tpe, gp, latency_aware, latency_joint"
+        "auto, tpe, gp, latency_aware, latency_joint (clear it with --set study.random_start=none)"
     )

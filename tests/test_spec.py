@@ -200,3 +200,21 @@ def test_a_bad_command_line_value_is_blamed_on_the_command_line(tmp_path: Path) 
     path.write_text('[study]\nname = "fine"\ncolour = 1\n')
     with pytest.raises(SpecError, match=r"fine.toml: \[study\] unknown key 'colour'"):
         load_spec(path, ["study.n_trials=3"])
+
+
+def test_a_key_that_may_be_none_takes_the_string_none() -> None:
+    """TOML has no null: `"none"` clears a default (an unseeded study) or a spec's value from
+    the command line, and a key that may not be none still refuses it."""
+    raw = {"study": {"name": "n", "random_start": 3, "max_latency_ms": 2.0}}
+    cleared = validate(
+        apply_overrides(raw, ["study.random_start=none", "study.seed=None", "data.train_size=none"])
+    )
+    assert cleared.study.random_start is None and cleared.study.seed is None
+    assert cleared.data.train_size is None and cleared.study.max_latency_ms == 2.0
+    assert validate({"study": {"name": "n", "max_latency_ms": "none"}}).study.max_latency_ms is None
+    with pytest.raises(SpecError, match=r"\[study\] n_trials: input should be a valid integer \("):
+        validate({"study": {"name": "n", "n_trials": "none"}})
+    with pytest.raises(
+        SpecError, match=r'\[study\] seed: input should be a valid integer, or "none"'
+    ):
+        validate({"study": {"name": "n", "seed": "abc"}})

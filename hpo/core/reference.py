@@ -28,7 +28,8 @@ def _allowed(field: FieldInfo) -> str:
     names = [getattr(a, "__name__", str(a)) for a in args] or [
         getattr(field.annotation, "__name__", str(field.annotation))
     ]
-    types = " or ".join("none" if n == "NoneType" else n for n in names)
+    # TOML has no null: such a key takes the string "none" (`hpo.core.spec._Section`).
+    types = " or ".join('"none"' if n == "NoneType" else n for n in names)
     bounds = _bounds(field)
     return f"{types} ({bounds})" if bounds else types
 

@@ -9,9 +9,10 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
 from hpo.core.db_limits import blank, name_problem, shorten, text_problem
 from hpo.core.errors import SpecError
@@ -41,6 +42,26 @@ MAX_THREADS = 1024
 class _Section(BaseModel):
     # inf passes `gt=0` and is stored as `Infinity`, which is not JSON (PostgreSQL refuses it).
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _none_spelled_out(cls, data: Any) -> Any:
+        """TOML has no null: a key that may be none takes the string "none" (`seed = "none"`,
+        `--set study.seed=none`), so a default can be cleared from a spec or the command line."""
+        if not isinstance(data, dict):
+            return data
+        return {
+            key: None if _may_be_none(cls.model_fields.get(key)) and _says_none(value) else value
+            for key, value in data.items()
+        }
+
+
+def _may_be_none(field: FieldInfo | None) -> bool:
+    return field is not None and type(None) in get_args(field.annotation)
+
+
+def _says_none(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() == "none"
 
 
 class StudySection(_Section):
@@ -422,7 +443,9 @@ def _section_error(name: str, section: type[_Section], exc: ValidationError) -> 
         )
     if error["type"] == "missing":
         return SpecError(f"[{name}] {key}: is required")
-    return SpecError(f"[{name}] {key}: {error['msg'].lower()} (got {shorten(value)})")
+    field = section.model_fields.get(str(error["loc"][0])) if error["loc"] else None
+    none = ', or "none"' if _may_be_none(field) else ""
+    return SpecError(f"[{name}] {key}: {error['msg'].lower()}{none} (got {shorten(value)})")
 
 
 def _storable_problem(study: StudySection, raw: dict[str, Any]) -> str | None:

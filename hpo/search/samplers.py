@@ -103,7 +103,7 @@ def check_sampler(spec: Spec) -> None:
     if spec.study.random_start is not None and name not in MODEL_BASED:
         raise SpecError(
             f"[study] random_start: sampler {name} has no random start; it applies to auto, "
-            f"{', '.join(MODEL_BASED)}"
+            f"{', '.join(MODEL_BASED)} (clear it with --set study.random_start=none)"
         )
 
 
