@@ -423,6 +423,11 @@ def test_bad_hpo_environment_values_are_refused(
     sqlite3.connect(db).close()
     monkeypatch.setenv(name, value)
     one_error_line(invoke("studies", "--storage", f"sqlite:///{db}"), f"{name}={value!r}: expected")
+    # With the URL from HPO_STORAGE too, the line names the variable at fault, not that one.
+    monkeypatch.setenv("HPO_STORAGE", f"sqlite:///{db}")
+    result = invoke("studies")
+    one_error_line(result, f"{name}={value!r}: expected")
+    assert "HPO_STORAGE" not in result.stderr
 
 
 def test_finished_study_and_kept_target(tmp_path: Path, tiny_npz: Path) -> None:

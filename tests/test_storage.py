@@ -21,7 +21,7 @@ from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from hpo.core.errors import StorageError
+from hpo.core.errors import SettingError, StorageError
 from hpo.core.spec import validate
 from hpo.run.progress import target_counts
 from hpo.run.signals import (
@@ -163,7 +163,7 @@ def test_bad_heartbeat_settings(
 ) -> None:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    with pytest.raises(StorageError, match=expected):
+    with pytest.raises(SettingError, match=expected):
         Resilience.from_env()
 
 

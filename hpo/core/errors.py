@@ -21,6 +21,10 @@ class StorageError(HpoError):
     """The storage URL is malformed or the database cannot be reached."""
 
 
+class SettingError(HpoError):
+    """An HPO_* environment variable (other than the storage URL) holds a value it cannot take."""
+
+
 def find_in_chain(
     exc: BaseException, wanted: Callable[[BaseException], bool]
 ) -> BaseException | None:

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from hpo.core.errors import StorageError, find_in_chain
+from hpo.core.errors import SettingError, StorageError, find_in_chain
 from hpo.store.optuna_internals import PRIVATE_RETRIED_METHODS
 from hpo.store.refusals import is_refusal, refusal_message
 from hpo.store.url import parse_url, safe_url, scrub
@@ -58,7 +58,7 @@ class Resilience:
         retry = env_number(RETRY_ENV, RETRY_SECONDS, integer=False, allow_zero=True)
         if grace <= interval:
             # A live worker beats every `interval` s; a shorter grace would fail its trials.
-            raise StorageError(
+            raise SettingError(
                 f"{GRACE_ENV}={grace} must be greater than {HEARTBEAT_ENV}={interval} "
                 f"(seconds); e.g. three times it"
             )
@@ -78,7 +78,7 @@ def env_number(name: str, default: float, *, integer: bool, allow_zero: bool = F
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         kind = "whole number of seconds" if integer else "number of seconds"
         least = ">= 0" if allow_zero else "> 0"
-        raise StorageError(f"{name}={text!r}: expected a {kind} {least}")
+        raise SettingError(f"{name}={text!r}: expected a {kind} {least}")
     return value
 
 
