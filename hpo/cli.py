@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 from collections.abc import Iterator
@@ -581,6 +582,19 @@ def _fail_on_trial_error(exc: Exception, storage: str) -> NoReturn:
     if isinstance(exc, TrialCrashed):
         fail(str(exc), code=1)
     raise exc
+
+
+def _help_in_paragraphs(*apps: typer.Typer) -> None:
+    """Each command's help from its docstring, one line per paragraph: Typer keeps the line
+    breaks of every paragraph after the first, which then read ragged at any other width."""
+    for each in apps:
+        for info in each.registered_commands:
+            doc = info.help or inspect.getdoc(info.callback)
+            if doc:
+                info.help = "\n\n".join(" ".join(part.split()) for part in doc.split("\n\n"))
+
+
+_help_in_paragraphs(app, db_app)
 
 
 def main() -> None:

@@ -256,6 +256,13 @@ def test_help_explains_commands() -> None:
         assert command in result.stdout
 
 
+def test_help_paragraphs_wrap_to_the_terminal() -> None:
+    """A docstring's second paragraph is rewrapped at 80 columns, not broken where the source
+    broke its lines (which left one-word lines)."""
+    shown = in_terminal(["worker", "--help"], 80)
+    assert "beats every HPO_HEARTBEAT_INTERVAL s, default 20) is marked FAIL" in shown, shown
+
+
 def in_terminal(args: list[str], columns: int) -> str:
     """What `hpo ARGS` shows in a pseudo-terminal `columns` wide (escape codes stripped)."""
     import fcntl
