@@ -242,3 +242,31 @@ def test_latencies_read_alike_in_the_best_table_the_figures_and_the_report() -> 
     assert "0.04622" in text and "0.0465" in text
     assert [ms_text(t.latency_ms) for t in trials] == ["0.04622", "0.0465"]
     assert why_empty(trials, 0.01).endswith("the fastest is trial 0 at 0.04622 ms")
+
+
+def test_a_finished_study_without_a_complete_trial_is_not_told_to_run(tmp_path) -> None:
+    """Every trial stopped early: running the study again would do nothing, so the report's
+    refusal says how to run more instead."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from hpo.core.errors import HpoError
+    from hpo.core.spec import validate
+    from hpo.core.trial_attrs import SPEC_ATTR, STOP_REASON_ATTR, VAL_CURVE_ATTR
+    from hpo.present.report import build_report
+    from hpo.store.connect import StoredStudy, open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'r.db'}")
+    study = optuna.create_study(
+        study_name="r", storage=storage, directions=["maximize", "minimize"]
+    )
+    study.set_user_attr(SPEC_ATTR, validate({"study": {"name": "r", "n_trials": 2}}).raw)
+    stored = StoredStudy.of(study, storage)
+    stopped = {STOP_REASON_ATTR: "stopped at epoch 1", VAL_CURVE_ATTR: [0.1]}
+    study.add_trial(create_trial(state=TrialState.PRUNED, user_attrs=stopped))
+    with pytest.raises(HpoError, match="has no COMPLETE trials yet; run it first"):
+        build_report(stored)
+    study.add_trial(create_trial(state=TrialState.PRUNED, user_attrs=stopped))
+    with pytest.raises(HpoError, match="is finished without a COMPLETE trial: its 2 trials"):
+        build_report(stored)
+    storage.engine.dispose()

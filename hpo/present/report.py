@@ -115,6 +115,13 @@ def build_report(stored: StoredStudy) -> Report:
     study = stored.study
     finished = queries.completed(stored)
     if not finished:
+        progress = study_view(stored).progress
+        if progress.done:
+            raise HpoError(
+                f"study {study.study_name!r} is finished without a COMPLETE trial: its "
+                f"{progress.finished} trials were stopped early or failed; raise its n_trials "
+                "(hpo create SPEC --n-trials N) to run more"
+            )
         raise HpoError(
             f"study {study.study_name!r} has no COMPLETE trials yet; run it first "
             f"(hpo run SPEC --study-name {study.study_name})"
