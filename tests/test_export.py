@@ -187,6 +187,35 @@ def test_export_retrains_without_a_stored_model(
     )
 
 
+class _Stopped(Exception):
+    """Raised by a notify callback: the export stops before it retrains anything."""
+
+
+@pytest.mark.slow
+def test_a_database_copied_without_its_models_says_where_they_were_looked_for(
+    finished_study: FinishedStudy, tmp_path: Path
+) -> None:
+    from hpo.present.export import find_trial, trained_model
+    from hpo.store.connect import StoredStudy, open_storage
+
+    copy = tmp_path / "copy.db"
+    for suffix in ("", "-wal", "-shm"):
+        if (source := Path(f"{finished_study.db}{suffix}")).exists():
+            shutil.copy(source, f"{copy}{suffix}")
+    url = f"sqlite:///{copy}"
+    storage = open_storage(url)
+    study = optuna.load_study(study_name=finished_study.name, storage=storage)
+
+    def notify(line: str) -> None:
+        raise _Stopped(line)
+
+    trial = find_trial(study, 0)  # on the front when it completed: it has a stored model
+    assert artifacts.open_store(url) is None
+    with pytest.raises(_Stopped, match=r"is stored, but no artifact folder .*copy\.db\.artifacts"):
+        trained_model(StoredStudy.of(study, storage), trial, None, None, notify)
+    storage.engine.dispose()
+
+
 @pytest.mark.slow
 def test_export_retrains_a_trial_whose_stored_model_is_damaged(
     finished_study: FinishedStudy, tmp_path: Path

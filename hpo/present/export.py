@@ -175,18 +175,23 @@ def trained_model(
 ) -> TrainedModel:
     """The stored checkpoint when the trial has one, else a retrained model."""
     config = TrialConfig.from_trial(trial.params, trial.user_attrs, trial.system_attrs)
-    if store is not None:
-        artifact_id = artifacts.find_artifact(trial, stored.storage, artifacts.CHECKPOINT_NAME)
-        if artifact_id is not None:
-            try:
-                content = artifacts.read_artifact(store, artifact_id)
-                return from_checkpoint(
-                    config, read_checkpoint(content, f"checkpoint {artifact_id}")
-                )
-            except ArtifactNotFound:
-                notify(f"checkpoint {artifact_id} is missing from the artifact folder")
-            except HpoError as exc:
-                notify(f"{exc}")  # damaged or cut short: the trial is retrained instead
+    artifact_id = artifacts.find_artifact(trial, stored.storage, artifacts.CHECKPOINT_NAME)
+    if store is None and artifact_id is not None:
+        # A database copied without its models: say where they were looked for.
+        folder = artifacts.artifact_dir(stored.storage.url)
+        where = f"no artifact folder {folder} here" if folder else "no artifact folder given"
+        notify(
+            f"checkpoint {artifact_id} is stored, but {where} (--artifacts DIR or "
+            f"{artifacts.ARTIFACTS_ENV} names the workers' folder)"
+        )
+    if store is not None and artifact_id is not None:
+        try:
+            content = artifacts.read_artifact(store, artifact_id)
+            return from_checkpoint(config, read_checkpoint(content, f"checkpoint {artifact_id}"))
+        except ArtifactNotFound:
+            notify(f"checkpoint {artifact_id} is missing from the artifact folder")
+        except HpoError as exc:
+            notify(f"{exc}")  # damaged or cut short: the trial is retrained instead
     return retrain(stored, trial, data_path, notify)
 
 
