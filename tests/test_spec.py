@@ -13,6 +13,7 @@ from hpo.core.spec import (
     Fixed,
     Range,
     apply_overrides,
+    dump_toml,
     load_spec,
     new_spec_problem,
     validate,
@@ -211,6 +212,9 @@ def test_a_key_that_may_be_none_takes_the_string_none() -> None:
     )
     assert cleared.study.random_start is None and cleared.study.seed is None
     assert cleared.data.train_size is None and cleared.study.max_latency_ms == 2.0
+    # Stored as null, not as the string: SQL reads the stored spec too.
+    assert cleared.raw["study"]["random_start"] is None and cleared.raw["study"]["seed"] is None
+    assert 'seed = "none"' in dump_toml(cleared.raw)
     assert validate({"study": {"name": "n", "max_latency_ms": "none"}}).study.max_latency_ms is None
     with pytest.raises(SpecError, match=r"\[study\] n_trials: input should be a valid integer \("):
         validate({"study": {"name": "n", "n_trials": "none"}})

@@ -321,6 +321,33 @@ def test_every_front_leaves_out_trials_over_the_studys_budget(tmp_path: Path, pg
         storage.engine.dispose()
 
 
+def test_a_budget_written_none_is_no_budget_in_every_front(tmp_path: Path, pg_url: str) -> None:
+    """`max_latency_ms = "none"` is stored as null: the view's SQL reads no budget (not the
+    string, which PostgreSQL cannot cast and SQLite reads as 0)."""
+    from optuna.trial import create_trial
+
+    from hpo.core.spec import apply_overrides, validate
+    from hpo.core.trial_attrs import SPEC_ATTR
+    from hpo.store import queries
+    from hpo.store.connect import StoredStudy, open_storage
+
+    raw = apply_overrides(
+        {"study": {"name": "nb", "max_latency_ms": 0.5}}, ["study.max_latency_ms=none"]
+    )
+    for url in (f"sqlite:///{tmp_path / 'none.db'}", pg_url):
+        storage = open_storage(url)
+        study = optuna.create_study(
+            study_name="nb", storage=storage, directions=["maximize", "minimize"]
+        )
+        study.set_user_attr(SPEC_ATTR, validate(raw).raw)
+        for accuracy, latency in [(0.9, 0.8), (0.6, 0.4), (0.5, 0.45)]:
+            study.add_trial(create_trial(values=[accuracy, latency]))
+        stored = StoredStudy.of(study, storage)
+        assert {r.number for r in queries.best(stored)} == {0, 1}
+        assert view_front(url, tmp_path / "none.db") == {0, 1}
+        storage.engine.dispose()
+
+
 def test_progress_counts_the_trials_the_workers_count(tmp_path: Path) -> None:
     """An interrupted trial (queued again) and one over the budget are not among n_trials: the
     report's and dashboard's status line says what the workers say, not "4 of 2"."""

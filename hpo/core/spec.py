@@ -480,7 +480,22 @@ def validate(raw: dict[str, Any]) -> Spec:
     model_params = parse_model_params(search, raw.get("search", {}).get(MODEL_PARAMS, {}))
     if problem := _storable_problem(sections["study"], raw):  # type: ignore[arg-type]
         raise SpecError(problem)
+    raw = _nones_stored_as_null(raw)
     return Spec(**sections, search=search, raw=raw, model_params=model_params)  # type: ignore[arg-type]
+
+
+def _nones_stored_as_null(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with each section key written as "none" (`_Section`) as null: the stored spec is
+    read by SQL too (the view's latency budget), which must see no value, not a string."""
+    resolved = dict(raw)
+    for name, section in SECTIONS.items():
+        table = raw.get(name)
+        if isinstance(table, dict):
+            resolved[name] = {
+                key: None if _may_be_none(section.model_fields.get(key)) and _says_none(v) else v
+                for key, v in table.items()
+            }
+    return resolved
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -605,6 +620,8 @@ def new_spec_problem(spec: Spec) -> str | None:
 
 
 def _toml_value(value: Any) -> str:
+    if value is None:
+        return '"none"'  # TOML has no null (`_Section`)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
