@@ -658,19 +658,21 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
 
 
 # Model params that change the network in one way only: its initial weights, a number its
-# forward reads, a rate used in training alone. None may be taken for a param that does nothing.
+# forward reads, a rate used in training alone, an activation that differs on large values
+# only, a frozen layer. None may be taken for a param that does nothing.
 ONE_WAY_PARAMS = (
     "import torch\nfrom torch import nn\nimport torch.nn.functional as F\n"
     "class Net(nn.Module):\n"
-    "    def __init__(self, num_classes, zero_init, scale, drop):\n"
+    "    def __init__(self, num_classes, zero_init, scale, drop, act, freeze):\n"
     "        super().__init__()\n"
     "        self.conv = nn.Conv2d(3, 8, 3, padding=1)\n"
     "        self.fc = nn.Linear(8, num_classes)\n"
-    "        self.scale, self.drop = scale, drop\n"
+    "        self.scale, self.drop, self.act = scale, drop, getattr(F, act)\n"
     "        if zero_init:\n"
     "            nn.init.zeros_(self.fc.weight)\n"
+    "        self.conv.requires_grad_(not freeze)\n"
     "    def forward(self, x):\n"
-    "        x = F.relu(self.conv(x) * self.scale).mean((2, 3))\n"
+    "        x = self.act(self.conv(x) * self.scale).mean((2, 3))\n"
     "        return self.fc(F.dropout(x, self.drop, training=self.training))\n"
     "def build(num_classes, **options):\n"
     "    return Net(num_classes, **options)\n"
@@ -682,6 +684,7 @@ def test_a_param_that_changes_the_network_in_one_way_only_is_searched(tmp_path: 
 
     (tmp_path / "net.py").write_text(ONE_WAY_PARAMS)
     params = {"zero_init": [False, True], "scale": [1.0, 2.0], "drop": [0.0, 0.5]}
+    params |= {"act": ["relu", "relu6"], "freeze": [False, True]}
     raw = {"study": {"name": "one-way"}, "search": {"model": "net.py:build"}}
     raw["search"]["model_params"] = params
     loaded = prepare_model(validate(raw), user.ModelSources(spec_dir=tmp_path), 10)

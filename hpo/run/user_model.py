@@ -16,10 +16,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -66,7 +69,7 @@ def prepare_model(
             f"model {ref}: the factory takes no parameter {untaken[0]!r} "
             f"([search.model_params]); it takes {', '.join(loaded.params or ())}"
         )
-    _try_once(spec, ref, takes_norm, num_classes)
+    _try_once(spec, ref, takes_norm, num_classes, open_ended=loaded.params is None)
     return loaded
 
 
@@ -75,18 +78,26 @@ class _Tried:
     """What building and checking one configuration showed."""
 
     norm_layer_calls: int  # how many times the factory called its `norm_layer`
-    fingerprint: str  # a digest of the network's layers, weights and outputs (`_fingerprint`)
+    fingerprint: str  # what the network is and computes (`_Fingerprint`)
 
 
-def _try_once(spec: Spec, ref: str, takes_norm: bool, num_classes: int) -> None:
+def _try_once(
+    spec: Spec, ref: str, takes_norm: bool, num_classes: int, *, open_ended: bool
+) -> None:
+    """Try the factory with every value of each param (`_configurations`). For a factory that
+    takes `**kwargs` (`open_ended`), which accepts a misspelled name and ignores it, a model
+    param whose every value builds the same network is refused too; a factory naming its
+    params cannot be given a name it does not take."""
     device = resolve_device(spec.train.device)
     timed_in_onnx = resolve_backend(spec.latency.backend, device) == "onnxruntime"
     norm_layer_calls = 0
     first: str | None = None  # the fingerprint with every model param at its first value
     others: dict[str, set[str]] = {}  # each model param's fingerprints at its other values
     for norm, params, varied in _configurations(spec, takes_norm):
-        tried = _try(ref, norm, params, num_classes, timed_in_onnx)
+        tried = _try(ref, norm, params, num_classes, timed_in_onnx, fingerprint=open_ended)
         norm_layer_calls += tried.norm_layer_calls
+        if not open_ended:
+            continue
         if varied is not None:
             others.setdefault(varied, set()).add(tried.fingerprint)
         elif first is None:
@@ -97,9 +108,9 @@ def _try_once(spec: Spec, ref: str, takes_norm: bool, num_classes: int) -> None:
             tried_values = ", ".join(map(repr, _values(spec.model_params[name])))
             raise SpecError(
                 f"model {ref}: [search.model_params] {name}: every value tried "
-                f"({tried_values}) builds the same network (same layers, weights and outputs), "
-                "so searching it changes nothing; check its name (a factory that takes "
-                "**kwargs accepts any name), or remove it"
+                f"({tried_values}) builds the same network (same layers, weights, outputs and "
+                "gradients), so searching it changes nothing; check its name (the factory "
+                "takes **kwargs, so it accepts any name), or remove it"
             )
     if takes_norm and "norm" in spec.search and not norm_layer_calls:
         # Each trial would record a norm its network does not have.
@@ -127,17 +138,21 @@ def _configurations(
 
 
 def _try(
-    ref: str, norm: str | None, params: dict[str, Any], num_classes: int, timed_in_onnx: bool
+    ref: str,
+    norm: str | None,
+    params: dict[str, Any],
+    num_classes: int,
+    timed_in_onnx: bool,
+    *,
+    fingerprint: bool,
 ) -> _Tried:
-    """Build the network with these params and check it as trials will use it."""
+    """Build the network with these params and check it as trials will use it; with
+    `fingerprint`, take what it is and computes (`_Fingerprint`)."""
     given = (f"{params}" if params else "its default params") + (f", norm {norm}" if norm else "")
     norm_layer = None if norm is None else user.CountedNormLayer(norm)
+    prints = _Fingerprint(fingerprint)
     # Seeded, so that two values of a param that changes nothing build equal weights.
-    with (
-        user.running_user_code(f"model {ref}: calling the factory with {given}"),
-        torch.random.fork_rng(devices=[]),
-    ):
-        torch.manual_seed(0)
+    with user.running_user_code(f"model {ref}: calling the factory with {given}"), _seeded():
         network = user.build(
             ref, norm=norm, num_classes=num_classes, norm_layer=norm_layer, **params
         )
@@ -160,7 +175,8 @@ def _try(
         _check_logits(f"model {ref}", output, num_classes, shape)
     _check_deterministic(built, network)
     _check_per_image(built, network)
-    fingerprint = _fingerprint(network)
+    with user.running_user_code(f"{built}: its forward pass on its fingerprint's images"):
+        prints.network(network)
     if not any(p.requires_grad for p in network.parameters()):
         raise SpecError(
             f"{built} has no trainable parameters; there is nothing for a trial to train"
@@ -176,40 +192,74 @@ def _try(
     # Trials train the network: a training-mode forward (which may differ, e.g. auxiliary
     # heads) and a backward pass, on a copy whose statistics and gradients nobody keeps.
     training = f"{built}, in training mode"
+    # dropout and the like draw alike for every configuration
     with (
         user.running_user_code(f"{training}: its forward pass on {_PROBE_SHAPE} images"),
-        torch.random.fork_rng(devices=[]),
+        _seeded(),
     ):
-        torch.manual_seed(0)  # dropout and the like draw alike for every configuration
         network.train()
         output = network(_random_images())
     _check_logits(training, output, num_classes, _PROBE_SHAPE)
-    # A param may act in training only (a dropout rate kept as a number, not a module).
-    fingerprint = _fingerprint(output.detach(), fingerprint)
     with user.running_user_code(f"{training}: its backward pass"):
         output.float().logsumexp(1).sum().backward()
-    return _Tried(0 if norm_layer is None else norm_layer.calls, fingerprint)
+    # A param may act in training only: a dropout rate kept as a number, a frozen layer.
+    prints.training(output, network)
+    return _Tried(0 if norm_layer is None else norm_layer.calls, prints.hexdigest())
 
 
-def _fingerprint(what: torch.nn.Module | torch.Tensor, before: str = "") -> str:
-    """A digest of a network (its layers, its weights and buffers, and its eval-mode outputs on
-    the seeded images) or of a tensor, chained after `before`: equal digests, equal networks."""
-    digest = hashlib.sha256(before.encode())
-    if isinstance(what, torch.Tensor):
-        tensors = {"": what}
-    else:
-        digest.update(repr(what).encode())
-        tensors = dict(what.state_dict())
+class _Fingerprint:
+    """A digest of what a network is and computes: its layers, weights and buffers, which
+    parameters train, its eval-mode outputs on the seeded images and on the same images 100
+    times larger (where activations such as ReLU6 saturate), and its training-mode outputs and
+    gradients. Two values of a param with one digest build the same network. Off (`on` false),
+    it takes nothing."""
+
+    def __init__(self, on: bool) -> None:
+        self.on = on
+        self.digest = hashlib.sha256()
+
+    def network(self, network: torch.nn.Module) -> None:
+        if not self.on:
+            return
+        self.digest.update(repr(network).encode())
+        trained = [name for name, p in network.named_parameters() if p.requires_grad]
+        self.digest.update(" ".join(trained).encode())
+        self._tensors(network.state_dict())
+        images = _random_images()
         with torch.no_grad():
-            what.eval()
-            output = what(_random_images())
-        if isinstance(output, torch.Tensor):
-            tensors["output"] = output
-    for name, tensor in tensors.items():
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.detach().cpu().contiguous().flatten().view(torch.uint8).numpy())
-    return digest.hexdigest()
+            network.eval()
+            outputs = {"eval": network(images), "eval, large": network(images * 100)}
+        self._tensors({k: v for k, v in outputs.items() if isinstance(v, torch.Tensor)})
+
+    def training(self, output: torch.Tensor, network: torch.nn.Module) -> None:
+        if not self.on:
+            return
+        gradients = {n: p.grad for n, p in network.named_parameters() if p.grad is not None}
+        self._tensors({"train": output, **gradients})
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
+
+    def _tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        for name, tensor in tensors.items():
+            self.digest.update(f"{name} {tensor.dtype}".encode())
+            data = tensor.detach().cpu().contiguous().flatten()
+            self.digest.update(data.view(torch.uint8).numpy())
+
+
+@contextmanager
+def _seeded() -> Iterator[None]:
+    """torch's, numpy's and Python's global generators seeded alike, and restored after."""
+    python, legacy = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        random.seed(0)
+        np.random.seed(0)
+        try:
+            yield
+        finally:
+            random.setstate(python)
+            np.random.set_state(legacy)
 
 
 def _random_images() -> torch.Tensor:
