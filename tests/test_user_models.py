@@ -634,6 +634,21 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "",
         "in eval mode its output for an image depends on the other images of the batch",
     ),
+    "mixes the images of a batch, with tiny logits": (
+        "from torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, num_classes):\n"
+        "        super().__init__()\n"
+        "        self.body = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1),\n"
+        "                                  nn.Flatten(), nn.Linear(8, num_classes))\n"
+        "    def forward(self, x):\n"
+        "        y = self.body(x)\n"
+        "        return (y - y.mean(0, keepdim=True)) * 1e-12\n"
+        "def build(num_classes):\n    return Net(num_classes)\n",
+        "net.py:build",
+        "",
+        "in eval mode its output for an image depends on the other images of the batch",
+    ),
     "misspelled param of a **kwargs factory": (
         EXAMPLE_NET.read_text().replace(
             "    blocks: int = 2,\n", "    blocks: int = 2,\n    **extra,\n"
