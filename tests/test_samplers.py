@@ -288,6 +288,42 @@ def test_a_grid_ends_when_every_point_is_trained_or_over_the_budget(tmp_path: Pa
     storage.engine.dispose()
 
 
+def test_a_grid_over_the_budget_everywhere_is_told_what_to_change(tmp_path: Path) -> None:
+    """Every point over the budget: the grid is done, `hpo studies` has the grid's size as
+    the target, and the report says to change the grid or the budget (more n_trials would
+    run nothing)."""
+    from hpo.core.errors import HpoError
+    from hpo.present.report import build_report
+    from hpo.run.worker import work_until_target
+    from hpo.store.connect import StoredStudy, open_storage
+    from hpo.store.queries import study_overviews
+
+    spec = validate({"study": {"name": "g", "sampler": "grid", "n_trials": 9}, "search": GRID})
+    storage = open_storage(f"sqlite:///{tmp_path / 'g.db'}")
+    study = optuna.create_study(
+        storage=storage, study_name="g", directions=["maximize", "minimize"]
+    )
+    study.set_user_attr(SPEC_ATTR, spec.raw)
+    study.sampler = make_sampler(spec, settled=settles_grid_point)
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        suggest(trial, spec)
+        trial.set_user_attr(STOP_REASON_ATTR, f"{OVER_BUDGET}: 5.00 ms > 1.00 ms")
+        raise optuna.TrialPruned
+
+    stored = StoredStudy.of(study, storage)
+    work_until_target(stored, objective, target=4)
+    assert (
+        study_view(stored)
+        .progress.line()
+        .startswith("finished: 0 of 4 trials, 4 more over the latency budget")
+    )
+    assert [o.target for o in study_overviews(storage)] == [4]
+    with pytest.raises(HpoError, match="every point of its grid is done .* raise \\[study\\]"):
+        build_report(stored)
+    storage.engine.dispose()
+
+
 def random_start_study(sampler: str, random_start: int | None) -> optuna.Study:
     """Seven trials of a seeded study, with `random_start` (None: the sampler's default)."""
     study_section = {"name": "t", "sampler": sampler, "seed": 5}

@@ -23,7 +23,6 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hpo.core.errors import SettingError, StorageError
 from hpo.core.spec import validate
-from hpo.run.progress import target_counts
 from hpo.run.signals import (
     HeldInterrupts,
     Terminated,
@@ -33,6 +32,7 @@ from hpo.run.signals import (
 )
 from hpo.run.worker import own_seed_offset, work_until_target
 from hpo.store.connect import StoredStudy, open_storage, retry_of
+from hpo.store.progress import target_counts
 from hpo.store.resilience import Resilience, ResilientRDBStorage, is_transient
 from hpo.store.url import mask_password, parse_url, safe_url, scrub
 from tests.conftest import invoke

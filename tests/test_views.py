@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import sqlite3
@@ -348,6 +349,7 @@ def test_a_budget_written_none_is_no_budget_in_every_front(tmp_path: Path, pg_ur
         storage.engine.dispose()
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # asked by hand
 def test_progress_counts_the_trials_the_workers_count(tmp_path: Path) -> None:
     """An interrupted trial (queued again) and one over the budget are not among n_trials: the
     report's and dashboard's status line says what the workers say, not "4 of 2"."""
@@ -376,6 +378,14 @@ def test_progress_counts_the_trials_the_workers_count(tmp_path: Path) -> None:
     assert not unfinished.done
     assert unfinished.line().startswith("unfinished: 1 of 2 trials, 1 more over the latency")
     study.add_trial(create_trial(values=[0.7, 0.6]))
+    # A dead worker's trial, RUNNING with no heartbeat long past the grace period, is not
+    # running to the workers, nor here.
+    dead = study.ask()
+    started = datetime.datetime.now() - datetime.timedelta(hours=1)
+    with sqlite3.connect(tmp_path / "p.db") as connection:
+        connection.execute(
+            "UPDATE trials SET datetime_start = ? WHERE number = ?", (started, dead.number)
+        )
     progress = study_view(stored).progress
     assert progress.done
     assert progress.line() == (

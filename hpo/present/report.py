@@ -116,6 +116,13 @@ def build_report(stored: StoredStudy) -> Report:
     finished = queries.completed(stored)
     if not finished:
         progress = study_view(stored).progress
+        if progress.done and progress.grid_done:
+            raise HpoError(
+                f"study {study.study_name!r} is finished without a COMPLETE trial: every point "
+                f"of its grid is done ({progress.finished} stopped early or failed, "
+                f"{progress.over_budget} over the latency budget); change the grid's lists, or "
+                "raise [study] max_latency_ms"
+            )
         if progress.done:
             raise HpoError(
                 f"study {study.study_name!r} is finished without a COMPLETE trial: its "

@@ -17,7 +17,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.core import results
-from hpo.core.errors import HpoError, SpecError
+from hpo.core.errors import SpecError
 from hpo.core.model_ref import ModelRef, is_model_ref, parse_model_ref
 from hpo.core.results import TrialResult
 from hpo.core.trial_attrs import (
@@ -31,7 +31,7 @@ from hpo.core.trial_attrs import (
 from hpo.core.trial_config import stored_params
 from hpo.store import artifacts, outcomes, queries
 from hpo.store.connect import StoredStudy
-from hpo.store.studies import stored_spec
+from hpo.store.progress import target_counts
 from hpo.store.url import safe_url
 
 ENDED_STATES = (TrialState.PRUNED, TrialState.FAIL)
@@ -259,21 +259,16 @@ def _target_progress(stored: StoredStudy) -> dict[str, Any]:
     """Trials toward the target as the workers count them (`hpo.store.outcomes`): what is
     interrupted, lost or over the budget is not one of the study's `n_trials`."""
     trials = stored.study.get_trials(deepcopy=False)
+    # A dead worker's RUNNING trial is not counted once its heartbeat is stale, as by workers.
+    workers = target_counts(stored)
     counts: dict[str, Any] = {
-        "finished": sum(outcomes.counts_toward_target(t) for t in trials),
+        "finished": workers.finished,
+        "running": workers.running,
         "over_budget": sum(outcomes.over_budget(t) for t in trials),
-        "target": None,
     }
-    try:
-        spec = stored_spec(stored.study)
-        counts["target"] = outcomes.study_target(spec)
-        if spec.study.sampler == "grid":
-            counts["grid_done"] = outcomes.grid_points_settled(trials) >= outcomes.grid_size(spec)
-    except (HpoError, SpecError):
-        # No spec that still validates: the raw one's n_trials, if it has one.
-        raw = stored.study.user_attrs.get(SPEC_ATTR)
-        target = raw.get("study", {}).get("n_trials") if isinstance(raw, dict) else None
-        counts["target"] = target if isinstance(target, int) else None
+    counts["target"], spec = outcomes.stored_target(stored.study.user_attrs.get(SPEC_ATTR))
+    if spec is not None and spec.study.sampler == "grid":
+        counts["grid_done"] = outcomes.grid_points_settled(trials) >= outcomes.grid_size(spec)
     return counts
 
 
@@ -282,7 +277,6 @@ def study_view(stored: StoredStudy, artifact_folder: str | None = None) -> Study
     finished = queries.completed(stored)
     trials = stored.study.get_trials(deepcopy=False, states=ENDED_STATES)
     ended = sorted((ended_trial(t) for t in trials), key=lambda e: e.number)
-    running = len(stored.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     feasible = results.feasible(finished, queries.study_budget(stored))
     history = (
         results.hypervolume_history(feasible, results.reference_point(finished)) if finished else []
@@ -290,7 +284,6 @@ def study_view(stored: StoredStudy, artifact_folder: str | None = None) -> Study
     numbers = [r.number for r in finished] + [e.number for e in ended]
     progress = Progress(
         **_target_progress(stored),
-        running=running,
         last_trial=max(numbers, default=None),
         last_front_gain=last_front_gain(history),
     )

@@ -23,9 +23,9 @@ from rich.text import Text
 from hpo.core.results import ms_text
 from hpo.core.trial_attrs import FAIL_REASON_ATTR, STOP_REASON_ATTR, flat
 from hpo.core.trial_config import TrialConfig
-from hpo.run.progress import TargetCounts
 from hpo.store.connect import StoredStudy, retry_of
 from hpo.store.lost import LostTrial
+from hpo.store.progress import TargetCounts
 
 # Always shown, in this form: model/norm optimizer lr=... scheduler.
 _HEADLINE = ("model", "norm", "optimizer", "lr", "scheduler")

@@ -25,7 +25,6 @@ from hpo.device import prepare_process, select_device
 from hpo.measure.serialize import deliverable_onnx
 from hpo.run.context import WorkerContext, worker_id
 from hpo.run.objective import CompleteHook, TrialOutcome
-from hpo.run.progress import TargetCounts, target_counts
 from hpo.run.user_model import prepare_model
 from hpo.run.worker import AfterTrial, WorkerSummary, run_worker
 from hpo.search.pruning import idle_pruner_note
@@ -33,6 +32,7 @@ from hpo.search.samplers import check_sampler
 from hpo.store import artifacts, queries
 from hpo.store.connect import StoredStudy, load_study, open_storage
 from hpo.store.outcomes import study_target
+from hpo.store.progress import TargetCounts, target_counts
 from hpo.store.studies import check_data, check_factory, create_or_load_study, stored_spec
 from hpo.store.url import safe_url
 from hpo.train.checkpoint import checkpoint_bytes

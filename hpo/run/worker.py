@@ -30,7 +30,6 @@ from hpo.run.display import TrialDisplay
 from hpo.run.failures import TrialFailed, failure_reason, note_failure
 from hpo.run.objective import CompleteHook, Objective
 from hpo.run.probing import StudyLatencies
-from hpo.run.progress import TargetCounts, target_counts
 from hpo.run.pulse import Pulse
 from hpo.run.signals import (
     HeldInterrupts,
@@ -48,6 +47,7 @@ from hpo.store.connect import StoredStudy
 from hpo.store.lost import LostTrial, finished_by_another, queue_again
 from hpo.store.optuna_internals import trial_id
 from hpo.store.outcomes import over_budget, settles_grid_point, study_target
+from hpo.store.progress import TargetCounts, target_counts
 from hpo.store.queries import rung_points
 from hpo.store.resilience import resilience_of
 

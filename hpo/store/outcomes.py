@@ -1,13 +1,15 @@
-"""How a trial ended, and which ended trials count toward a study's `n_trials`: the one rule
-the workers, `hpo studies`, the report and the dashboard share."""
+"""How a trial ended, which ended trials count toward a study's `n_trials`, and what that
+target is: the one rule the workers, `hpo studies`, the report and the dashboard share."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.core.spec import Spec
+from hpo.core.errors import SpecError
+from hpo.core.spec import Spec, validate
 from hpo.core.trial_attrs import FAIL_REASON_ATTR, STOP_REASON_ATTR
 from hpo.search.samplers import GridToTarget
 from hpo.search.space import grid_search_space
@@ -67,6 +69,19 @@ def study_target(spec: Spec) -> int:
     if spec.study.sampler == "grid":
         return min(spec.study.n_trials, grid_size(spec))
     return spec.study.n_trials
+
+
+def stored_target(raw: Any) -> tuple[int | None, Spec | None]:
+    """The target of a study's stored spec (`study_target`) and the spec; for a spec that no
+    longer validates, its `n_trials` as written (None without one) and no spec."""
+    try:
+        spec = validate(raw) if isinstance(raw, dict) else None
+        if spec is not None:
+            return study_target(spec), spec
+    except SpecError:
+        pass
+    target = raw.get("study", {}).get("n_trials") if isinstance(raw, dict) else None
+    return (target if isinstance(target, int) else None), None
 
 
 def grid_points_settled(trials: list[FrozenTrial]) -> int:

@@ -34,6 +34,7 @@ from hpo.core.trial_attrs import (
 )
 from hpo.core.trial_config import stored_params
 from hpo.store.connect import StoredStudy, read
+from hpo.store.outcomes import stored_target
 from hpo.store.resilience import ResilientRDBStorage
 from hpo.store.tables import (
     stored_value,
@@ -139,8 +140,7 @@ def study_overviews(storage: ResilientRDBStorage) -> list[StudyOverview]:
     overviews = []
     for study_id, name in name_rows:
         states = counts.get(study_id, Counter())
-        spec = storage.get_study_user_attrs(study_id).get(SPEC_ATTR) or {}
-        target = spec.get("study", {}).get("n_trials") if isinstance(spec, dict) else None
+        target, _ = stored_target(storage.get_study_user_attrs(study_id).get(SPEC_ATTR))
         overviews.append(StudyOverview(name, sum(states.values()), dict(states), target))
     return overviews
 
