@@ -255,12 +255,12 @@ def model_sources(
     return sources
 
 
-def _target_progress(stored: StoredStudy) -> dict[str, Any]:
+def _target_progress(stored: StoredStudy, trials: list[FrozenTrial]) -> dict[str, Any]:
     """Trials toward the target as the workers count them (`hpo.store.outcomes`): what is
-    interrupted, lost or over the budget is not one of the study's `n_trials`."""
-    trials = stored.study.get_trials(deepcopy=False)
+    interrupted, lost or over the budget is not one of the study's `n_trials`. `trials`: all
+    of the study's, just read."""
     # A dead worker's RUNNING trial is not counted once its heartbeat is stale, as by workers.
-    workers = target_counts(stored)
+    workers = target_counts(stored, trials)
     counts: dict[str, Any] = {
         "finished": workers.finished,
         "running": workers.running,
@@ -275,15 +275,17 @@ def _target_progress(stored: StoredStudy) -> dict[str, Any]:
 def study_view(stored: StoredStudy, artifact_folder: str | None = None) -> StudyView:
     """Read what the figures and the report show."""
     finished = queries.completed(stored)
-    trials = stored.study.get_trials(deepcopy=False, states=ENDED_STATES)
-    ended = sorted((ended_trial(t) for t in trials), key=lambda e: e.number)
+    trials = stored.study.get_trials(deepcopy=False)
+    ended = sorted(
+        (ended_trial(t) for t in trials if t.state in ENDED_STATES), key=lambda e: e.number
+    )
     feasible = results.feasible(finished, queries.study_budget(stored))
     history = (
         results.hypervolume_history(feasible, results.reference_point(finished)) if finished else []
     )
     numbers = [r.number for r in finished] + [e.number for e in ended]
     progress = Progress(
-        **_target_progress(stored),
+        **_target_progress(stored, trials),
         last_trial=max(numbers, default=None),
         last_front_gain=last_front_gain(history),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.store.connect import StoredStudy
 from hpo.store.outcomes import counts_toward_target
@@ -26,14 +26,16 @@ class TargetCounts:
         return self.finished + self.running
 
 
-def target_counts(stored: StoredStudy) -> TargetCounts:
-    """Finished, running and waiting trials of the study.
+def target_counts(stored: StoredStudy, trials: list[FrozenTrial] | None = None) -> TargetCounts:
+    """Finished, running and waiting trials of the study (of `trials`, its trials just read,
+    when given).
 
     A RUNNING trial is counted only while it can still end: it has a heartbeat (so a dead
     worker's trial is failed and retried), or it started less than a grace period ago (its
     first beat may not be written yet). Others would be waited for forever.
     """
-    trials = stored.study.get_trials(deepcopy=False)
+    if trials is None:
+        trials = stored.study.get_trials(deepcopy=False)
     finished = sum(counts_toward_target(t) for t in trials)
     waiting = sum(t.state == TrialState.WAITING for t in trials)
     running = [t for t in trials if t.state == TrialState.RUNNING]
