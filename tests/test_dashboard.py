@@ -187,6 +187,23 @@ def test_dashboard_refuses_a_busy_port(tmp_path: Path) -> None:
     )
 
 
+def test_a_port_just_given_back_is_free_again() -> None:
+    """A dashboard stopped after serving leaves its port's connections in TIME_WAIT: starting
+    it again at once must not be refused as a busy port (the server itself could bind)."""
+    from hpo.present.dashboard import check_port_free
+
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            accepted.close()  # the server's side closes first: its end waits in TIME_WAIT
+            client.recv(1)
+    check_port_free("127.0.0.1", port)
+
+
 def test_dashboard_needs_an_existing_database(tmp_path: Path) -> None:
     result = invoke("dashboard", "--storage", f"sqlite:///{tmp_path / 'none.db'}")
     assert result.returncode == 2 and "no SQLite database" in result.stderr

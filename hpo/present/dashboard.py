@@ -35,6 +35,9 @@ def check_port_free(host: str, port: int) -> None:
     """Fail with a clear message before starting when the address cannot be bound."""
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            # As the server binds: a port whose last connections linger in TIME_WAIT (a
+            # dashboard just stopped) is free to listen on.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
