@@ -108,7 +108,8 @@ def work_on(
     data = prepare(raw, spec.data, device)
     epochs = spec.train.epochs
     console.print(
-        f"study [bold]{stored.name}[/]: {spec.study.n_trials} trials, sampler "
+        f"study [bold]{stored.name}[/]: {spec.study.n_trials} "
+        f"trial{'s' if spec.study.n_trials != 1 else ''}, sampler "
         f"{spec.study.sampler}, {len(data.train)} train / {len(data.val)} val images "
         f"({data.num_classes} classes) from {data.source}, {epochs} "
         f"epoch{'s' if epochs != 1 else ''} on {device}"
