@@ -270,3 +270,22 @@ def test_a_finished_study_without_a_complete_trial_is_not_told_to_run(tmp_path) 
     with pytest.raises(HpoError, match="is finished without a COMPLETE trial: its 2 trials"):
         build_report(stored)
     storage.engine.dispose()
+
+
+def test_the_best_table_never_cuts_a_value_on_an_80_column_console() -> None:
+    """The longest built-in names and the ratio column make the table wider than 80 columns:
+    its lines run past the console (a terminal wraps them) with every value whole."""
+    from rich.console import Console
+
+    from hpo.core.results import TrialResult
+    from hpo.present.output import Format, print_trials
+
+    params = {"norm": "instance", "optimizer": "sgd_momentum", "lr": 0.0001235}
+    params["scheduler"] = "cosine_warm_restarts"
+    trials = [TrialResult(1234, 0.6234, 0.046224, params, None, 0.7712, None, None)]
+    console = Console(width=80, record=True)
+    print_trials(console, trials, Format.table, "front", rank_by="latency_ratio")
+    text = console.export_text()
+    assert "…" not in text
+    for shown in ("instance", "sgd_momentum", "0.0001235", "cosine_warm_restarts", "0.771"):
+        assert shown in text, text

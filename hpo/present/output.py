@@ -88,7 +88,9 @@ def trials_table(
     other param, one column each; json and csv always carry everything. Trials chosen by their
     latency ratio (`rank_by`) show it beside the latency.
     """
-    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
+    table = Table(
+        title=title, box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, pad_edge=False
+    )
     by_ratio = rank_by == LATENCY_RATIO_ATTR
     objectives = [
         "trial",
@@ -158,11 +160,9 @@ def print_trials(
         console.file.write(trials_csv(results))
     else:
         table = trials_table(results, title, wide=wide, rank_by=rank_by)
-        # --wide asks for every column whole: let the lines run past the terminal (it wraps
-        # them) rather than have rich shrink the columns and cut their contents.
-        if not wide:
-            console.print(table)
-            return
+        # Every column whole: a table wider than the terminal (--wide, or long names such as
+        # cosine_warm_restarts) runs past it (the terminal wraps the lines) rather than have
+        # rich shrink the columns and cut their contents.
         terminal = console.width
         console.width = max(
             terminal, Measurement.get(console, console.options.update_width(10_000), table).maximum
