@@ -219,16 +219,21 @@ def test_view_reasons_and_front_on_both_databases(tmp_path: Path, pg_url: str) -
             )
         reasons = {"fail_reason": 'diverged: loss "nan" at step 3', "stop_reason": "over budget"}
         for key, state in (("fail_reason", TrialState.FAIL), ("stop_reason", TrialState.PRUNED)):
+            # The stopped trial's latency was measured (0.25 ms, faster than any on the front).
+            measured = {"latency_ms": 0.25} if state == TrialState.PRUNED else {}
             study.add_trial(
                 create_trial(
                     state=state,
                     params={"lr": 0.1},
                     distributions=lr,
-                    user_attrs={key: reasons[key]},
+                    user_attrs={key: reasons[key], **measured},
                 )
             )
         create_views(url)
-        query = "SELECT number, on_front, fail_reason, stop_reason FROM hpo_trials ORDER BY number"
+        query = (
+            "SELECT number, on_front, latency_ms, fail_reason, stop_reason FROM hpo_trials "
+            "ORDER BY number"
+        )
         rows = (
             sqlite_rows(tmp_path / "r.db", query)
             if url.startswith("sqlite")
@@ -237,6 +242,8 @@ def test_view_reasons_and_front_on_both_databases(tmp_path: Path, pg_url: str) -
         assert [r["on_front"] for r in rows] == [1, 1, 0, 1, 0, 0], "equal points are both on it"
         assert rows[4]["fail_reason"] == reasons["fail_reason"], "JSON strings are decoded"
         assert rows[5]["stop_reason"] == reasons["stop_reason"] and rows[5]["fail_reason"] is None
+        # A stopped trial shows the latency it measured; no objective, so never on the front.
+        assert [r["latency_ms"] for r in rows[4:]] == [None, 0.25]
 
 
 @pytest.mark.postgres

@@ -28,6 +28,7 @@ from hpo.core.names import LEADING_PARAMS, METRIC_NAMES
 from hpo.core.trial_attrs import (
     FAIL_REASON_ATTR,
     LATENCY_IQR_ATTR,
+    LATENCY_MS_ATTR,
     LATENCY_RATIO_ATTR,
     MACS_ATTR,
     N_PARAMS_ATTR,
@@ -194,7 +195,20 @@ def view_select(columns: list[ViewColumn], dialect: str) -> sa.Select:
             value, sa.and_(value.c.trial_id == _trials.c.trial_id, value.c.objective == objective)
         )
         objectives.append(value.c.value)
-        selected.append(sa.cast(value.c.value, sa.Float).label(name))
+        shown = value.c.value
+        if name == LATENCY_MS_ATTR:
+            # A trial stopped early has no objective values, but its latency was measured:
+            # the one it recorded (on_front still reads the objectives only).
+            measured = _user_attrs.alias("a_measured_latency")
+            source = source.outerjoin(
+                measured,
+                sa.and_(
+                    measured.c.trial_id == _trials.c.trial_id, measured.c.key == LATENCY_MS_ATTR
+                ),
+            )
+            recorded_ms = sa.cast(_json_value(measured.c.value_json, dialect, None), sa.Float)
+            shown = sa.func.coalesce(value.c.value, recorded_ms)
+        selected.append(sa.cast(shown, sa.Float).label(name))
     attributes = [(c, a, k, t) for c, a, k, t in ATTRIBUTE_COLUMNS]
     attributes += [(column, column, None, "text") for column in REASON_COLUMNS]
     recorded: dict[str, Any] = {}
