@@ -72,6 +72,10 @@ def test_run_then_best_end_to_end(finished_study: FinishedStudy, sample_path: Pa
         "1000",
     )
     assert budget.returncode == 0 and budget.stdout.startswith("number,accuracy,latency_ms")
+    # The CSV carries every field of the JSON output (the params as columns of their own).
+    as_json = invoke("best", "--storage", storage, "--study-name", "quickstart", "--format", "json")
+    fields = [key for key in json.loads(as_json.stdout)[0] if key != "params"]
+    assert budget.stdout.splitlines()[0].split(",")[: len(fields)] == fields
 
 
 @pytest.mark.slow

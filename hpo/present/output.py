@@ -15,13 +15,10 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from hpo.core.names import LEADING_PARAMS, MISSION_PARAMS
-from hpo.core.results import StudyOverview, TrialResult, ms_text
+from hpo.core.results import RESULT_NAMES, StudyOverview, TrialResult, ms_text
 from hpo.core.trial_attrs import (
-    LATENCY_BACKEND_ATTR,
     LATENCY_MS_ATTR,
     LATENCY_RATIO_ATTR,
-    N_FOLDED_ATTR,
-    TEST_ACCURACY_ATTR,
 )
 
 
@@ -123,19 +120,11 @@ def trials_table(
 
 
 def trials_csv(results: Sequence[TrialResult]) -> str:
-    """CSV with one row per trial and one column per param."""
+    """CSV with one row per trial: the fields of the JSON output, then one column per param."""
     params = _param_columns(results)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    fixed = [
-        "number",
-        "accuracy",
-        LATENCY_MS_ATTR,
-        TEST_ACCURACY_ATTR,
-        LATENCY_RATIO_ATTR,
-        N_FOLDED_ATTR,
-        LATENCY_BACKEND_ATTR,
-    ]
+    fixed = [key for key in RESULT_NAMES if key not in ("trial", "params")]
     writer.writerow(fixed + params)
     for r in results:
         row = r.as_dict()
