@@ -330,6 +330,20 @@ KWARGS_NET = (
 )
 
 
+# A network that subtracts the batch mean from its logits (scaled by `scale`, an untrained
+# network's logits may be tiny): each image's output depends on the others in its batch.
+BATCH_MIXING_NET = (
+    "from torch import nn\n"
+    "class Net(nn.Module):\n"
+    "    def __init__(self, num_classes):\n"
+    "        super().__init__()\n"
+    "        self.body = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1),\n"
+    "                                  nn.Flatten(), nn.Linear(8, num_classes))\n"
+    "    def forward(self, x):\n"
+    "        y = self.body(x)\n"
+    "        return (y - y.mean(0, keepdim=True)) * {scale}\n"
+    "def build(num_classes):\n    return Net(num_classes)\n"
+)
 # Each case: the model file's text (None: no file), the spec's model and [search] lines, and
 # what the one stderr line must say.
 BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
@@ -620,31 +634,13 @@ BAD_FACTORIES: dict[str, tuple[str | None, str, str, str]] = {
         "it returned the network wrapped by DataParallel; return the network itself",
     ),
     "mixes the images of a batch": (
-        "from torch import nn\n"
-        "class Net(nn.Module):\n"
-        "    def __init__(self, num_classes):\n"
-        "        super().__init__()\n"
-        "        self.body = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1),\n"
-        "                                  nn.Flatten(), nn.Linear(8, num_classes))\n"
-        "    def forward(self, x):\n"
-        "        y = self.body(x)\n"
-        "        return y - y.mean(0, keepdim=True)\n"
-        "def build(num_classes):\n    return Net(num_classes)\n",
+        BATCH_MIXING_NET.format(scale=1.0),
         "net.py:build",
         "",
         "in eval mode its output for an image depends on the other images of the batch",
     ),
     "mixes the images of a batch, with tiny logits": (
-        "from torch import nn\n"
-        "class Net(nn.Module):\n"
-        "    def __init__(self, num_classes):\n"
-        "        super().__init__()\n"
-        "        self.body = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1),\n"
-        "                                  nn.Flatten(), nn.Linear(8, num_classes))\n"
-        "    def forward(self, x):\n"
-        "        y = self.body(x)\n"
-        "        return (y - y.mean(0, keepdim=True)) * 1e-12\n"
-        "def build(num_classes):\n    return Net(num_classes)\n",
+        BATCH_MIXING_NET.format(scale=1e-12),
         "net.py:build",
         "",
         "in eval mode its output for an image depends on the other images of the batch",
